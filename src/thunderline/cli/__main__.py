@@ -1,0 +1,5 @@
+"""``python -m thunderline.cli``."""
+
+from thunderline.cli import main
+
+raise SystemExit(main())

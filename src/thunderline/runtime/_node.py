@@ -1,0 +1,311 @@
+"""The node: the process table, spawning, and what happens when a process ends.
+
+A :class:`Node` hosts processes inside one anyio task group. Open one with
+:func:`open_node` inside an anyio program, or let :func:`run` do it::
+
+    async def main() -> None:
+        pid = thunderline.spawn(worker)
+        thunderline.send(pid, "hello")
+
+    thunderline.run(main, backend="trio")
+
+When a process ends, :meth:`Node.finalize` runs in its task, synchronously, in
+OTP's order: the process leaves the table, its registered name and registry
+entries are released, its timers are cancelled, then its link partners get
+exit signals and only then its monitors fire (``Down``). So an observer of
+``Exit``/``Down`` already finds the name free (OTP: "directly visible
+resources" are released before the signals go out).
+
+Leaving the node stops every remaining process (reason ``Shutdown()``); no
+task outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.abc
+
+from thunderline.runtime._errors import NoNodeError
+from thunderline.runtime._instrument import Instrument
+from thunderline.runtime._messages import Down
+from thunderline.runtime._pid import Pid, Ref, next_node_id
+from thunderline.runtime._process import Monitor, Process, ProcessExit
+from thunderline.runtime._reasons import NORMAL, SHUTDOWN, Crashed, is_quiet
+
+__all__ = ["Node", "current_node", "open_node", "run"]
+
+logger: Final = logging.getLogger("thunderline.runtime")
+
+current_node_var: ContextVar[Node | None] = ContextVar("thunderline_node", default=None)
+current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
+
+T = TypeVar("T")
+
+
+class Node:
+    """A runtime node: hosts processes, names and timers. Create it with :func:`open_node`."""
+
+    def __init__(self, task_group: anyio.abc.TaskGroup, instrument: Instrument | None) -> None:
+        self.id = next_node_id()
+        self.processes: dict[Pid, Process] = {}
+        self.names: dict[str, Pid] = {}
+        self.instrument = instrument
+        self.timers: dict[Ref, Any] = {}
+        self._task_group = task_group
+        self._pid_numbers = itertools.count(1)
+        self._ref_numbers = itertools.count(1)
+        self._closing = False
+
+    # ------------------------------------------------------------ identities
+
+    def make_ref(self) -> Ref:
+        """A new unique reference."""
+        return Ref._make(self.id, next(self._ref_numbers))
+
+    # ----------------------------------------------------------------- spawn
+
+    def spawn(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        *,
+        parent: Process | None,
+        link: bool,
+        monitor: bool,
+        trap_exit: bool,
+        label: str | None = None,
+    ) -> tuple[Pid, Ref | None]:
+        """Create a process running ``fn(*args)``; link/monitor are set up atomically."""
+        if self._closing:
+            raise RuntimeError("the node is shutting down; no new process can be spawned")
+        pid = Pid._make(self.id, next(self._pid_numbers))
+        proc = Process(
+            self,
+            pid,
+            parent.pid if parent is not None else None,
+            label or str(getattr(fn, "__qualname__", None) or repr(fn)),
+        )
+        proc.trap_exit = trap_exit
+        self.processes[pid] = proc
+        ref: Ref | None = None
+        if parent is not None:
+            if link:
+                parent.links[pid] = None
+                proc.links[parent.pid] = None
+            if monitor:
+                ref = self.make_ref()
+                mon = Monitor(ref, parent.pid, pid, pid)
+                parent.monitors_out[ref] = mon
+                proc.monitors_in[ref] = mon
+        self._task_group.start_soon(self._run, proc, fn, args, name=f"thunderline {pid!r}")
+        return pid, ref
+
+    async def _run(
+        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        current_process_var.set(proc)
+        instrument = self.instrument
+        if instrument is not None:
+            self.call_hook(instrument.process_started, proc.pid, proc.parent)
+        reason: Any = NORMAL
+        scope = anyio.CancelScope()
+        proc._scope = scope
+        try:
+            with scope:
+                if proc.exiting:
+                    scope.cancel()
+                try:
+                    awaitable = fn(*args)
+                    if not isinstance(awaitable, Awaitable):
+                        raise TypeError(
+                            f"process function {proc.label} returned {awaitable!r}, "
+                            "not an awaitable: spawn takes an async function"
+                        )
+                    await awaitable
+                except ProcessExit as exc:
+                    reason = exc.reason
+                except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
+                    reason = Crashed(exc)
+        finally:
+            if proc.exiting:
+                reason = proc.exit_reason
+            self.finalize(proc, reason)
+
+    # ----------------------------------------------------------------- death
+
+    def finalize(self, proc: Process, reason: Any) -> None:
+        """Release what ``proc`` held, then signal links (``Exit``) and monitors (``Down``)."""
+        pid = proc.pid
+        if self.processes.get(pid) is not proc:
+            return
+        del self.processes[pid]
+        # Directly visible resources first: names, registry entries, timers.
+        if proc.name is not None:
+            self.names.pop(proc.name, None)
+            proc.name = None
+        for callback in proc.exit_callbacks:
+            try:
+                callback(pid, reason)
+            except Exception:
+                logger.exception("exit callback of %r failed", pid)
+        proc.exit_callbacks.clear()
+        for timer_ref in list(proc.timers):
+            timer = self.timers.pop(timer_ref, None)
+            if timer is not None:
+                timer.cancel()
+        proc.aliases.clear()
+        for ref, mon in proc.monitors_out.items():
+            target = self.processes.get(mon.target)
+            if target is not None:
+                target.monitors_in.pop(ref, None)
+        proc.monitors_out.clear()
+        observed = bool(proc.links) or any(m.owner != pid for m in proc.monitors_in.values())
+        # Then the signals: link partners first, then monitor owners (ERTS order).
+        links = list(proc.links)
+        proc.links.clear()
+        for other_pid in links:
+            other = self.processes.get(other_pid)
+            if other is not None:
+                other.links.pop(pid, None)
+                other.exit_signal(pid, reason, linked=True)
+        monitors = list(proc.monitors_in.values())
+        proc.monitors_in.clear()
+        for mon in monitors:
+            owner = self.processes.get(mon.owner)
+            if owner is not None and owner.monitors_out.pop(mon.ref, None) is not None:
+                owner.deliver(Down(mon.ref, mon.reported, reason))
+        proc.mailbox.clear()
+        if self.instrument is not None:
+            self.call_hook(self.instrument.process_exited, pid, reason)
+        if not observed and not is_quiet(reason) and not self._closing:
+            report_crash(pid, proc.label, reason)
+
+    def call_hook(self, hook: Callable[..., None], *args: Any) -> None:
+        """Call an instrument hook; a failing hook is logged, never propagated."""
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception("instrument hook %s failed", getattr(hook, "__qualname__", hook))
+
+    async def aclose(self) -> None:
+        """Stop every remaining process with reason ``Shutdown()``."""
+        self._closing = True
+        for proc in list(self.processes.values()):
+            proc.kill(SHUTDOWN)
+        for timer in list(self.timers.values()):
+            timer.cancel()
+        self.timers.clear()
+
+
+def report_crash(pid: Pid, label: str, reason: Any) -> None:
+    """Log the abnormal exit of a process nobody links to or monitors (OTP crash report)."""
+    traceback_text = reason.traceback if isinstance(reason, Crashed) else None
+    logger.error(
+        "process %r (%s) exited: %r",
+        pid,
+        label,
+        reason,
+        extra={
+            "thunderline_report": "crash_report",
+            "pid": repr(pid),
+            "process": label,
+            "reason": repr(reason),
+            "traceback": traceback_text,
+        },
+        exc_info=(
+            (type(reason.exception), reason.exception, reason.exception.__traceback__)
+            if isinstance(reason, Crashed)
+            else None
+        ),
+    )
+
+
+def current_node(operation: str = "current_node") -> Node:
+    """The node of the calling context; raises :class:`NoNodeError` outside one."""
+    node = current_node_var.get()
+    if node is None:
+        raise NoNodeError(operation)
+    return node
+
+
+@contextlib.asynccontextmanager
+async def open_node(*, instrument: Instrument | None = None) -> AsyncIterator[Node]:
+    """Run a node for the duration of the ``async with`` block.
+
+    Inside the block (and inside every process spawned from it) the runtime
+    functions (``spawn``, ``send``, ``whereis`` ...) act on this node. Leaving
+    the block stops every remaining process with reason ``Shutdown()`` and
+    waits until all of them have ended.
+
+    Args:
+        instrument: optional :class:`Instrument` (e.g. from ``thunderline.telemetry``).
+    """
+    async with anyio.create_task_group() as task_group:
+        node = Node(task_group, instrument)
+        token = current_node_var.set(node)
+        try:
+            yield node
+        finally:
+            current_node_var.reset(token)
+            await node.aclose()
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: str = "asyncio",
+    instrument: Instrument | None = None,
+    backend_options: dict[str, Any] | None = None,
+) -> T:
+    """Run ``main(*args)`` as the first process of a new node and return its result.
+
+    Blocks until ``main`` returns; then every process still running is stopped.
+    If ``main`` raises, the exception is re-raised here; if it is killed by an
+    exit signal, :class:`ProcessExit` with that reason is raised.
+
+    Args:
+        main: an async function, run as a process.
+        backend: ``"asyncio"`` or ``"trio"``.
+        instrument: optional :class:`Instrument`.
+        backend_options: passed to :func:`anyio.run`.
+    """
+    if backend not in ("asyncio", "trio"):
+        raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+    outcome: dict[str, Any] = {}
+
+    async def body() -> None:
+        try:
+            outcome["value"] = await main(*args)
+        except Exception as exc:
+            outcome["error"] = exc
+            raise
+
+    async def amain() -> None:
+        async with open_node(instrument=instrument) as node:
+            done = anyio.Event()
+            pid, _ = node.spawn(
+                body, (), parent=None, link=False, monitor=False, trap_exit=False, label="main"
+            )
+            proc = node.processes[pid]
+
+            def on_exit(_pid: Pid, reason: Any) -> None:
+                if "value" not in outcome and "error" not in outcome:
+                    outcome["exit"] = reason
+                done.set()
+
+            proc.exit_callbacks.append(on_exit)
+            await done.wait()
+
+    anyio.run(amain, backend=backend, backend_options=backend_options)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "exit" in outcome:
+        raise ProcessExit(outcome["exit"])
+    return outcome["value"]  # type: ignore[no-any-return]

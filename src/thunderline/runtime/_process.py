@@ -1,0 +1,298 @@
+"""The process: its mailbox, selective receive, and how exit signals reach it.
+
+This is where a message is *received* and where an exit signal *decides* the
+receiver's fate (the seven-row table of the OTP Reference Manual, "Receiving
+Exit Signals", in :meth:`Process.exit_signal`). Sending lives in
+:mod:`thunderline.runtime._api`, death and its notifications in
+:mod:`thunderline.runtime._node`.
+
+Python has no preemption. A process that runs CPU-bound code without awaiting
+blocks every other process of its node; an exit signal that must kill it takes
+effect at its next checkpoint (an ``await`` that yields). ``to_thread`` work a
+process started keeps running after the process was killed, as a dirty NIF does
+in ERTS.
+
+Scheduling fairness: :func:`receive` does not yield to the event loop when a
+matching message is already queued, but after :data:`RECEIVE_BUDGET`
+consecutive non-blocking receives it yields once, like BEAM's reduction
+budget, so a flooded process cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+from thunderline.runtime._errors import ReceiveTimeout, WouldBlock
+from thunderline.runtime._messages import Exit
+from thunderline.runtime._pid import Pid, Ref
+from thunderline.runtime._reasons import KILLED, Kill, Normal
+
+if TYPE_CHECKING:
+    from thunderline.runtime._node import Node
+
+__all__ = ["RECEIVE_BUDGET", "Envelope", "Monitor", "Process", "ProcessExit"]
+
+#: Consecutive receives served from a non-empty mailbox before a process yields once.
+RECEIVE_BUDGET: Final = 64
+
+Predicate = Callable[[Any], bool]
+
+
+class ProcessExit(BaseException):
+    """Raise inside a process to end it with ``reason`` (OTP ``exit(Reason)``).
+
+    ``raise ProcessExit(NORMAL)`` ends the process normally; any other reason is
+    abnormal and is propagated to links and monitors. It derives from
+    ``BaseException`` so ``except Exception`` in user code cannot swallow it.
+    """
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Envelope:
+    """A message travelling with an instrumentation carrier (trace context)."""
+
+    __slots__ = ("carrier", "message")
+
+    def __init__(self, message: Any, carrier: Any) -> None:
+        self.message = message
+        self.carrier = carrier
+
+
+class Monitor:
+    """One monitor: ``owner`` watches ``target``; ``reported`` is what ``Down.pid`` shows."""
+
+    __slots__ = ("owner", "ref", "reported", "target")
+
+    def __init__(self, ref: Ref, owner: Pid, target: Pid, reported: Pid | str) -> None:
+        self.ref = ref
+        self.owner = owner
+        self.target = target
+        self.reported = reported
+
+
+_NO_EXIT: Final[Any] = object()
+
+
+class Process:
+    """The runtime's record of one live process (not public: users hold :class:`Pid`)."""
+
+    __slots__ = (
+        "_budget",
+        "_carrier_active",
+        "_exit_limit",
+        "_scope",
+        "_waiter",
+        "aliases",
+        "exit_callbacks",
+        "exit_reason",
+        "handled",
+        "label",
+        "links",
+        "mailbox",
+        "monitors_in",
+        "monitors_out",
+        "name",
+        "node",
+        "parent",
+        "pid",
+        "timers",
+        "trap_exit",
+    )
+
+    def __init__(self, node: Node, pid: Pid, parent: Pid | None, label: str) -> None:
+        self.node = node
+        self.pid = pid
+        self.parent = parent
+        self.label = label
+        self.mailbox: deque[Any] = deque()
+        self.links: dict[Pid, None] = {}
+        self.monitors_out: dict[Ref, Monitor] = {}
+        self.monitors_in: dict[Ref, Monitor] = {}
+        self.trap_exit = False
+        self.name: str | None = None
+        self.timers: set[Ref] = set()
+        self.aliases: set[Ref] = set()
+        self.exit_callbacks: list[Callable[[Pid, Any], None]] = []
+        self.handled = 0
+        self.exit_reason: Any = _NO_EXIT
+        self._exit_limit = 0
+        self._scope: anyio.CancelScope | None = None
+        self._waiter: anyio.Event | None = None
+        self._budget = RECEIVE_BUDGET
+        self._carrier_active = False
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def alive(self) -> bool:
+        """True until the process has been finalized."""
+        return self.node.processes.get(self.pid) is self
+
+    @property
+    def exiting(self) -> bool:
+        """True once an exit signal has decided this process dies."""
+        return self.exit_reason is not _NO_EXIT
+
+    @property
+    def status(self) -> str:
+        """``waiting`` (blocked in receive), ``exiting`` or ``running``."""
+        if self.exit_reason is not _NO_EXIT:
+            return "exiting"
+        if self._waiter is not None:
+            return "waiting"
+        return "running"
+
+    # --------------------------------------------------------------- delivery
+
+    def deliver(self, item: Any) -> None:
+        """Append a message (or an :class:`Envelope`) to the mailbox and wake a waiting receive."""
+        self.mailbox.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+
+    def exit_signal(self, sender: Pid, reason: Any, *, linked: bool) -> None:
+        """Apply an exit signal from ``sender`` (OTP Reference Manual, "Receiving Exit Signals").
+
+        ``linked`` is the signal's link flag: True when it comes from a dying
+        link partner (the link was active: both sides are removed before the
+        signal is sent, so row 1 needs no check here), False for ``exit(pid, reason)``.
+        """
+        if linked:
+            if self.trap_exit:  # row 7: even KILL is just a message
+                self.deliver(Exit(sender, reason))
+            elif not isinstance(reason, Normal):  # row 4: KILL stays KILL
+                self.kill(reason)
+            # row 2: a normal exit of a link partner is ignored
+            return
+        if isinstance(reason, Kill):  # row 3: untrappable, dies as KILLED
+            self.kill(KILLED)
+        elif self.trap_exit:  # row 6, including exit(self(), normal)
+            self.deliver(Exit(sender, reason))
+        elif isinstance(reason, Normal):
+            if sender == self.pid:  # row 5
+                self.kill(reason)
+            # row 2: exit(other, normal) is ignored by a non-trapping process
+        else:  # row 4
+            self.kill(reason)
+
+    def kill(self, reason: Any) -> None:
+        """Decide that this process dies with ``reason``; it dies at its next checkpoint.
+
+        A process blocked in :meth:`receive` is woken instead and may still take
+        a message that was queued before the signal (signals and messages from
+        one sender stay ordered); it then dies at its next checkpoint.
+        """
+        if self.exit_reason is not _NO_EXIT or not self.alive:
+            return
+        self.exit_reason = reason
+        self._exit_limit = len(self.mailbox)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+        elif self._scope is not None:
+            self._scope.cancel()
+
+    # ---------------------------------------------------------------- receive
+
+    def _find(self, predicate: Predicate | None, start: int, stop: int) -> int:
+        if start >= stop:
+            return -1
+        if predicate is None:
+            return start
+        for index, item in enumerate(itertools.islice(self.mailbox, start, stop), start):
+            message = item.message if type(item) is Envelope else item
+            if predicate(message):
+                return index
+        return -1
+
+    def _take(self, index: int) -> Any:
+        mailbox = self.mailbox
+        if index == 0:
+            item = mailbox.popleft()
+        else:
+            item = mailbox[index]
+            del mailbox[index]
+        self.handled += 1
+        if self.exit_reason is not _NO_EXIT:
+            self._exit_limit -= 1
+            if self._scope is not None:
+                self._scope.cancel()  # the signal behind this message kills at the next checkpoint
+        instrument = self.node.instrument
+        if instrument is not None:
+            if self._carrier_active:
+                self._carrier_active = False
+                self.node.call_hook(instrument.message_done, self.pid)
+            if type(item) is Envelope:
+                self._carrier_active = True
+                self.node.call_hook(instrument.message_received, self.pid, item.carrier)
+        if type(item) is Envelope:
+            return item.message
+        return item
+
+    def receive_nowait(self, predicate: Predicate | None) -> Any:
+        """Take the first queued message matching ``predicate`` or raise :class:`WouldBlock`."""
+        if self.exit_reason is not _NO_EXIT:
+            stop = self._exit_limit
+            index = self._find(predicate, 0, stop)
+            if index < 0:
+                raise ProcessExit(self.exit_reason)
+        else:
+            index = self._find(predicate, 0, len(self.mailbox))
+            if index < 0:
+                raise WouldBlock(f"{self.pid!r}: no matching message is queued")
+        return self._take(index)
+
+    async def receive(self, predicate: Predicate | None, timeout: float | None) -> Any:
+        """Selective receive; see :func:`thunderline.receive`."""
+        mailbox = self.mailbox
+        if mailbox and self.exit_reason is _NO_EXIT and self._budget > 0:
+            index = self._find(predicate, 0, len(mailbox))
+            if index >= 0:
+                self._budget -= 1
+                return self._take(index)
+        if self._budget <= 0:
+            self._budget = RECEIVE_BUDGET
+            await checkpoint()
+        return await self._receive_wait(predicate, timeout)
+
+    async def _receive_wait(self, predicate: Predicate | None, timeout: float | None) -> Any:
+        deadline = math.inf
+        if timeout is not None:
+            deadline = anyio.current_time() + timeout
+        scanned = 0
+        while True:
+            exiting = self.exit_reason is not _NO_EXIT
+            stop = self._exit_limit if exiting else len(self.mailbox)
+            index = self._find(predicate, scanned, stop)
+            if index >= 0:
+                self._budget = RECEIVE_BUDGET
+                return self._take(index)
+            if exiting:
+                raise ProcessExit(self.exit_reason)
+            scanned = stop
+            if timeout is not None and (timeout == 0 or anyio.current_time() >= deadline):
+                raise ReceiveTimeout(self.pid, timeout)
+            waiter = anyio.Event()
+            self._waiter = waiter
+            try:
+                with anyio.CancelScope(deadline=deadline):
+                    await waiter.wait()
+            finally:
+                self._waiter = None
+            if not waiter.is_set():
+                # Timed out: nothing arrived since the last scan, so no match.
+                raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
+
+    def __repr__(self) -> str:
+        return f"<Process {self.label}>"
