@@ -1,0 +1,132 @@
+"""Sagas: dependency-ordered steps with retries, compensation, undo and halting.
+
+::
+
+    from thunderline.sagas import Input, SagaBuilder, StepResult, run_saga
+
+    b = SagaBuilder("checkout", inputs=["sku"])
+    b.step("reserve", reserve, args={"sku": Input("sku")}, undo=release)
+    b.step("charge", charge, args={"item": StepResult("reserve")}, max_retries=2)
+    outcome = await run_saga(b.build(returns="charge"), {"sku": "A1"})
+
+See :class:`Step` for the step contract and :mod:`thunderline.sagas._executor`
+for the executor's algorithm.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    ArgumentPathError,
+    CompensateFailedError,
+    DependencyCycleError,
+    DuplicateStepError,
+    InvalidResultError,
+    InvalidStepError,
+    MissingInputError,
+    NestedSagaFailedError,
+    ResumeError,
+    RetriesExceededError,
+    SagaDefinitionError,
+    SagaError,
+    SagaHaltedError,
+    SagaTimeoutError,
+    StepTimeoutError,
+    UndoFailedError,
+    UnknownDependencyError,
+    UnknownInputError,
+    UnknownReturnStepError,
+)
+from ._executor import (
+    SagaPhase,
+    SagaRun,
+    SagaRunStatistics,
+    StepStatus,
+    resume_saga,
+    run_saga,
+    undo_saga,
+)
+from ._instrument import (
+    AttemptOutcome,
+    SagaInstrument,
+    SagaRunInfo,
+    UndoOutcome,
+    get_default_instrument,
+    set_default_instrument,
+)
+from ._result import (
+    CompletedStep,
+    RollbackReport,
+    RollbackStatus,
+    SagaFailed,
+    SagaHalted,
+    SagaOutcome,
+    SagaState,
+    SagaSucceeded,
+)
+from ._saga import ArgumentSource, Input, Saga, SagaBuilder, StepResult, StepSpec, Value
+from ._step import Continue, FunctionStep, Halt, Retry, Step, StepContext
+
+__all__ = [
+    "ArgumentPathError",
+    "ArgumentSource",
+    "AttemptOutcome",
+    "CompensateFailedError",
+    "CompletedStep",
+    "Continue",
+    "DependencyCycleError",
+    "DuplicateStepError",
+    "FunctionStep",
+    "Halt",
+    "Input",
+    "InvalidResultError",
+    "InvalidStepError",
+    "MissingInputError",
+    "NestedSagaFailedError",
+    "ResumeError",
+    "RetriesExceededError",
+    "Retry",
+    "RollbackReport",
+    "RollbackStatus",
+    "Saga",
+    "SagaBuilder",
+    "SagaDefinitionError",
+    "SagaError",
+    "SagaFailed",
+    "SagaHalted",
+    "SagaHaltedError",
+    "SagaInstrument",
+    "SagaOutcome",
+    "SagaPhase",
+    "SagaRun",
+    "SagaRunInfo",
+    "SagaRunStatistics",
+    "SagaState",
+    "SagaSucceeded",
+    "SagaTimeoutError",
+    "Step",
+    "StepContext",
+    "StepResult",
+    "StepSpec",
+    "StepStatus",
+    "StepTimeoutError",
+    "UndoFailedError",
+    "UndoOutcome",
+    "UnknownDependencyError",
+    "UnknownInputError",
+    "UnknownReturnStepError",
+    "Value",
+    "get_default_instrument",
+    "resume_saga",
+    "run_saga",
+    "set_default_instrument",
+    "undo_saga",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("thunderline.sagas."):
+        try:
+            _obj.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj
