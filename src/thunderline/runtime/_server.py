@@ -1,0 +1,758 @@
+"""Servers: OTP's gen_server behaviour on thunderline processes.
+
+Subclass :class:`Server`, implement the callbacks you need, and start it::
+
+    class Counter(Server[int]):
+        async def init(self, start: int) -> Ok[int]:
+            return Ok(start)
+
+        async def handle_call(self, request: Any, from_: From, state: int) -> Reply[int]:
+            return Reply(state, state)
+
+        async def handle_cast(self, request: Any, state: int) -> NoReply[int]:
+            return NoReply(state + request)
+
+    pid = await start_link(Counter, 0, name="counter")
+    cast("counter", 5)
+    assert await call("counter", "get") == 5
+
+Callback results are small frozen classes: :class:`Ok`, :data:`IGNORE` and
+:class:`InitError` from ``init``; :class:`Reply`, :class:`NoReply` and
+:class:`Stop` from the handlers. Anything else stops the server with
+:class:`BadReturnError` naming the callback and the value.
+
+``terminate(reason, state)`` runs when a callback returns :class:`Stop`, when a
+callback raises (reason ``Crashed(exc)``) or raises ``ProcessExit(reason)``,
+when :func:`stop` is called, and when the server traps exits and its parent
+(the process that called :func:`start_link`) sends an exit signal (a
+supervisor's shutdown). It does not run when the server is killed without
+trapping, nor for ``brutal_kill``. Abnormal terminations are logged with the
+state passed through :meth:`Server.format_status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Generic, TypeVar
+
+import anyio
+import attrs
+
+from thunderline.runtime._api import _check_timeout, demonitor, monitor
+from thunderline.runtime._errors import (
+    InvalidDestinationError,
+    InvalidNameError,
+    NoProcessError,
+    NotInProcessError,
+    ReceiveTimeout,
+    ThunderlineError,
+)
+from thunderline.runtime._messages import Down, Exit
+from thunderline.runtime._node import current_node, current_process_var
+from thunderline.runtime._pid import Pid, Ref
+from thunderline.runtime._process import Envelope, Process, ProcessExit
+from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
+
+__all__ = [
+    "IGNORE",
+    "AlreadyStartedError",
+    "BadReturnError",
+    "CallError",
+    "CallExitError",
+    "CallNoProcError",
+    "CallTimeoutError",
+    "CallingSelfError",
+    "From",
+    "Ignore",
+    "InitError",
+    "InitFailedError",
+    "NoReply",
+    "Ok",
+    "Reply",
+    "Server",
+    "StartError",
+    "StartTimeoutError",
+    "Stop",
+    "StopTimeoutError",
+    "call",
+    "cast",
+    "reply",
+    "start",
+    "start_link",
+    "stop",
+]
+
+logger: Final = logging.getLogger("thunderline.server")
+
+S = TypeVar("S")
+
+_NO_REPLY: Final[Any] = object()
+_NO_CONTINUE: Final[Any] = object()
+
+
+# ------------------------------------------------------------ callback results
+
+
+@attrs.frozen
+class Ok(Generic[S]):
+    """``init`` succeeded: run with ``state``, then ``handle_continue(continue_)`` if given."""
+
+    state: S
+    continue_: Any = attrs.field(default=_NO_CONTINUE, kw_only=True)
+
+
+@attrs.frozen
+class Ignore:
+    """``init`` declines to start: the starter gets None and the process exits normally."""
+
+
+IGNORE: Final = Ignore()
+
+
+@attrs.frozen
+class InitError:
+    """``init`` failed without crashing: the starter's start raises :class:`InitFailedError`."""
+
+    reason: Any
+
+
+@attrs.frozen
+class Reply(Generic[S]):
+    """``handle_call`` answers ``value`` and continues with ``state``."""
+
+    value: Any
+    state: S
+    continue_: Any = attrs.field(default=_NO_CONTINUE, kw_only=True)
+
+
+@attrs.frozen
+class NoReply(Generic[S]):
+    """Continue with ``state`` without replying now (reply later with :func:`reply`)."""
+
+    state: S
+    continue_: Any = attrs.field(default=_NO_CONTINUE, kw_only=True)
+
+
+@attrs.frozen
+class Stop(Generic[S]):
+    """Stop the server with ``reason``; ``terminate`` runs first, then ``reply`` is sent if given.
+
+    From ``init``, ``Stop(reason)`` makes the start fail with ``reason``.
+    """
+
+    reason: Any
+    state: S | None = None
+    reply: Any = attrs.field(default=_NO_REPLY, kw_only=True)
+
+
+# ------------------------------------------------------------------- messages
+
+
+@attrs.frozen(slots=True)
+class From:
+    """Who is waiting for a reply: pass it to :func:`reply` to answer later."""
+
+    pid: Pid
+    tag: Ref
+
+
+@attrs.frozen(slots=True)
+class _Call:
+    from_: From
+    request: Any
+
+
+@attrs.frozen(slots=True)
+class _Cast:
+    request: Any
+
+
+@attrs.frozen(slots=True)
+class _Reply:
+    tag: Ref
+    value: Any
+
+
+@attrs.frozen(slots=True)
+class _StopRequest:
+    reason: Any
+
+
+@attrs.frozen(slots=True)
+class _Ack:
+    tag: Ref
+    result: Any
+
+
+# --------------------------------------------------------------------- errors
+
+
+class BadReturnError(ThunderlineError, TypeError):
+    """A callback returned something that is not one of its legal results."""
+
+    def __init__(self, callback: str, value: Any, server: str) -> None:
+        self.callback = callback
+        self.value = value
+        self.server = server
+        super().__init__(f"{server}.{callback} returned an illegal value {value!r}")
+
+
+class StartError(ThunderlineError):
+    """Base class of the errors :func:`start` and :func:`start_link` raise."""
+
+
+class AlreadyStartedError(StartError, ValueError):
+    """The name is taken: ``pid`` holds it (OTP ``{error, {already_started, Pid}}``)."""
+
+    def __init__(self, name: str, pid: Pid) -> None:
+        self.name = name
+        self.pid = pid
+        super().__init__(f"a process is already registered as {name!r}: {pid!r}")
+
+
+class InitFailedError(StartError):
+    """``init`` returned :class:`Stop`/:class:`InitError`, raised, or the process died first."""
+
+    def __init__(self, server: str, reason: Any) -> None:
+        self.server = server
+        self.reason = reason
+        super().__init__(f"{server}.init failed: {reason!r}")
+
+
+class StartTimeoutError(StartError, TimeoutError):
+    """``init`` did not finish within the start timeout; the process was killed."""
+
+    def __init__(self, server: str, timeout: float) -> None:
+        self.server = server
+        self.timeout = timeout
+        super().__init__(f"{server}.init did not finish within {timeout} s")
+
+
+class CallError(ThunderlineError):
+    """A :func:`call` failed. ``reason`` is OTP's: ``"timeout"``, ``NOPROC``, the server's exit
+    reason, or ``"calling_self"``."""
+
+    def __init__(self, server: object, request: Any, timeout: float | None, reason: Any) -> None:
+        self.server = server
+        self.request = request
+        self.timeout = timeout
+        self.reason = reason
+        super().__init__(f"call to {server!r} with request {request!r} failed: {self._describe()}")
+
+    def _describe(self) -> str:
+        return repr(self.reason)
+
+
+class CallTimeoutError(CallError, TimeoutError):
+    """No reply within the timeout. A late reply is dropped, never delivered to the caller."""
+
+    def __init__(self, server: object, request: Any, timeout: float | None) -> None:
+        super().__init__(server, request, timeout, "timeout")
+
+    def _describe(self) -> str:
+        return f"no reply within {self.timeout} s"
+
+
+class CallNoProcError(CallError, LookupError):
+    """The server does not exist (dead pid or unregistered name)."""
+
+    def __init__(self, server: object, request: Any, timeout: float | None) -> None:
+        super().__init__(server, request, timeout, NOPROC)
+
+    def _describe(self) -> str:
+        return "no such process (noproc)"
+
+
+class CallExitError(CallError):
+    """The server ended during the call; ``reason`` is its exit reason."""
+
+    def _describe(self) -> str:
+        return f"the server exited with {self.reason!r}"
+
+
+class CallingSelfError(CallError):
+    """A server called itself (it would wait for itself forever)."""
+
+    def __init__(self, server: object, request: Any, timeout: float | None) -> None:
+        super().__init__(server, request, timeout, "calling_self")
+
+    def _describe(self) -> str:
+        return "a process cannot call itself (calling_self)"
+
+
+class StopTimeoutError(ThunderlineError, TimeoutError):
+    """:func:`stop` timed out waiting for the server to end."""
+
+    def __init__(self, server: object, timeout: float) -> None:
+        self.server = server
+        self.timeout = timeout
+        super().__init__(f"stop: {server!r} did not end within {timeout} s")
+
+
+# ---------------------------------------------------------------- the behaviour
+
+
+class Server(Generic[S]):
+    """Base class of gen_server-style servers; override the callbacks you need.
+
+    The default ``handle_call``/``handle_cast`` stop the server with a
+    :class:`NotImplementedError` naming the request (OTP crashes on an
+    unexpected call too); the default ``handle_info`` logs and ignores.
+    """
+
+    async def init(self, *args: Any) -> Ok[S] | Ignore | InitError | Stop[S]:
+        """Set up the state. The starter waits until this returns."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement init()")
+
+    async def handle_call(
+        self, request: Any, from_: From, state: S
+    ) -> Reply[S] | NoReply[S] | Stop[S]:
+        """Answer a :func:`call`."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} received call {request!r} but has no handle_call"
+        )
+
+    async def handle_cast(self, request: Any, state: S) -> NoReply[S] | Stop[S]:
+        """Handle a :func:`cast`."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} received cast {request!r} but has no handle_cast"
+        )
+
+    async def handle_info(self, message: Any, state: S) -> NoReply[S] | Stop[S]:
+        """Handle any other message (``Exit`` from non-parent links, ``Down``, timers...)."""
+        logger.warning(
+            "%s %r received unexpected message %r",
+            type(self).__qualname__,
+            current_process_var.get(),
+            message,
+        )
+        return NoReply(state)
+
+    async def handle_continue(self, continue_: Any, state: S) -> NoReply[S] | Stop[S]:
+        """Run a continuation returned by ``init`` or a handler, before any new message."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} returned continue {continue_!r} but has no handle_continue"
+        )
+
+    async def terminate(self, reason: Any, state: S) -> None:
+        """Clean up before the server ends with ``reason`` (not guaranteed to run; see module)."""
+
+    def format_status(self, state: S) -> Any:
+        """What crash reports show of ``state``; override to redact secrets."""
+        return state
+
+
+def _label(server: Server[Any]) -> str:
+    return type(server).__qualname__
+
+
+async def _server_main(
+    server: Server[Any], args: tuple[Any, ...], starter: Pid | None, tag: Ref
+) -> None:
+    proc = current_process_var.get()
+    assert proc is not None
+    name = _label(server)
+    try:
+        result = await server.init(*args)
+    except ProcessExit as exc:
+        _ack(proc, starter, tag, ("error", exc.reason))
+        raise
+    except Exception as exc:
+        _ack(proc, starter, tag, ("error", Crashed(exc)))
+        raise
+    if isinstance(result, Ok):
+        _ack(proc, starter, tag, ("ok", proc.pid))
+        await _loop(server, proc, result.state, result.continue_)
+        return
+    if isinstance(result, Ignore):
+        _release_name(proc)
+        _ack(proc, starter, tag, ("ignore", None))
+        return
+    if isinstance(result, InitError):
+        _release_name(proc)
+        _ack(proc, starter, tag, ("error", result.reason))
+        return
+    if isinstance(result, Stop):
+        _release_name(proc)
+        _ack(proc, starter, tag, ("error", result.reason))
+        raise ProcessExit(result.reason)
+    error = BadReturnError("init", result, name)
+    _release_name(proc)
+    _ack(proc, starter, tag, ("error", Crashed(error)))
+    raise error
+
+
+def _release_name(proc: Process) -> None:
+    if proc.name is not None:
+        proc.node.names.pop(proc.name, None)
+        proc.name = None
+
+
+def _ack(proc: Process, starter: Pid | None, tag: Ref, result: Any) -> None:
+    if starter is None:
+        return
+    target = proc.node.processes.get(starter)
+    if target is not None:
+        target.deliver(_Ack(tag, result))
+
+
+async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) -> None:
+    name = _label(server)
+    parent = proc.parent
+    callback = "handle_continue"
+    message: Any = None
+    try:
+        while True:
+            if continue_ is not _NO_CONTINUE:
+                callback = "handle_continue"
+                result = await server.handle_continue(continue_, state)
+                state, continue_ = _noreply(result, callback, name, state)
+                continue
+            message = await proc.receive(None, None)
+            mtype = type(message)
+            if mtype is _Call:
+                callback = "handle_call"
+                answer = await server.handle_call(message.request, message.from_, state)
+                if isinstance(answer, Reply):
+                    reply(message.from_, answer.value)
+                    state, continue_ = answer.state, answer.continue_
+                    continue
+                state, continue_ = _noreply(answer, callback, name, state)
+            elif mtype is _Cast:
+                callback = "handle_cast"
+                result = await server.handle_cast(message.request, state)
+                state, continue_ = _noreply(result, callback, name, state)
+            elif mtype is _StopRequest or (
+                mtype is Exit and parent is not None and message.pid == parent
+            ):
+                raise _Stopping(message.reason, state, _NO_REPLY)
+            else:
+                callback = "handle_info"
+                result = await server.handle_info(message, state)
+                state, continue_ = _noreply(result, callback, name, state)
+    except _Stopping as stopping:
+        await _terminate(server, proc, stopping.reason, stopping.state, message)
+        if stopping.reply is not _NO_REPLY and type(message) is _Call:
+            reply(message.from_, stopping.reply)
+        raise ProcessExit(stopping.reason) from None
+    except ProcessExit as exc:
+        if proc.exiting:  # killed by a signal: no terminate (OTP)
+            raise
+        await _terminate(server, proc, exc.reason, state, message)
+        raise
+    except Exception as exc:
+        reason = Crashed(exc)
+        await _terminate(server, proc, reason, state, message)
+        raise ProcessExit(reason) from exc
+
+
+class _Stopping(Exception):
+    def __init__(self, reason: Any, state: Any, reply_value: Any) -> None:
+        self.reason = reason
+        self.state = state
+        self.reply = reply_value
+
+
+def _noreply(result: Any, callback: str, name: str, state: Any) -> tuple[Any, Any]:
+    if isinstance(result, NoReply):
+        return result.state, result.continue_
+    if isinstance(result, Stop):
+        raise _Stopping(
+            result.reason, result.state if result.state is not None else state, result.reply
+        )
+    raise BadReturnError(callback, result, name)
+
+
+async def _terminate(
+    server: Server[Any], proc: Process, reason: Any, state: Any, last_message: Any
+) -> None:
+    try:
+        await server.terminate(reason, state)
+    except ProcessExit:
+        raise
+    except Exception as exc:
+        logger.error(
+            "%s %r: terminate(%r) raised %r", _label(server), proc.pid, reason, exc, exc_info=exc
+        )
+        raise ProcessExit(Crashed(exc)) from exc
+    if not is_quiet(reason):
+        logger.error(
+            "server %s %r terminating with reason %r",
+            _label(server),
+            proc.pid,
+            reason,
+            extra={
+                "thunderline_report": "server_terminate",
+                "pid": repr(proc.pid),
+                "server": _label(server),
+                "reason": repr(reason),
+                "last_message": repr(last_message),
+                "state": repr(server.format_status(state)),
+            },
+        )
+
+
+# ----------------------------------------------------------------------- start
+
+
+async def start(
+    server: Server[Any] | type[Server[Any]],
+    *args: Any,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> Pid | None:
+    """Start a server process (not linked) and wait until its ``init`` has returned.
+
+    Returns the pid, or None when ``init`` returned :data:`IGNORE`.
+
+    Raises:
+        AlreadyStartedError: ``name`` is already registered (``init`` does not run).
+        InitFailedError: ``init`` returned Stop/InitError, raised, or the process died.
+        StartTimeoutError: ``init`` took longer than ``timeout`` (the process is killed).
+    """
+    return await _start(server, args, name=name, timeout=timeout, link=False)
+
+
+async def start_link(
+    server: Server[Any] | type[Server[Any]],
+    *args: Any,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> Pid | None:
+    """Like :func:`start`, and link the caller and the server atomically.
+
+    The caller becomes the server's parent: if the server traps exits, an
+    exit signal from the caller makes it run ``terminate`` and stop. As in
+    OTP 25, when ``init`` returns ``Stop(reason)`` the process then exits with
+    ``reason`` while still linked (an abnormal reason kills a non-trapping
+    caller after this function has returned).
+    """
+    return await _start(server, args, name=name, timeout=timeout, link=True)
+
+
+async def _start(
+    server: Server[Any] | type[Server[Any]],
+    args: tuple[Any, ...],
+    *,
+    name: str | None,
+    timeout: float | None,
+    link: bool,
+) -> Pid | None:
+    instance = server() if isinstance(server, type) else server
+    if not isinstance(instance, Server):
+        raise TypeError(f"start: expected a Server subclass or instance, got {server!r}")
+    caller = current_process_var.get()
+    if caller is None:
+        if link:
+            raise NotInProcessError("start_link")
+        return await _start_from_outside(instance, args, name=name, timeout=timeout)
+    node = caller.node
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise InvalidNameError(name, "names are non-empty str")
+        holder = node.names.get(name)
+        if holder is not None:
+            raise AlreadyStartedError(name, holder)
+    tag = node.make_ref()
+    label = _label(instance)
+    pid, mref = node.spawn(
+        _server_main,
+        (instance, args, caller.pid, tag),
+        parent=caller,
+        link=link,
+        monitor=True,
+        trap_exit=False,
+        label=label,
+    )
+    child = node.processes[pid]
+    if not link:
+        child.parent = None
+    if name is not None:
+        node.names[name] = pid
+        child.name = name
+    assert mref is not None
+
+    def match(message: Any) -> bool:
+        return (type(message) is _Ack and message.tag == tag) or (
+            type(message) is Down and message.ref == mref
+        )
+
+    try:
+        answer = await caller.receive(match, timeout)
+    except ReceiveTimeout:
+        demonitor(mref, flush=True)
+        target = node.processes.get(pid)
+        if target is not None:
+            target.links.pop(caller.pid, None)
+            caller.links.pop(pid, None)
+            target.kill(KILLED)
+        raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
+    if type(answer) is Down:
+        raise InitFailedError(label, answer.reason)
+    demonitor(mref, flush=True)
+    kind, value = answer.result
+    if kind == "ok":
+        return pid
+    if kind == "ignore":
+        return None
+    raise InitFailedError(label, value)
+
+
+async def _start_from_outside(
+    server: Server[Any], args: tuple[Any, ...], *, name: str | None, timeout: float | None
+) -> Pid | None:
+    """Code outside any process starts a server through a short-lived helper process."""
+    node = current_node("start")
+    outcome: dict[str, Any] = {}
+    done = anyio.Event()
+
+    async def starter() -> None:
+        try:
+            outcome["pid"] = await _start(server, args, name=name, timeout=timeout, link=False)
+        except StartError as exc:
+            outcome["error"] = exc
+
+    pid, _ = node.spawn(
+        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label="start"
+    )
+    node.processes[pid].exit_callbacks.append(lambda _pid, _reason: done.set())
+    await done.wait()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: Pid | None = outcome.get("pid")
+    return result
+
+
+# ------------------------------------------------------------- call/cast/reply
+
+
+def _server_pid(server: object, operation: str) -> Pid | None:
+    node = current_node(operation)
+    if type(server) is Pid:
+        return server if server in node.processes else None
+    if type(server) is str:
+        return node.names.get(server)
+    raise InvalidDestinationError(server, operation)
+
+
+async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to a server and wait for its reply (OTP ``gen_server:call``).
+
+    The caller monitors the server for the duration of the call. A reply that
+    arrives after the timeout is dropped before it reaches the mailbox.
+
+    Args:
+        server: a pid or registered name.
+        request: anything.
+        timeout: seconds, or None to wait forever. Default 5.
+
+    Raises:
+        CallTimeoutError: no reply in time.
+        CallNoProcError: no such server.
+        CallExitError: the server ended before replying (``reason`` = its exit reason).
+        CallingSelfError: the caller is the server.
+        NotInProcessError: called outside a process.
+    """
+    caller = current_process_var.get()
+    if caller is None:
+        raise NotInProcessError("call")
+    if timeout is not None:
+        timeout = _check_timeout(timeout, "call")
+    pid = _server_pid(server, "call")
+    if pid is None:
+        raise CallNoProcError(server, request, timeout)
+    if pid == caller.pid:
+        raise CallingSelfError(server, request, timeout)
+    node = caller.node
+    target = node.processes[pid]
+    mref = monitor(pid)
+    tag = node.make_ref()
+    caller.aliases.add(tag)
+    _deliver(caller, target, _Call(From(caller.pid, tag), request))
+
+    def match(message: Any) -> bool:
+        mtype = type(message)
+        return (mtype is _Reply and message.tag == tag) or (mtype is Down and message.ref == mref)
+
+    try:
+        answer = await caller.receive(match, timeout)
+    except ReceiveTimeout:
+        raise CallTimeoutError(server, request, timeout) from None
+    finally:
+        caller.aliases.discard(tag)
+    if type(answer) is _Reply:
+        demonitor(mref, flush=True)
+        return answer.value
+    raise CallExitError(server, request, timeout, answer.reason)
+
+
+def _deliver(sender: Process | None, target: Process, message: Any) -> None:
+    instrument = target.node.instrument
+    if instrument is not None:
+        carrier = instrument.capture(sender.pid if sender is not None else None, target.pid)
+        if carrier is not None:
+            target.deliver(Envelope(message, carrier))
+            return
+    target.deliver(message)
+
+
+def cast(server: Pid | str, request: Any) -> None:
+    """Send ``request`` to a server's ``handle_cast`` and return at once.
+
+    Never raises for a missing server (OTP ``gen_server:cast``).
+
+    Raises:
+        InvalidDestinationError: ``server`` is neither a Pid nor a str.
+    """
+    pid = _server_pid(server, "cast")
+    if pid is None:
+        return
+    node = current_node("cast")
+    target = node.processes.get(pid)
+    if target is not None:
+        _deliver(current_process_var.get(), target, _Cast(request))
+
+
+def reply(from_: From, value: Any) -> None:
+    """Answer a call that ``handle_call`` did not reply to (it returned :class:`NoReply`).
+
+    May be called from any process. A reply to a caller that gave up (timeout)
+    or died is dropped.
+    """
+    if type(from_) is not From:
+        raise TypeError(f"reply: expected a From, got {type(from_).__name__} {from_!r}")
+    node = current_node("reply")
+    target = node.processes.get(from_.pid)
+    if target is not None and from_.tag in target.aliases:
+        _deliver(current_process_var.get(), target, _Reply(from_.tag, value))
+
+
+async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Stop a server synchronously: it runs ``terminate(reason, state)`` and exits with ``reason``.
+
+    Returns once the server has ended.
+
+    Raises:
+        NoProcessError: no such server.
+        CallingSelfError: a server tried to stop itself.
+        StopTimeoutError: the server did not end within ``timeout``.
+        NotInProcessError: called outside a process.
+    """
+    caller = current_process_var.get()
+    if caller is None:
+        raise NotInProcessError("stop")
+    pid = _server_pid(server, "stop")
+    if pid is None:
+        raise NoProcessError(server, "stop")
+    if pid == caller.pid:
+        raise CallingSelfError(server, ("stop", reason), timeout)
+    mref = monitor(pid)
+    target = caller.node.processes[pid]
+    target.deliver(_StopRequest(reason))
+    try:
+        down = await caller.receive(lambda m: type(m) is Down and m.ref == mref, timeout)
+    except ReceiveTimeout:
+        demonitor(mref, flush=True)
+        raise StopTimeoutError(server, timeout if timeout is not None else 0.0) from None
+    if down.reason != reason and not (isinstance(reason, Normal) and down.reason == NORMAL):
+        raise CallExitError(server, ("stop", reason), timeout, down.reason)
