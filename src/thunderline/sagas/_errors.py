@@ -27,6 +27,7 @@ __all__ = [
     "NestedSagaFailedError",
     "ResumeError",
     "RetriesExceededError",
+    "SagaAbortedError",
     "SagaDefinitionError",
     "SagaError",
     "SagaHaltedError",
@@ -366,3 +367,17 @@ class SagaHaltedError(SagaError):
         self.step = step
         self.reason = reason
         super().__init__(f"saga {saga!r} halted at step {step!r}: {reason!r}")
+
+
+class SagaAbortedError(SagaError):
+    """A nested saga was stopped because its parent run failed; it rolled back its own steps.
+
+    Attributes:
+        saga: Name of the nested saga.
+        parent_step: The parent's step that was running it.
+    """
+
+    def __init__(self, saga: str, parent_step: str | None) -> None:
+        self.saga = saga
+        self.parent_step = parent_step
+        super().__init__(f"nested saga {saga!r} (step {parent_step!r}) aborted: its parent failed")

@@ -39,7 +39,11 @@ Algorithm of one run (:meth:`SagaRun.execute`)::
        ``in_flight``: "await" (default) -- their attempt finishes; a result
        still completes the step (and is undone below), anything else is
        dropped -- or "cancel" -- cancelled now; a cancelled step is not
-       completed and is not undone. A Halt sets ``stopping`` the same way
+       completed and is not undone. A running nested saga is aborted under
+       "await" (it starts nothing new, finishes its in-flight attempts, rolls
+       back its own steps, and fails with SagaAbortedError) and cancelled under
+       "cancel" (it rolls back its own steps, shielded, then the cancellation
+       goes on). A Halt sets ``stopping`` the same way
        (in-flight attempts are always awaited) unless a failure wins.
     6. Saga timeout: the run's cancel scope cancels every step task; the run
        fails with SagaTimeoutError (cancelled steps are not completed).
@@ -86,6 +90,7 @@ from ._errors import (
     NestedSagaFailedError,
     ResumeError,
     RetriesExceededError,
+    SagaAbortedError,
     SagaTimeoutError,
     StepTimeoutError,
     UndoFailedError,
@@ -243,7 +248,7 @@ def _resolve_arguments(
 def _follow_path(step: str, argument: str, source: StepResult, value: Any) -> Any:
     for key in source.path:
         try:
-            if isinstance(value, Mapping):
+            if isinstance(value, Mapping):  # noqa: SIM114 - split for the type checker
                 value = value[key]
             elif isinstance(value, Sequence) and isinstance(key, int):
                 value = value[key]
@@ -367,6 +372,7 @@ class SagaRun:
             parent=parent,
             parent_step=parent_step,
             resumed=frozenset(self._results),
+            resumed_from=state.run.run_id if state is not None and state.run else None,
         )
         self._status: dict[str, StepStatus] = {
             spec.name: StepStatus.COMPLETED if spec.name in self._results else StepStatus.PENDING
@@ -375,6 +381,7 @@ class SagaRun:
         self._attempts: dict[str, int] = {}
         self._undo_attempts: dict[str, int] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._children: dict[str, SagaRun] = {}
         self._exclusive: str | None = None
         self._stopping = False
         self._failure: tuple[BaseException, str | None] | None = None
@@ -543,6 +550,9 @@ class SagaRun:
         for name, scope in self._scopes.items():
             if self._status[name] is StepStatus.WAITING or cancel_running:
                 scope.cancel()
+        if self._failure is not None and not cancel_running:
+            for child in self._children.values():
+                child._fail_now(SagaAbortedError(child._saga.name, child.info.parent_step), None)
 
     def _context(self, spec: StepSpec, attempt: int) -> StepContext:
         return StepContext(
@@ -691,11 +701,14 @@ class SagaRun:
                 spec.name,
             )
             instrument.step_attempt_started(self.info, spec.name, attempt)
+            self._children[spec.name] = child
             try:
                 outcome = await child.execute()
             except BaseException:
                 instrument.step_attempt_finished(self.info, spec.name, attempt, "cancelled", None)
                 raise
+            finally:
+                del self._children[spec.name]
             if isinstance(outcome, SagaSucceeded):
                 instrument.step_attempt_finished(self.info, spec.name, attempt, "ok", None)
                 self._complete(spec, outcome.value, args, outcome.state)

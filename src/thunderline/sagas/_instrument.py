@@ -66,6 +66,7 @@ class SagaRunInfo:
         parent: The enclosing run when this is a nested saga.
         parent_step: The parent's step running this nested saga.
         resumed: Steps already completed (from a halted state) when this run began.
+        resumed_from: ``run_id`` of the halted run this one continues, if any.
     """
 
     saga: Saga = attrs.field(repr=lambda s: repr(s.name))
@@ -74,6 +75,7 @@ class SagaRunInfo:
     parent: SagaRunInfo | None = attrs.field(default=None, repr=False)
     parent_step: str | None = None
     resumed: frozenset[str] = frozenset()
+    resumed_from: int | None = None
 
     @property
     def path(self) -> tuple[str, ...]:
