@@ -382,6 +382,7 @@ class SagaRun:
         self._undo_attempts: dict[str, int] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._children: dict[str, SagaRun] = {}
+        self._interrupted: list[str] = []
         self._exclusive: str | None = None
         self._stopping = False
         self._failure: tuple[BaseException, str | None] | None = None
@@ -459,10 +460,7 @@ class SagaRun:
                     self._changed = anyio.Event()
                     await self._changed.wait()
         if scope.cancelled_caught and timeout is not None:
-            running = [n for n, s in self._status.items() if s is StepStatus.RUNNING]
-            for name in running:
-                self._status[name] = StepStatus.PENDING
-            self._fail_now(SagaTimeoutError(self._saga.name, timeout, running), None)
+            self._fail_now(SagaTimeoutError(self._saga.name, timeout, self._interrupted), None)
         instrument = self._opts.instrument
         if self._failure is not None:
             error, step = self._failure
@@ -593,6 +591,7 @@ class SagaRun:
                 except Exception as exc:  # noqa: BLE001 - a step failure, reported in the outcome
                     error = exc
                 except BaseException:
+                    self._interrupted.append(spec.name)
                     instrument.step_attempt_finished(
                         self.info, spec.name, attempt, "cancelled", None
                     )
@@ -705,6 +704,7 @@ class SagaRun:
             try:
                 outcome = await child.execute()
             except BaseException:
+                self._interrupted.append(spec.name)
                 instrument.step_attempt_finished(self.info, spec.name, attempt, "cancelled", None)
                 raise
             finally:

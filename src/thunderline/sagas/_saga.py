@@ -56,7 +56,7 @@ class Input:
     name: str
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class StepResult:
     """An argument taken from the result of step ``step``.
 
@@ -65,10 +65,10 @@ class StepResult:
     """
 
     step: str
-    path: tuple[object, ...] = attrs.field(default=(), converter=tuple)
+    path: tuple[object, ...]
 
     def __init__(self, step: str, *path: object) -> None:
-        self.__attrs_init__(step, path)  # type: ignore[attr-defined]
+        self.__attrs_init__(step, path)
 
 
 @attrs.frozen(eq=False)
