@@ -82,6 +82,11 @@ from thunderline.runtime._reasons import (
     Shutdown,
     is_quiet,
 )
+from thunderline.runtime._registry import (
+    KeyTakenError,
+    Registry,
+    RegistryStatistics,
+)
 from thunderline.runtime._server import (
     IGNORE,
     AlreadyStartedError,
@@ -182,6 +187,7 @@ __all__ = [
     "InvalidDestinationError",
     "InvalidNameError",
     "InvalidTimeoutError",
+    "KeyTakenError",
     "Kill",
     "Killed",
     "MaxChildrenError",
@@ -201,6 +207,8 @@ __all__ = [
     "ReceiveTimeout",
     "Ref",
     "RegistrationError",
+    "Registry",
+    "RegistryStatistics",
     "Reply",
     "Restart",
     "RestartDecision",
