@@ -43,7 +43,8 @@ async def test_unique_key_taken_names_holder(anyio_backend: str) -> None:
         assert isinstance(error, tl.KeyTakenError)
         assert error.holder == owner
         assert error.key == "a"
-        assert "workers" in str(error) and repr(owner) in str(error)
+        assert "workers" in str(error)
+        assert repr(owner) in str(error)
         assert registry.whereis("a") == owner
         tl.send(owner, "stop")
 
