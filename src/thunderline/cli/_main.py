@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from thunderline._version import __version__
 
 #: Subcommand modules, each with ``register(subparsers)``.
-SUBCOMMANDS: tuple[str, ...] = ("thunderline.cli._demo",)
+SUBCOMMANDS: tuple[str, ...] = ("thunderline.cli._demo", "thunderline.cli._ledger")
 
 
 class CommandError(Exception):
