@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 __all__ = [
     "ArgumentPathError",
