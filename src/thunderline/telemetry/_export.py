@@ -239,6 +239,7 @@ class _QueueProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._flush_waiters: list[threading.Event] = []
         self._shutdown = False
+        self._stopping = False
         self._thread = threading.Thread(
             target=self._work, name="thunderline-span-export", daemon=True
         )
@@ -306,8 +307,10 @@ class _QueueProcessor(SpanProcessor):
         self.shutdown_within(timeout_millis / 1000)
 
     def shutdown_within(self, timeout: float) -> bool:
-        if not self._thread.is_alive():
-            return True
+        with self._lock:
+            if self._stopping:
+                return True
+            self._stopping = True
         flushed = self._request_flush(stop=True).wait(timeout)
         self._exporter.shutdown()
         with self._lock:
