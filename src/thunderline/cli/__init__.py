@@ -10,3 +10,5 @@ from __future__ import annotations
 from thunderline.cli._main import main
 
 __all__ = ["main"]
+
+main.__module__ = __name__

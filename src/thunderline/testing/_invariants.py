@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 from thunderline.sagas import (
     Saga,
     SagaFailed,
