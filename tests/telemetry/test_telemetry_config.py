@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from telemetry_helpers import memory_tracing
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 from thunderline.telemetry import (
     TelemetryConfig,
     TelemetryConfigError,

@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 
 class TelemetryConfigError(ThunderlineError, ValueError):
