@@ -33,8 +33,9 @@ than :data:`MAX_DEPTH` are rejected.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from thunderline.runtime._errors import ThunderlineError
@@ -54,18 +55,7 @@ MAX_SAFE_INTEGER = 2**53 - 1
 #: The deepest nesting of arrays and objects accepted.
 MAX_DEPTH = 128
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-for _code in range(0x20):
-    _ESCAPES.setdefault(chr(_code), f"\\u{_code:04x}")
-_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+_encode_basestring: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class CanonicalizationError(ThunderlineError, ValueError):
@@ -140,13 +130,30 @@ def format_number(value: int | float, *, path: str = "$") -> str:
 
 
 def _string(value: str, path: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise CanonicalizationError(
-            path, f"lone surrogate U+{ord(value[exc.start]):04X} is not a Unicode scalar", value
-        ) from None
-    return '"' + value.translate(_ESCAPE_TABLE) + '"'
+    # The C JSON escaper escapes exactly what JCS escapes: '"', '\\' and
+    # U+0000..U+001F (with \b \t \n \f \r short forms, else lowercase \u00xx).
+    # Lone surrogates pass here and are caught when the result is encoded.
+    return _encode_basestring(value)
+
+
+def _check_surrogates(value: object, path: str) -> None:
+    """Raise for the first lone surrogate in value (slow path, after encoding failed)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CanonicalizationError(
+                path,
+                f"lone surrogate U+{ord(value[exc.start]):04X} is not a Unicode scalar",
+                value,
+            ) from None
+    elif isinstance(value, Mapping):
+        for key in sorted(value, key=_utf16_key):
+            _check_surrogates(key, f"{path}.{key}")
+            _check_surrogates(value[key], f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_surrogates(item, f"{path}[{index}]")
 
 
 def _utf16_key(key: str) -> bytes:
@@ -223,7 +230,11 @@ def canonicalize(value: object) -> bytes:
     """
     out: list[str] = []
     _write(value, "$", 0, out)
-    return "".join(out).encode("utf-8")
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError:
+        _check_surrogates(value, "$")
+        raise  # unreachable: the walk finds the surrogate
 
 
 def _parse_int(text: str) -> int | float:
