@@ -209,7 +209,12 @@ def send(dest: Pid | str, message: Any) -> None:
     instrument = proc.node.instrument
     if instrument is not None:
         sender = current_process_var.get()
-        carrier = instrument.capture(sender.pid if sender is not None else None, proc.pid)
+        carrier = instrument.capture(
+            sender.pid if sender is not None else None,
+            proc.pid,
+            proc.name if proc.name is not None else repr(proc.pid),
+            "send",
+        )
         if carrier is not None:
             proc.deliver(Envelope(message, carrier))
             return
@@ -376,7 +381,9 @@ def monitor(target: Pid | str) -> Ref:
     exactly once; ``target`` is the pid, or the name for a monitor by name. A
     target that does not exist gives an immediate ``Down(ref, target, NOPROC)``.
     Monitors are independent: monitoring twice gives two ``Down`` messages.
-    Monitoring oneself is allowed and never fires.
+    Monitoring oneself is allowed: it returns a reference but creates no
+    monitor (as in ERTS), so it never fires and is not listed by
+    :func:`process_info`.
 
     Raises:
         InvalidDestinationError: ``target`` is neither a Pid nor a str.
@@ -394,6 +401,11 @@ def monitor(target: Pid | str) -> Ref:
         reported = target
     else:
         raise InvalidDestinationError(target, "monitor")
+    if pid == proc.pid:
+        # ERTS creates no monitor on the caller itself: the ref is returned, no
+        # DOWN ever comes and process_info(self(), monitors) does not list it
+        # (conformance probe monitor_dead_and_names).
+        return ref
     watched = node.processes.get(pid) if pid is not None else None
     if watched is None or pid is None:
         proc.deliver(Down(ref, reported, NOPROC))

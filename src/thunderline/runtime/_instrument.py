@@ -2,44 +2,107 @@
 
 The runtime never imports OpenTelemetry. A node holds at most one
 :class:`Instrument`; when it has none, sends and receives pay one attribute
-check. ``thunderline.telemetry`` provides the OpenTelemetry implementation.
+check. ``thunderline.telemetry.RuntimeInstrument`` is the OpenTelemetry
+implementation; subclass :class:`BaseInstrument` to write your own (every
+hook is a no-op there).
+
+Where the hooks run:
+
+* :meth:`Instrument.capture` in the *sender*, on every send, cast, call and
+  reply: it returns a carrier that travels with the message in its envelope.
+* :meth:`Instrument.message_received` in the *receiver*, when it takes a
+  message to handle it (a plain :func:`receive`, or a server loop taking its
+  next request); the receiver then runs inside the carrier's context until
+  :meth:`Instrument.message_done` (its next receive, or the end of the
+  handler). Replies awaited inside :func:`call` and other internal waits do
+  not switch context: the caller continues in its own.
+* :meth:`Instrument.process_started` / :meth:`Instrument.process_exited` in
+  the process's own task, at its start and after its links and monitors were
+  signalled.
+* :meth:`Instrument.child_restarted` in a supervisor, after it restarted a
+  child (or tried to).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Protocol, runtime_checkable
 
 from thunderline.runtime._pid import Pid
 
-__all__ = ["Instrument"]
+__all__ = ["BaseInstrument", "Instrument"]
 
 
 @runtime_checkable
 class Instrument(Protocol):
     """Hooks the runtime calls at the points of a process's life.
 
-    Every hook runs synchronously in the task of the process concerned and
-    must not raise; exceptions raised by a hook are logged and ignored.
+    Hooks run synchronously and must be cheap; an exception raised by a hook
+    is logged and ignored, never propagated into the process.
     """
 
-    def process_started(self, pid: Pid, parent: Pid | None) -> None:
-        """Called inside a new process's task before its function runs."""
+    def process_started(self, pid: Pid, parent: Pid | None, label: str) -> None:
+        """A new process's task starts (inside it, before its function runs)."""
 
-    def capture(self, sender: Pid | None, dest: Pid) -> Any:
-        """Called on every send in the sender; returns a carrier to travel with the message.
+    def capture(self, sender: Pid | None, dest: Pid, dest_label: str, operation: str) -> Any:
+        """A message is about to be sent; return its carrier, or None to send it bare.
 
-        Return ``None`` when there is nothing to carry (the message then travels bare).
+        ``operation`` is ``send``, ``call``, ``cast`` or ``reply``; ``dest_label``
+        is the destination's registered name or pid.
         """
 
-    def message_received(self, pid: Pid, carrier: Any) -> None:
-        """Called in the receiver when it takes a message that travelled with a carrier.
+    def message_received(self, pid: Pid, label: str, carrier: Any) -> Any:
+        """The process takes a message to handle it; returns a token for :meth:`message_done`.
 
-        The receiver handles that message inside the carrier's context until its
-        next receive (see :meth:`message_done`).
+        ``carrier`` is what :meth:`capture` returned, or None for a bare message.
         """
 
-    def message_done(self, pid: Pid) -> None:
-        """Called when the receiver is done with the message it took last (at its next receive)."""
+    def message_done(self, pid: Pid, token: Any) -> None:
+        """The process is done with the message :meth:`message_received` returned ``token`` for."""
 
     def process_exited(self, pid: Pid, reason: Any) -> None:
-        """Called when a process has ended, after its links and monitors were signalled."""
+        """The process ended with ``reason`` (in its own task, after the signals went out)."""
+
+    def child_restarted(
+        self,
+        supervisor: Pid,
+        child_id: Hashable,
+        old_pid: Pid | None,
+        new_pid: Pid | None,
+        reason: Any,
+    ) -> None:
+        """A supervisor restarted ``child_id`` after it exited with ``reason``.
+
+        ``new_pid`` is None when the start failed (a retry follows) or was ignored.
+        """
+
+
+class BaseInstrument:
+    """An :class:`Instrument` whose hooks do nothing; override the ones you need."""
+
+    def process_started(self, pid: Pid, parent: Pid | None, label: str) -> None:
+        """See :meth:`Instrument.process_started`."""
+
+    def capture(self, sender: Pid | None, dest: Pid, dest_label: str, operation: str) -> Any:
+        """See :meth:`Instrument.capture`."""
+        return None
+
+    def message_received(self, pid: Pid, label: str, carrier: Any) -> Any:
+        """See :meth:`Instrument.message_received`."""
+        return None
+
+    def message_done(self, pid: Pid, token: Any) -> None:
+        """See :meth:`Instrument.message_done`."""
+
+    def process_exited(self, pid: Pid, reason: Any) -> None:
+        """See :meth:`Instrument.process_exited`."""
+
+    def child_restarted(
+        self,
+        supervisor: Pid,
+        child_id: Hashable,
+        old_pid: Pid | None,
+        new_pid: Pid | None,
+        reason: Any,
+    ) -> None:
+        """See :meth:`Instrument.child_restarted`."""

@@ -113,7 +113,7 @@ class Node:
         current_process_var.set(proc)
         instrument = self.instrument
         if instrument is not None:
-            self.call_hook(instrument.process_started, proc.pid, proc.parent)
+            self.call_hook(instrument.process_started, proc.pid, proc.parent, proc.label)
         reason: Any = NORMAL
         scope = anyio.CancelScope()
         proc._scope = scope
@@ -205,7 +205,11 @@ class Node:
 
 
 def report_crash(pid: Pid, label: str, reason: Any) -> None:
-    """Log the abnormal exit of a process nobody links to or monitors (OTP crash report)."""
+    """Log the abnormal exit of a process nobody links to or monitors (OTP crash report).
+
+    The record's ``extra`` fields: ``thunderline_report`` (``"crash_report"``),
+    ``pid``, ``label`` (the process's function), ``reason`` and ``traceback``.
+    """
     traceback_text = reason.traceback if isinstance(reason, Crashed) else None
     logger.error(
         "process %r (%s) exited: %r",
@@ -215,7 +219,9 @@ def report_crash(pid: Pid, label: str, reason: Any) -> None:
         extra={
             "thunderline_report": "crash_report",
             "pid": repr(pid),
-            "process": label,
+            # not "process": LogRecord already has that attribute (the OS pid),
+            # and logging refuses to overwrite it.
+            "label": label,
             "reason": repr(reason),
             "traceback": traceback_text,
         },

@@ -21,6 +21,7 @@ budget, so a flooded process cannot starve the others.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from thunderline.runtime._node import Node
 
 __all__ = ["RECEIVE_BUDGET", "Envelope", "Monitor", "Process", "ProcessExit"]
+
+logger: Final = logging.getLogger("thunderline.runtime")
 
 #: Consecutive receives served from a non-empty mailbox before a process yields once.
 RECEIVE_BUDGET: Final = 64
@@ -89,6 +92,7 @@ class Process:
     __slots__ = (
         "_budget",
         "_carrier_active",
+        "_carrier_token",
         "_exit_limit",
         "_scope",
         "_waiter",
@@ -130,6 +134,7 @@ class Process:
         self._waiter: anyio.Event | None = None
         self._budget = RECEIVE_BUDGET
         self._carrier_active = False
+        self._carrier_token: Any = None
 
     # ------------------------------------------------------------------ state
 
@@ -216,7 +221,7 @@ class Process:
                 return index
         return -1
 
-    def _take(self, index: int) -> Any:
+    def _take(self, index: int, adopt: bool = True) -> Any:
         mailbox = self.mailbox
         if index == 0:
             item = mailbox.popleft()
@@ -228,19 +233,29 @@ class Process:
             self._exit_limit -= 1
             if self._scope is not None:
                 self._scope.cancel()  # the signal behind this message kills at the next checkpoint
-        instrument = self.node.instrument
-        if instrument is not None:
-            if self._carrier_active:
-                self._carrier_active = False
-                self.node.call_hook(instrument.message_done, self.pid)
-            if type(item) is Envelope:
-                self._carrier_active = True
-                self.node.call_hook(instrument.message_received, self.pid, item.carrier)
+        if adopt and self.node.instrument is not None:
+            self.adopt(item.carrier if type(item) is Envelope else None)
         if type(item) is Envelope:
             return item.message
         return item
 
-    def receive_nowait(self, predicate: Predicate | None) -> Any:
+    def adopt(self, carrier: Any) -> None:
+        """Handle what follows in ``carrier``'s context (instrument hooks; see ``_instrument``)."""
+        instrument = self.node.instrument
+        if instrument is None:
+            return
+        if self._carrier_active:
+            self._carrier_active = False
+            self.node.call_hook(instrument.message_done, self.pid, self._carrier_token)
+        label = self.name if self.name is not None else repr(self.pid)
+        try:
+            self._carrier_token = instrument.message_received(self.pid, label, carrier)
+        except Exception:
+            logger.exception("instrument hook message_received failed in %r", self.pid)
+            return
+        self._carrier_active = True
+
+    def receive_nowait(self, predicate: Predicate | None, adopt: bool = True) -> Any:
         """Take the first queued message matching ``predicate`` or raise :class:`WouldBlock`."""
         if self.exit_reason is not _NO_EXIT:
             stop = self._exit_limit
@@ -251,22 +266,26 @@ class Process:
             index = self._find(predicate, 0, len(self.mailbox))
             if index < 0:
                 raise WouldBlock(f"{self.pid!r}: no matching message is queued")
-        return self._take(index)
+        return self._take(index, adopt)
 
-    async def receive(self, predicate: Predicate | None, timeout: float | None) -> Any:
+    async def receive(
+        self, predicate: Predicate | None, timeout: float | None, adopt: bool = True
+    ) -> Any:
         """Selective receive; see :func:`thunderline.receive`."""
         mailbox = self.mailbox
         if mailbox and self.exit_reason is _NO_EXIT and self._budget > 0:
             index = self._find(predicate, 0, len(mailbox))
             if index >= 0:
                 self._budget -= 1
-                return self._take(index)
+                return self._take(index, adopt)
         if self._budget <= 0:
             self._budget = RECEIVE_BUDGET
             await checkpoint()
-        return await self._receive_wait(predicate, timeout)
+        return await self._receive_wait(predicate, timeout, adopt)
 
-    async def _receive_wait(self, predicate: Predicate | None, timeout: float | None) -> Any:
+    async def _receive_wait(
+        self, predicate: Predicate | None, timeout: float | None, adopt: bool
+    ) -> Any:
         deadline = math.inf
         if timeout is not None:
             deadline = anyio.current_time() + timeout
@@ -277,7 +296,7 @@ class Process:
             index = self._find(predicate, scanned, stop)
             if index >= 0:
                 self._budget = RECEIVE_BUDGET
-                return self._take(index)
+                return self._take(index, adopt)
             if exiting:
                 raise ProcessExit(self.exit_reason)
             scanned = stop

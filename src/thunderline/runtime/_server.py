@@ -578,7 +578,7 @@ async def _start(
         )
 
     try:
-        answer = await caller.receive(match, timeout)
+        answer = await caller.receive(match, timeout, adopt=False)
     except ReceiveTimeout:
         demonitor(mref, flush=True)
         target = node.processes.get(pid)
@@ -668,15 +668,18 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     mref = monitor(pid)
     tag = node.make_ref()
     caller.aliases.add(tag)
-    _deliver(caller, target, _Call(From(caller.pid, tag), request))
+    _deliver(caller, target, _Call(From(caller.pid, tag), request), "call")
 
     def match(message: Any) -> bool:
         mtype = type(message)
         return (mtype is _Reply and message.tag == tag) or (mtype is Down and message.ref == mref)
 
     try:
-        answer = await caller.receive(match, timeout)
+        answer = await caller.receive(match, timeout, adopt=False)
     except ReceiveTimeout:
+        # gen:do_call demonitors (with flush) before exiting with timeout: no
+        # monitor of the server outlives the call, and no late DOWN arrives.
+        demonitor(mref, flush=True)
         raise CallTimeoutError(server, request, timeout) from None
     finally:
         caller.aliases.discard(tag)
@@ -686,10 +689,15 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     raise CallExitError(server, request, timeout, answer.reason)
 
 
-def _deliver(sender: Process | None, target: Process, message: Any) -> None:
+def _deliver(sender: Process | None, target: Process, message: Any, operation: str) -> None:
     instrument = target.node.instrument
     if instrument is not None:
-        carrier = instrument.capture(sender.pid if sender is not None else None, target.pid)
+        carrier = instrument.capture(
+            sender.pid if sender is not None else None,
+            target.pid,
+            target.name if target.name is not None else repr(target.pid),
+            operation,
+        )
         if carrier is not None:
             target.deliver(Envelope(message, carrier))
             return
@@ -710,7 +718,7 @@ def cast(server: Pid | str, request: Any) -> None:
     node = current_node("cast")
     target = node.processes.get(pid)
     if target is not None:
-        _deliver(current_process_var.get(), target, _Cast(request))
+        _deliver(current_process_var.get(), target, _Cast(request), "cast")
 
 
 def reply(from_: From, value: Any) -> None:
@@ -724,7 +732,7 @@ def reply(from_: From, value: Any) -> None:
     node = current_node("reply")
     target = node.processes.get(from_.pid)
     if target is not None and from_.tag in target.aliases:
-        _deliver(current_process_var.get(), target, _Reply(from_.tag, value))
+        _deliver(current_process_var.get(), target, _Reply(from_.tag, value), "reply")
 
 
 async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
@@ -750,7 +758,9 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
     target = caller.node.processes[pid]
     target.deliver(_StopRequest(reason))
     try:
-        down = await caller.receive(lambda m: type(m) is Down and m.ref == mref, timeout)
+        down = await caller.receive(
+            lambda m: type(m) is Down and m.ref == mref, timeout, adopt=False
+        )
     except ReceiveTimeout:
         demonitor(mref, flush=True)
         raise StopTimeoutError(server, timeout if timeout is not None else 0.0) from None

@@ -418,13 +418,24 @@ class Supervisor(Server["Supervisor"]):
         if report:
             self._report("child_terminated", reason, child)
         if action == "restart":
+            old_pid = child.pid
             if not await self._restart(child):
                 return Stop(SHUTDOWN, self)
+            self._notify_restart(child, old_pid, reason)
             return NoReply(self)
         self._del_child(child)
         if self._auto_shutdown_triggered(child):
             return Stop(SHUTDOWN, self)
         return NoReply(self)
+
+    def _notify_restart(self, child: _Child, old_pid: Pid | None, reason: Any) -> None:
+        """Tell the node's instrument (telemetry) that a child was restarted."""
+        me = current_process_var.get()
+        if me is None or me.node.instrument is None:
+            return
+        me.node.call_hook(
+            me.node.instrument.child_restarted, me.pid, child.spec.id, old_pid, child.pid, reason
+        )
 
     def _auto_shutdown_triggered(self, child: _Child) -> bool:
         """supervisor.erl ``do_auto_shutdown/2``: only self-termination of significant children."""
@@ -546,16 +557,16 @@ class Supervisor(Server["Supervisor"]):
 
         if spec.shutdown is BRUTAL_KILL:
             send_exit(pid, KILL)
-            down = await me.receive(is_down, None)
+            down = await me.receive(is_down, None, adopt=False)
         else:
             send_exit(pid, SHUTDOWN)
             timeout = spec.shutdown
             try:
                 wait = None if isinstance(timeout, BrutalKill) or timeout == INFINITY else timeout
-                down = await me.receive(is_down, wait)
+                down = await me.receive(is_down, wait, adopt=False)
             except ReceiveTimeout:
                 send_exit(pid, KILL)
-                down = await me.receive(is_down, None)
+                down = await me.receive(is_down, None, adopt=False)
         return self._unlink_flush(me, pid, down.reason)
 
     @staticmethod
@@ -566,7 +577,7 @@ class Supervisor(Server["Supervisor"]):
         """
         unlink(pid)
         try:
-            message = me.receive_nowait(lambda m: type(m) is Exit and m.pid == pid)
+            message = me.receive_nowait(lambda m: type(m) is Exit and m.pid == pid, adopt=False)
         except ThunderlineError:
             return "naughty_child" if reason == NOPROC else reason
         return message.reason if reason == NOPROC else reason
@@ -594,7 +605,9 @@ class Supervisor(Server["Supervisor"]):
         while refs:
             remaining = None if deadline is None else max(0.0, deadline - anyio.current_time())
             try:
-                down = await me.receive(lambda m: type(m) is Down and m.ref in refs, remaining)
+                down = await me.receive(
+                    lambda m: type(m) is Down and m.ref in refs, remaining, adopt=False
+                )
             except ReceiveTimeout:
                 for child in refs.values():
                     assert child.pid is not None
