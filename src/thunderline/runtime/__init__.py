@@ -59,7 +59,7 @@ from thunderline.runtime._errors import (
     ThunderlineError,
     WouldBlock,
 )
-from thunderline.runtime._instrument import Instrument
+from thunderline.runtime._instrument import BaseInstrument, Instrument
 from thunderline.runtime._intensity import (
     RestartDecision,
     add_restart,
@@ -156,6 +156,7 @@ __all__ = [
     "AlreadyStartedError",
     "AutoShutdown",
     "BadReturnError",
+    "BaseInstrument",
     "BrutalKill",
     "CallError",
     "CallExitError",
