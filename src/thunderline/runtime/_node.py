@@ -184,6 +184,7 @@ class Node:
         proc.mailbox.clear()
         if self.instrument is not None:
             self.call_hook(self.instrument.process_exited, pid, reason)
+            proc.release_carrier()
         if not observed and not is_quiet(reason) and not self._closing:
             report_crash(pid, proc.label, reason)
 

@@ -239,14 +239,19 @@ class Process:
             return item.message
         return item
 
+    def release_carrier(self) -> None:
+        """End the context of the message taken last (instrument ``message_done``)."""
+        instrument = self.node.instrument
+        if instrument is not None and self._carrier_active:
+            self._carrier_active = False
+            self.node.call_hook(instrument.message_done, self.pid, self._carrier_token)
+
     def adopt(self, carrier: Any) -> None:
         """Handle what follows in ``carrier``'s context (instrument hooks; see ``_instrument``)."""
         instrument = self.node.instrument
         if instrument is None:
             return
-        if self._carrier_active:
-            self._carrier_active = False
-            self.node.call_hook(instrument.message_done, self.pid, self._carrier_token)
+        self.release_carrier()
         label = self.name if self.name is not None else repr(self.pid)
         try:
             self._carrier_token = instrument.message_received(self.pid, label, carrier)

@@ -41,6 +41,7 @@ from thunderline.telemetry._propagation import (
     extract,
     inject,
 )
+from thunderline.telemetry._runtime import RuntimeInstrument
 from thunderline.telemetry._spans import (
     SpanScope,
     add_event,
@@ -54,6 +55,7 @@ from thunderline.telemetry._stats import TelemetryStatistics, statistics
 
 __all__ = [
     "ContextScope",
+    "RuntimeInstrument",
     "SpanScope",
     "TelemetryConfig",
     "TelemetryConfigError",
