@@ -192,7 +192,7 @@ def test_free_meta_keys_and_pipeline() -> None:
 
 def test_sources_domains_and_declared() -> None:
     assert {"gate", "flow", "bolt", "vault", "link"} == DOMAIN_SOURCES
-    name = f"ext-{uuid.uuid4().hex[:8]}.sensor"
+    name = f"ext-x{uuid.uuid4().hex[:8]}.sensor"
     with pytest.raises(EventValidationError, match="source"):
         make(source=name)
     declare_source(name)

@@ -743,3 +743,55 @@ def test_essential_benchmark_runs(tmp_path: Path) -> None:
     assert "events/s" in str(result)
     with open_ledger(tmp_path / "bench-ledger.db", read_only=True) as ledger:
         assert ledger.verify().last_seq == 60
+
+
+@pytest.mark.parametrize(
+    ("error", "attributes", "message"),
+    [
+        (
+            LedgerNotFoundError("x.db", "no such file"),
+            {"location": "x.db", "reason": "no such file"},
+            "no ledger at x.db: no such file",
+        ),
+        (
+            LedgerConfigError("schema", "an identifier", "Bad-Name"),
+            {"option": "schema", "expected": "an identifier", "received": "Bad-Name"},
+            "ledger option schema: expected an identifier, got 'Bad-Name'",
+        ),
+        (
+            LedgerBackendError("x.db", "append", "disk full"),
+            {"location": "x.db", "operation": "append", "cause": "disk full"},
+            "ledger x.db: append failed: disk full",
+        ),
+        (
+            LedgerReadOnlyError("x.db", "append"),
+            {"location": "x.db", "operation": "append"},
+            "ledger x.db is open read-only (no signing key): cannot append",
+        ),
+        (
+            LedgerKeyMismatchError("x.db", "sha256:aa", "sha256:bb"),
+            {"location": "x.db", "ledger_key_id": "sha256:aa", "key_id": "sha256:bb"},
+            "ledger x.db is signed by key sha256:aa, not by key sha256:bb",
+        ),
+        (
+            DuplicateEventError("e1", 7),
+            {"event_id": "e1", "seq": 7},
+            "event e1 is already recorded at seq 7 with different content",
+        ),
+        (
+            HeadFormatError("h.json", "not JSON"),
+            {"source": "h.json", "reason": "not JSON"},
+            "signed head h.json: not JSON",
+        ),
+        (
+            SigningKeyError(Path("k.pem"), "no such file"),
+            {"path": Path("k.pem"), "reason": "no such file"},
+            "ledger signing key k.pem: no such file",
+        ),
+    ],
+)
+def test_error_classes(error: Exception, attributes: dict[str, object], message: str) -> None:
+    assert isinstance(error, ThunderlineError)
+    for name, value in attributes.items():
+        assert getattr(error, name) == value
+    assert str(error) == message
