@@ -38,7 +38,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 __all__ = [
     "MAX_DEPTH",

@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 
 from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",

@@ -103,7 +103,7 @@ from thunderline.domains._ledger_signing import (
     key_id_of,
     verify_signature,
 )
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 __all__ = [
     "GENESIS_CANONICAL",

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime import ThunderlineError
 
 __all__ = [
     "PRIVATE_KEY_FILE",

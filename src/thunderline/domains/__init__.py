@@ -1,0 +1,98 @@
+"""thunderline.domains: the reference application and its data layer.
+
+* :class:`Event`: a validated, frozen event with trace context in ``meta``.
+* Canonical JSON (RFC 8785 style): :func:`canonicalize`.
+* The event ledger: append-only, hash-chained, ECDSA-signed records on SQLite
+  (default) or PostgreSQL: :func:`open_ledger`, :func:`open_async_ledger`.
+* Bounded pipelines with batching and backpressure: :class:`Pipeline`.
+"""
+
+from __future__ import annotations
+
+from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
+from thunderline.domains._event import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DOMAIN_SOURCES,
+    Event,
+    EventProblem,
+    EventValidationError,
+    Priority,
+    declare_source,
+    declared_sources,
+)
+from thunderline.domains._ledger import (
+    AsyncLedger,
+    DuplicateEventError,
+    HeadFormatError,
+    LedgerBackend,
+    LedgerBackendError,
+    LedgerConfigError,
+    LedgerError,
+    LedgerKeyMismatchError,
+    LedgerNotFoundError,
+    LedgerReadOnlyError,
+    LedgerRecord,
+    ProblemKind,
+    SignedHead,
+    VerifyReport,
+    open_async_ledger,
+    open_ledger,
+)
+from thunderline.domains._ledger_signing import LedgerSigningKey, SigningKeyError
+from thunderline.domains._pipeline import (
+    Pipeline,
+    PipelineOverloaded,
+    PipelineSpec,
+    PipelineStatistics,
+    enqueue,
+    pipeline_statistics,
+    try_enqueue,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DOMAIN_SOURCES",
+    "AsyncLedger",
+    "CanonicalizationError",
+    "DuplicateEventError",
+    "Event",
+    "EventProblem",
+    "EventValidationError",
+    "HeadFormatError",
+    "LedgerBackend",
+    "LedgerBackendError",
+    "LedgerConfigError",
+    "LedgerError",
+    "LedgerKeyMismatchError",
+    "LedgerNotFoundError",
+    "LedgerReadOnlyError",
+    "LedgerRecord",
+    "LedgerSigningKey",
+    "Pipeline",
+    "PipelineOverloaded",
+    "PipelineSpec",
+    "PipelineStatistics",
+    "Priority",
+    "ProblemKind",
+    "SignedHead",
+    "SigningKeyError",
+    "VerifyReport",
+    "canonicalize",
+    "declare_source",
+    "declared_sources",
+    "enqueue",
+    "open_async_ledger",
+    "open_ledger",
+    "parse_json",
+    "pipeline_statistics",
+    "try_enqueue",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("thunderline.domains._"):
+        try:
+            _obj.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj
