@@ -1,0 +1,89 @@
+"""Every supervisor scenario recorded from real Erlang/OTP must come out of thunderline unchanged.
+
+Each scenario of ``../shared/conformance/supervisor/scenarios`` runs through
+``supervisor_adapter.py`` on asyncio and on trio, in-process, and its event log
+must equal ``expected/NAME.jsonl`` exactly (as parsed JSON objects, in order).
+The comparison and the diff are ``compare.py``'s own, imported from the shared
+corpus. One scenario per backend also runs through the command line, as
+``compare.py`` would run it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+CORPUS = SHARED / "conformance" / "supervisor"
+ADAPTER = HERE / "supervisor_adapter.py"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+compare = _load("supervisor_corpus_compare", CORPUS / "compare.py")
+adapter = _load("supervisor_adapter", ADAPTER)
+
+SCENARIOS = sorted(CORPUS.glob("scenarios/*.json"))
+BACKENDS = ["asyncio", "trio"]
+
+
+def _expected(scenario: Path) -> list[dict[str, Any]]:
+    path = CORPUS / "expected" / (scenario.stem + ".jsonl")
+    events, error = compare.load_lines(path.read_text(), "expected")
+    assert error is None, error
+    return list(events)
+
+
+def _assert_same(scenario: Path, expected: list[dict[str, Any]], got: list[dict[str, Any]]) -> None:
+    e = [compare.canon(x) for x in expected]
+    g = [compare.canon(x) for x in got]
+    if e != g:
+        index, what = compare.first_divergence(e, g)
+        diff = compare.diff_text(e, g, 2, 60)
+        pytest.fail(f"{scenario.stem}: mismatch at event {index}: {what}\n{diff}", pytrace=False)
+
+
+def test_corpus_is_present() -> None:
+    assert len(SCENARIOS) >= 100
+    assert all((CORPUS / "expected" / (s.stem + ".jsonl")).exists() for s in SCENARIOS)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])
+def test_scenario_matches_otp(scenario: Path, backend: str) -> None:
+    got = adapter.run_scenario(json.loads(scenario.read_text()), backend)
+    _assert_same(scenario, _expected(scenario), got)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_command_line_contract(backend: str) -> None:
+    """The adapter as a program: scenario path in, JSON lines on stdout, exit status 0."""
+    scenario = CORPUS / "scenarios" / "probe_restart_retries_count_intensity_2.json"
+    done = subprocess.run(
+        [sys.executable, str(ADAPTER), "--backend", backend, str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    got, error = compare.load_lines(done.stdout, "adapter")
+    assert error is None, error
+    assert all(line.startswith("{") for line in done.stdout.splitlines())
+    _assert_same(scenario, _expected(scenario), list(got))
