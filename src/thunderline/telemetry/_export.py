@@ -343,6 +343,7 @@ def configure(
     id_generator: IdGenerator | None = None,
     install_global: bool = True,
     environ: dict[str, str] | None = None,
+    extra_processors: Sequence[SpanProcessor] = (),
 ) -> TelemetryConfig:
     """Build a tracer provider and make thunderline's span helpers use it.
 
@@ -371,6 +372,8 @@ def configure(
         install_global: Also set the OpenTelemetry global tracer provider,
             when no other provider was set before (it can be set only once).
         environ: The environment to read instead of ``os.environ``.
+        extra_processors: More span processors for the same provider, run after
+            the exporting one (e.g. a collector that keeps some spans in memory).
 
     Returns:
         The configuration in effect.
@@ -444,8 +447,10 @@ def configure(
         id_generator=id_generator or UrandomIdGenerator(),
     )
     provider.add_span_processor(processor)
+    for extra in extra_processors:
+        provider.add_span_processor(extra)
     STATE.provider = provider
-    STATE.processors = (processor,)
+    STATE.processors = (processor, *extra_processors)
     STATE.tracer = provider.get_tracer(TRACER_NAME, __version__)
     if install_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
