@@ -54,6 +54,7 @@ from ._instrument import (
     get_default_instrument,
     set_default_instrument,
 )
+from ._registry import SagaAlreadyRunningError, SagaInfo, UnknownSagaError
 from ._result import (
     CompletedStep,
     RollbackReport,
@@ -66,6 +67,22 @@ from ._result import (
 )
 from ._saga import ArgumentSource, Input, Saga, SagaBuilder, StepResult, StepSpec, Value
 from ._step import Continue, FunctionStep, Halt, Retry, Step, StepContext
+from ._supervisor import (
+    SagaArgumentError,
+    SagaAwaitTimeoutError,
+    SagaCancelledError,
+    SagaCrashedError,
+    SagaHandle,
+    SagaSupervisorStatistics,
+    await_saga,
+    cancel_saga,
+    list_sagas,
+    lookup,
+    saga_supervisor_spec,
+    start_saga,
+    start_saga_supervisor,
+    statistics,
+)
 
 __all__ = [
     "ArgumentPathError",
@@ -90,12 +107,19 @@ __all__ = [
     "RollbackStatus",
     "Saga",
     "SagaAbortedError",
+    "SagaAlreadyRunningError",
+    "SagaArgumentError",
+    "SagaAwaitTimeoutError",
     "SagaBuilder",
+    "SagaCancelledError",
+    "SagaCrashedError",
     "SagaDefinitionError",
     "SagaError",
     "SagaFailed",
     "SagaHalted",
     "SagaHaltedError",
+    "SagaHandle",
+    "SagaInfo",
     "SagaInstrument",
     "SagaOutcome",
     "SagaPhase",
@@ -104,6 +128,7 @@ __all__ = [
     "SagaRunStatistics",
     "SagaState",
     "SagaSucceeded",
+    "SagaSupervisorStatistics",
     "SagaTimeoutError",
     "Step",
     "StepContext",
@@ -116,11 +141,20 @@ __all__ = [
     "UnknownDependencyError",
     "UnknownInputError",
     "UnknownReturnStepError",
+    "UnknownSagaError",
     "Value",
+    "await_saga",
+    "cancel_saga",
     "get_default_instrument",
+    "list_sagas",
+    "lookup",
     "resume_saga",
     "run_saga",
+    "saga_supervisor_spec",
     "set_default_instrument",
+    "start_saga",
+    "start_saga_supervisor",
+    "statistics",
     "undo_saga",
 ]
 
