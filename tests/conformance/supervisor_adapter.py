@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -555,13 +556,23 @@ class Driver:
 
 
 class Clock:
-    """Moves the event loop's clock forward (long sleeps) without waiting."""
+    """The event loop's clock: real monotonic time plus an offset that long sleeps move forward.
+
+    Segments (FORMAT.md section 3) start on a whole second, so a segment that
+    really lasts less than ``period`` seconds has all its restart stamps within
+    ``period`` of each other, as logical time says.
+    """
 
     def __init__(self) -> None:
         self.offset = 0.0
 
+    def start(self, real_now: float) -> None:
+        self.offset = 1000.0 - real_now
+
     def advance(self, seconds: float) -> None:
-        self.offset += seconds
+        """Jump forward by at least ``seconds``, to the next whole second."""
+        now = anyio.current_time()
+        self.offset += math.ceil(now + seconds) - now
 
 
 def _trio_clock(clock: Clock) -> Any:
@@ -571,7 +582,7 @@ def _trio_clock(clock: Clock) -> Any:
         """trio's clock: real monotonic time plus the adapter's offset."""
 
         def start_clock(self) -> None:
-            pass
+            clock.start(time.perf_counter())
 
         def current_time(self) -> float:
             return time.perf_counter() + clock.offset
@@ -585,6 +596,10 @@ def _trio_clock(clock: Clock) -> Any:
 def _asyncio_loop_factory(clock: Clock) -> Callable[[], asyncio.AbstractEventLoop]:
     class OffsetLoop(asyncio.SelectorEventLoop):
         """asyncio's loop: its ``time()`` (all scheduling) plus the adapter's offset."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            clock.start(super().time())
 
         def time(self) -> float:
             return float(super().time()) + clock.offset

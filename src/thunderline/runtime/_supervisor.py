@@ -47,7 +47,7 @@ import anyio
 import attrs
 
 from thunderline.runtime._api import exit as send_exit
-from thunderline.runtime._api import monitor, trap_exit, unlink
+from thunderline.runtime._api import is_alive, monitor, trap_exit, unlink
 from thunderline.runtime._child_spec import (
     BRUTAL_KILL,
     INFINITY,
@@ -68,7 +68,6 @@ from thunderline.runtime._pid import Pid
 from thunderline.runtime._process import Process
 from thunderline.runtime._reasons import (
     KILL,
-    NOPROC,
     SHUTDOWN,
     Crashed,
     Killed,
@@ -444,7 +443,11 @@ class Supervisor(Server["Supervisor"]):
             return False
         if mode is AutoShutdown.ANY_SIGNIFICANT:
             return True
-        return not any(c.spec.significant and c.pid is not None for c in self.children)
+        # OTP counts every significant child whose pid is not undefined: a
+        # restarting child ({restarting, Pid}) is still active.
+        return not any(
+            c.spec.significant and (c.pid is not None or c.restarting) for c in self.children
+        )
 
     # -------------------------------------------------------------- restarts
 
@@ -571,16 +574,18 @@ class Supervisor(Server["Supervisor"]):
 
     @staticmethod
     def _unlink_flush(me: Process, pid: Pid, reason: Any) -> Any:
-        """supervisor.erl ``unlink_flush/2``: drop the link and the pending ``Exit``.
+        """supervisor.erl ``unlink_flush/2``: drop the link and take the pending ``Exit``.
 
-        If the child was already dead (``NOPROC``), its queued ``Exit`` tells the real reason.
+        A queued ``Exit`` from the child tells its real reason (the ``Down`` of a
+        child that was already dead says ``NOPROC``); without one, the ``Down``
+        reason stands (a child that unlinked itself and died gives ``NOPROC``).
         """
         unlink(pid)
         try:
-            message = me.receive_nowait(lambda m: type(m) is Exit and m.pid == pid, adopt=False)
+            message = me.receive_nowait(lambda m: type(m) is Exit and m.pid == pid)
         except ThunderlineError:
-            return "naughty_child" if reason == NOPROC else reason
-        return message.reason if reason == NOPROC else reason
+            return reason
+        return message.reason
 
     async def _terminate_dynamic(self) -> None:
         """Stop a dynamic supervisor's children in parallel with one shared timer."""
@@ -697,7 +702,7 @@ class Supervisor(Server["Supervisor"]):
             return Reply(_Failure(error), self)
         try:
             result = await handler(*args)
-        except SupervisorError as exc:
+        except (SupervisorError, ChildSpecError) as exc:
             return Reply(_Failure(exc), self)
         return Reply(result, self)
 
@@ -766,7 +771,7 @@ class Supervisor(Server["Supervisor"]):
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(
             specs=len(self.children),
-            active=sum(1 for c in self.children if c.pid is not None),
+            active=sum(1 for c in self.children if c.pid is not None and is_alive(c.pid)),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,
             restarts=len(self.restarts),
@@ -890,6 +895,8 @@ def supervisor_spec(
     **flags: Any,
 ) -> ChildSpec:
     """A :class:`ChildSpec` for a nested supervisor (type supervisor, shutdown infinity)."""
+
+    Supervisor(children, name=name, **flags)  # invalid flags or specs fail here, not at start
 
     async def start() -> Pid | None:
         return await start_link(Supervisor(children, name=name, **flags), name=name)
