@@ -15,7 +15,12 @@ from collections.abc import Callable, Sequence
 from thunderline._version import __version__
 
 #: Subcommand modules, each with ``register(subparsers)``.
-SUBCOMMANDS: tuple[str, ...] = ("thunderline.cli._demo", "thunderline.cli._ledger")
+SUBCOMMANDS: tuple[str, ...] = (
+    "thunderline.cli._demo",
+    "thunderline.cli._ledger",
+    "thunderline.cli._run",
+    "thunderline.cli._control",
+)
 
 
 class CommandError(Exception):

@@ -1,0 +1,63 @@
+"""Internals of ``thunderline run`` and its control-socket clients (not a public API).
+
+The CLI imports from here; the public homes of ``open_application``,
+``run_application`` and the introspection snapshots are ``thunderline.runtime``.
+"""
+
+from __future__ import annotations
+
+from thunderline._daemon._client import ControlClient, query
+from thunderline._daemon._commands import SAGA_SUPERVISOR
+from thunderline._daemon._config import (
+    DEFAULT_APP,
+    OPTIONS,
+    DaemonConfig,
+    default_control_path,
+    load_config,
+)
+from thunderline._daemon._errors import (
+    AppLoadError,
+    ConfigError,
+    ControlReplyError,
+    ControlSocketError,
+    DaemonNotRunningError,
+)
+from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
+from thunderline._daemon._run import run_daemon
+from thunderline.runtime._application import (
+    Application,
+    ApplicationExitedError,
+    ApplicationSpecError,
+    ApplicationStartError,
+    open_application,
+    run_application,
+)
+from thunderline.runtime._introspect import NodeStatistics, ProcessRow, TreeNode
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_APP",
+    "MAX_REQUEST",
+    "OPTIONS",
+    "SAGA_SUPERVISOR",
+    "AppLoadError",
+    "Application",
+    "ApplicationExitedError",
+    "ApplicationSpecError",
+    "ApplicationStartError",
+    "ConfigError",
+    "ControlClient",
+    "ControlReplyError",
+    "ControlSocketError",
+    "DaemonConfig",
+    "DaemonNotRunningError",
+    "NodeStatistics",
+    "ProcessRow",
+    "TreeNode",
+    "default_control_path",
+    "load_config",
+    "open_application",
+    "query",
+    "run_application",
+    "run_daemon",
+]

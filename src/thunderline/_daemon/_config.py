@@ -1,0 +1,151 @@
+"""Daemon options from defaults, a TOML file, ``THUNDERLINE_*`` variables and the command line.
+
+Later sources win: defaults < config file < environment < command line. The
+file is given by ``--config`` or ``THUNDERLINE_CONFIG``; its top-level keys are
+the option names (``app``, ``backend``, ``control``, ``log_format``,
+``log_level``, ``data``)::
+
+    app = "myservice.app:application"
+    backend = "trio"
+    log_format = "json"
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from thunderline._daemon._errors import ConfigError
+
+__all__ = ["DEFAULT_APP", "OPTIONS", "DaemonConfig", "default_control_path", "load_config"]
+
+DEFAULT_APP: Final = "thunderline.domains:application"
+#: Option name -> environment variable.
+OPTIONS: Final = {
+    "app": "THUNDERLINE_APP",
+    "backend": "THUNDERLINE_BACKEND",
+    "control": "THUNDERLINE_CONTROL",
+    "log_format": "THUNDERLINE_LOG_FORMAT",
+    "log_level": "THUNDERLINE_LOG_LEVEL",
+    "data": "THUNDERLINE_DATA",
+}
+CONFIG_ENV: Final = "THUNDERLINE_CONFIG"
+BACKENDS: Final = ("asyncio", "trio")
+LOG_FORMATS: Final = ("text", "json")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_control_path(env: Mapping[str, str] | None = None) -> str:
+    """``$THUNDERLINE_CONTROL``, else ``$XDG_RUNTIME_DIR/thunderline/control.sock``,
+    else ``/tmp/thunderline-<uid>/control.sock``."""
+    env = os.environ if env is None else env
+    if env.get(OPTIONS["control"]):
+        return env[OPTIONS["control"]]
+    runtime_dir = env.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        return str(Path(runtime_dir) / "thunderline" / "control.sock")
+    return f"/tmp/thunderline-{os.getuid()}/control.sock"
+
+
+@attrs.frozen(kw_only=True)
+class DaemonConfig:
+    """The resolved options of ``thunderline run``.
+
+    Attributes:
+        app: ``package.module:attribute`` of the application spec.
+        backend: ``asyncio`` or ``trio``.
+        control: path of the control socket.
+        log_format: ``text`` or ``json`` (one object per line).
+        log_level: a ``logging`` level name.
+        data: the application's data directory, or None.
+        config_file: the TOML file read, or None.
+    """
+
+    app: str = DEFAULT_APP
+    backend: str = "asyncio"
+    control: str
+    log_format: str = "text"
+    log_level: str = "INFO"
+    data: str | None = None
+    config_file: str | None = None
+
+
+def _check(source: str, option: str, value: Any) -> Any:
+    def text() -> str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(source, option, "a non-empty string", value)
+        return value
+
+    match option:
+        case "backend":
+            if value not in BACKENDS:
+                raise ConfigError(source, option, " / ".join(BACKENDS), value)
+            return value
+        case "log_format":
+            if value not in LOG_FORMATS:
+                raise ConfigError(source, option, " / ".join(LOG_FORMATS), value)
+            return value
+        case "log_level":
+            level = text().upper()
+            if level not in LOG_LEVELS:
+                raise ConfigError(source, option, " / ".join(LOG_LEVELS), value)
+            return level
+        case _:
+            return text()
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(path, "config file", "a readable TOML file", exc.strerror) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "config file", "valid TOML", str(exc)) from None
+    for key in table:
+        if key not in OPTIONS:
+            raise ConfigError(path, "key", " / ".join(OPTIONS), key)
+    return table
+
+
+def load_config(
+    cli: Mapping[str, Any], env: Mapping[str, str], config_file: str | None = None
+) -> DaemonConfig:
+    """Merge the sources (command line > environment > file > defaults) and validate.
+
+    Args:
+        cli: option name -> value from the command line (None when not given).
+        env: the environment (``os.environ``).
+        config_file: the ``--config`` path; else ``THUNDERLINE_CONFIG``; else no file.
+
+    Raises:
+        ConfigError: an invalid value (naming its source), an unknown key in the
+            file, or an unreadable file.
+    """
+    values: dict[str, Any] = {}
+    path = config_file or env.get(CONFIG_ENV) or None
+    if path is not None:
+        for key, value in _read_file(path).items():
+            values[key] = _check(f"{path}", key, value)
+    for option, variable in OPTIONS.items():
+        if env.get(variable):
+            values[option] = _check(variable, option, env[variable])
+    for option in OPTIONS:
+        value = cli.get(option)
+        if value is not None:
+            values[option] = _check(f"--{option.replace('_', '-')}", option, value)
+    values.setdefault("control", default_control_path(env))
+    if "data" in values:
+        values["data"] = str(Path(values["data"]).expanduser().resolve())
+    return DaemonConfig(config_file=path, **values)
+
+
+def log_level_number(name: str) -> int:
+    """The ``logging`` number of a validated level name."""
+    return int(logging.getLevelNamesMapping()[name])

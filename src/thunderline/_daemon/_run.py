@@ -1,0 +1,163 @@
+"""``thunderline run``: the daemon's life from startup line to exit status.
+
+1. Import the application spec; set up logging; prepare the data directory.
+2. Listen for SIGINT/SIGTERM, bind the control socket, start the application,
+   log the startup line, serve control requests.
+3. SIGTERM, SIGINT or the ``stop`` command: stop serving, stop the application
+   (newest child first, each within its shutdown), remove the socket, exit 0.
+   A second SIGINT during that shutdown exits at once with status 130.
+4. The top supervisor exits by itself (it reached its restart intensity, say):
+   log why and exit with status 1, as an Erlang node does when its permanent
+   application dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import attrs
+
+from thunderline._daemon._commands import Commands
+from thunderline._daemon._config import DaemonConfig, log_level_number
+from thunderline._daemon._errors import ControlSocketError
+from thunderline._daemon._loader import load_app
+from thunderline._daemon._logging import setup_logging
+from thunderline._daemon._server import ControlServer
+from thunderline._version import __version__
+from thunderline.runtime._application import (
+    ApplicationExitedError,
+    ApplicationSpecError,
+    ApplicationStartError,
+    open_application,
+)
+
+__all__ = ["EXIT_APPLICATION_DIED", "EXIT_FORCED", "EXIT_STARTUP_FAILED", "run_daemon"]
+
+logger: Final = logging.getLogger("thunderline.daemon")
+
+#: Exit status when the top supervisor exited by itself.
+EXIT_APPLICATION_DIED: Final = 1
+#: Exit status when the application or the control socket could not start.
+EXIT_STARTUP_FAILED: Final = 2
+#: Exit status after a second SIGINT during shutdown (128 + SIGINT).
+EXIT_FORCED: Final = 130
+
+
+@attrs.define
+class _Shutdown:
+    requested: anyio.Event = attrs.field(factory=anyio.Event)
+    why: str | None = None
+    server: ControlServer | None = None
+
+    def request(self, why: str) -> None:
+        if not self.requested.is_set():
+            self.why = why
+            logger.info("%s: shutting down", why)
+            self.requested.set()
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+async def _watch_signals(
+    shutdown: _Shutdown, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not shutdown.requested.is_set():
+                shutdown.request(f"{name} received")
+            elif signum == signal.SIGINT:
+                logger.error("second SIGINT during shutdown: exiting at once")
+                if shutdown.server is not None:
+                    shutdown.server.remove_path()
+                _flush_logs()
+                os._exit(EXIT_FORCED)
+            else:
+                logger.info("%s received again: already shutting down", name)
+
+
+async def _serve(spec: object, config: DaemonConfig) -> int:
+    shutdown = _Shutdown()
+    settings: dict[str, Any] = {
+        "backend": config.backend,
+        "app": config.app,
+        "control": config.control,
+        "data": config.data,
+    }
+    status = EXIT_STARTUP_FAILED
+    async with anyio.create_task_group() as watchers:
+        await watchers.start(_watch_signals, shutdown)
+        try:
+            commands: Commands | None = None
+
+            async def dispatch(request: dict[str, Any]) -> Any:
+                assert commands is not None
+                return await commands(request)
+
+            async with ControlServer(config.control, dispatch) as server:
+                shutdown.server = server
+                async with open_application(spec) as app:
+                    commands = Commands(app, settings, shutdown.request)
+                    logger.info(
+                        "thunderline %s running %s (application %r) on %s; control socket %s",
+                        __version__,
+                        config.app,
+                        app.id,
+                        config.backend,
+                        config.control,
+                    )
+                    async with anyio.create_task_group() as serving:
+                        serving.start_soon(server.serve)
+                        await shutdown.requested.wait()
+                        serving.cancel_scope.cancel()
+            logger.info("stopped (%s)", shutdown.why)
+            status = 0
+        except ApplicationExitedError as exc:
+            logger.critical(
+                "application %r died: top supervisor %s exited by itself with reason %r "
+                "(see the supervisor report above); exiting with status %d",
+                exc.id,
+                exc.pid,
+                exc.reason,
+                EXIT_APPLICATION_DIED,
+            )
+            status = EXIT_APPLICATION_DIED
+        except (ApplicationStartError, ApplicationSpecError, ControlSocketError) as exc:
+            logger.critical("cannot start: %s", exc)
+            status = EXIT_STARTUP_FAILED
+        finally:
+            watchers.cancel_scope.cancel()
+    return status
+
+
+def prepare_data_dir(path: str) -> None:
+    """Create the data directory (0700) if missing and export it as ``THUNDERLINE_DATA``."""
+    directory = Path(path)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["THUNDERLINE_DATA"] = str(directory)
+
+
+def run_daemon(config: DaemonConfig) -> int:
+    """Run the daemon described by ``config`` in the foreground; returns the exit status.
+
+    Raises:
+        AppLoadError: the APP string names nothing importable (before anything starts).
+    """
+    spec = load_app(config.app)
+    setup_logging(config.log_format, log_level_number(config.log_level), sys.stderr)
+    if config.data is not None:
+        prepare_data_dir(config.data)
+    status: int = anyio.run(_serve, spec, config, backend=config.backend)
+    _flush_logs()
+    return status

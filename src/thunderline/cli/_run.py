@@ -1,0 +1,75 @@
+"""``thunderline run [APP]``: run an application's supervision tree as a long-running service.
+
+APP is ``package.module:attribute`` naming a ChildSpec of a supervisor, a
+Supervisor instance, or a zero-argument (sync or async) factory returning
+either; default ``thunderline.domains:application``. Every option can also
+come from a TOML file (``--config``) or a ``THUNDERLINE_*`` variable; the
+command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from thunderline._daemon import (
+    DEFAULT_APP,
+    OPTIONS,
+    AppLoadError,
+    ConfigError,
+    load_config,
+    run_daemon,
+)
+from thunderline.cli._main import CommandError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run an application as a daemon with a control socket",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    env = OPTIONS
+    parser.add_argument(
+        "app",
+        nargs="?",
+        default=None,
+        metavar="APP",
+        help=f"package.module:attribute of the application spec (${env['app']}; "
+        f"default {DEFAULT_APP})",
+    )
+    parser.add_argument(
+        "--backend", choices=("asyncio", "trio"), help=f"event loop (${env['backend']})"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with the options ($THUNDERLINE_CONFIG)"
+    )
+    parser.add_argument(
+        "--control", metavar="PATH", help=f"control socket path (${env['control']})"
+    )
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=("text", "json"),
+        help=f"log line format (${env['log_format']}; default text)",
+    )
+    parser.add_argument(
+        "--log-level", dest="log_level", help=f"log level (${env['log_level']}; default INFO)"
+    )
+    parser.add_argument(
+        "--data", metavar="DIR", help=f"the application's data directory (${env['data']})"
+    )
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Resolve the options and run the daemon until it is told to stop."""
+    cli = {option: getattr(args, option, None) for option in OPTIONS}
+    try:
+        config = load_config(cli, os.environ, args.config)
+        return run_daemon(config)
+    except (ConfigError, AppLoadError) as exc:
+        raise CommandError(str(exc)) from None
