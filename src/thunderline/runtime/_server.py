@@ -24,7 +24,8 @@ Callback results are small frozen classes: :class:`Ok`, :data:`IGNORE` and
 ``terminate(reason, state)`` runs when a callback returns :class:`Stop`, when a
 callback raises (reason ``Crashed(exc)``) or raises ``ProcessExit(reason)``,
 when :func:`stop` is called, and when the server traps exits and its parent
-(the process that called :func:`start_link`) sends an exit signal (a
+(the process that called :func:`start_link`; a server started with
+:func:`start` is its own parent, as in OTP) sends an exit signal (a
 supervisor's shutdown). It does not run when the server is killed without
 trapping, nor for ``brutal_kill``. Abnormal terminations are logged with the
 state passed through :meth:`Server.format_status`.
@@ -398,7 +399,10 @@ def _ack(proc: Process, starter: Pid | None, tag: Ref, result: Any) -> None:
 
 async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) -> None:
     name = _label(server)
-    parent = proc.parent
+    # gen.erl: a server started without a link is its own parent (init_it with
+    # Parent = self), so an Exit from itself (exit(self(), R) while trapping)
+    # stops it like a parent's exit does.
+    parent = proc.parent if proc.parent is not None else proc.pid
     callback = "handle_continue"
     message: Any = None
     try:
