@@ -6,11 +6,13 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon_helpers import Daemon, poll, run_cli
+from daemon_helpers import WAIT_TIMEOUT, Daemon, cli_env, poll, run_cli
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -23,9 +25,14 @@ def _child(tree: dict[str, Any], *path: str) -> dict[str, Any]:
 
 
 def test_control_commands_restart_and_stop(daemon_factory: MakeDaemon) -> None:
-    daemon = daemon_factory().start()
+    daemon = daemon_factory()
+    data = daemon.dir / "state"
+    daemon.args += ["--data", str(data)]
+    daemon.start()
 
     status = daemon.request("status")
+    assert status["data"] == str(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert status["app"] == "daemon_example_app:application"
     assert status["backend"] == "asyncio"
     assert status["control"] == daemon.control
@@ -231,3 +238,30 @@ def test_clients_without_daemon_and_bad_app(tmp_path: Path) -> None:
     wrong_shape = run_cli("run", "daemon_example_app:not_a_spec", "--control", missing)
     assert wrong_shape.returncode == 2
     assert "received 42" in wrong_shape.stderr
+
+
+def test_run_application_blocks_until_sigterm(tmp_path: Path) -> None:
+    script = (
+        "import daemon_example_app as ex, logging, sys\n"
+        "from thunderline._daemon import run_application\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "run_application(ex.application, backend=sys.argv[1])\n"
+        "print('returned', flush=True)\n"
+    )
+    for backend in ("asyncio", "trio"):
+        log = tmp_path / f"{backend}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script, backend], env=cli_env(), stdout=out, stderr=out
+            )
+        try:
+            poll(lambda log=log: "application 'example' started" in log.read_text(), "startup")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(WAIT_TIMEOUT) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text()
+        assert text.index("worker beta terminating") < text.index("worker alpha terminating")
+        assert text.rstrip().endswith("returned")

@@ -1,0 +1,144 @@
+"""Option precedence and validation; the JSON and text log formats; snapshots to JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+
+from thunderline._daemon import ConfigError, default_control_path, load_config
+from thunderline._daemon._logging import JsonFormatter, TextFormatter
+from thunderline.runtime._introspect import ProcessRow, node_statistics, to_jsonable
+
+NO_CLI: dict[str, str | None] = {}
+
+
+def test_defaults() -> None:
+    config = load_config(NO_CLI, {"XDG_RUNTIME_DIR": "/run/user/7"})
+    assert config.app == "thunderline.domains:application"
+    assert config.backend == "asyncio"
+    assert config.control == "/run/user/7/thunderline/control.sock"
+    assert (config.log_format, config.log_level, config.data) == ("text", "INFO", None)
+
+
+def test_default_control_path_without_runtime_dir() -> None:
+    assert default_control_path({}).startswith("/tmp/thunderline-")
+
+
+def test_command_line_beats_environment_beats_file(tmp_path: Path) -> None:
+    file = tmp_path / "daemon.toml"
+    file.write_text(
+        'app = "file.mod:app"\nbackend = "trio"\nlog_format = "json"\nlog_level = "debug"\n'
+        f'data = "{tmp_path / "data"}"\n'
+    )
+    env = {
+        "THUNDERLINE_CONFIG": str(file),
+        "THUNDERLINE_BACKEND": "asyncio",
+        "THUNDERLINE_LOG_LEVEL": "warning",
+        "THUNDERLINE_CONTROL": "/env/control.sock",
+    }
+    config = load_config({"log_level": "error", "app": None}, env)
+    assert config.app == "file.mod:app"  # file only
+    assert config.backend == "asyncio"  # env over file
+    assert config.log_format == "json"  # file only
+    assert config.log_level == "ERROR"  # command line over env
+    assert config.control == "/env/control.sock"
+    assert config.data == str(tmp_path / "data")
+    assert config.config_file == str(file)
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "source", "option"),
+    [
+        ({"backend": "curio"}, {}, "--backend", "backend"),
+        ({}, {"THUNDERLINE_LOG_FORMAT": "xml"}, "THUNDERLINE_LOG_FORMAT", "log_format"),
+        ({"log_level": "loud"}, {}, "--log-level", "log_level"),
+    ],
+)
+def test_invalid_values_name_their_source(
+    cli: dict[str, str], env: dict[str, str], source: str, option: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(cli, env)
+    assert (caught.value.source, caught.value.option) == (source, option)
+    assert source in str(caught.value)
+
+
+def test_unknown_key_and_bad_toml(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text('backnd = "trio"\n')
+    with pytest.raises(ConfigError, match="backnd"):
+        load_config(NO_CLI, {}, str(typo))
+    broken = tmp_path / "broken.toml"
+    broken.write_text("backend = \n")
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load_config(NO_CLI, {}, str(broken))
+    with pytest.raises(ConfigError, match="readable"):
+        load_config(NO_CLI, {}, str(tmp_path / "missing.toml"))
+
+
+def _record(**extra: object) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "thunderline.supervisor", logging.ERROR, "f", 1, "hi %s", ("x",), None
+    )
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_formatter_one_object_with_fields_and_trace_ids() -> None:
+    record = _record(
+        supervisor="example",
+        context="child_terminated",
+        offender={"id": ("tuple", 1), "shutdown": math.inf},
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        span_id="b7ad6b7169203331",
+    )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "hi x"
+    assert entry["level"] == "ERROR"
+    assert entry["logger"] == "thunderline.supervisor"
+    assert entry["offender"] == {"id": ["tuple", 1], "shutdown": "infinity"}
+    assert entry["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert entry["span_id"] == "b7ad6b7169203331"
+    assert entry["time"].endswith("+00:00")
+
+
+def test_json_formatter_omits_absent_trace_ids_and_keeps_tracebacks() -> None:
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, "f", 1, "oops", None, sys.exc_info())
+    record.trace_id = None
+    entry = json.loads(JsonFormatter().format(record))
+    assert "trace_id" not in entry
+    assert "ValueError: bad" in entry["exception"]
+
+
+def test_text_formatter_appends_trace_ids() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.emit(_record(trace_id="ab" * 16, span_id="cd" * 8))
+    assert stream.getvalue().rstrip().endswith(f"hi x trace_id={'ab' * 16} span_id={'cd' * 8}")
+
+
+def test_statistics_and_json_of_snapshots() -> None:
+    rows = [
+        ProcessRow("<1.1>", None, "main", "running", 3, 10, ("<1.2>",), (), (), False, None),
+        ProcessRow("<1.2>", "w", "Worker", "waiting", 7, 5, ("<1.1>",), ("x",), (), True, "<1.1>"),
+    ]
+    stats = node_statistics(rows)
+    assert (stats.processes, stats.mailbox_total, stats.mailbox_max) == (2, 10, 7)
+    assert stats.messages_handled == 15
+    as_json = to_jsonable(rows)
+    assert as_json[1]["links"] == ["<1.1>"]
+    assert json.loads(json.dumps(as_json)) == as_json
