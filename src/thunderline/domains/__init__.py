@@ -5,10 +5,15 @@
 * The event ledger: append-only, hash-chained, ECDSA-signed records on SQLite
   (default) or PostgreSQL: :func:`open_ledger`, :func:`open_async_ledger`.
 * Bounded pipelines with batching and backpressure: :class:`Pipeline`.
+* The five domain actors, one module each: :mod:`~thunderline.domains.gate`,
+  :mod:`~thunderline.domains.flow`, :mod:`~thunderline.domains.bolt`,
+  :mod:`~thunderline.domains.vault`, :mod:`~thunderline.domains.link`, under
+  the application supervisor of :func:`application_spec`.
 """
 
 from __future__ import annotations
 
+from thunderline.domains._app import AppConfig, application, application_spec
 from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.domains._event import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -52,6 +57,7 @@ from thunderline.domains._pipeline import (
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DOMAIN_SOURCES",
+    "AppConfig",
     "AsyncLedger",
     "CanonicalizationError",
     "DuplicateEventError",
@@ -77,6 +83,8 @@ __all__ = [
     "SignedHead",
     "SigningKeyError",
     "VerifyReport",
+    "application",
+    "application_spec",
     "canonicalize",
     "declare_source",
     "declared_sources",

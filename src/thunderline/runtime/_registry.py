@@ -141,6 +141,10 @@ class Registry:
         """The ``(pid, value)`` entries under ``key``, in registration order."""
         return list(self._entries.get(key, ()))
 
+    def all_keys(self) -> list[Hashable]:
+        """Every key with at least one entry, in first-registration order."""
+        return list(self._entries)
+
     def whereis(self, key: Hashable) -> Pid | None:
         """For a unique registry: the pid under ``key``, or None."""
         entries = self._entries.get(key)

@@ -25,6 +25,7 @@ This package is the only part of thunderline that imports OpenTelemetry.
 """
 
 from thunderline.telemetry._config import TelemetryConfig
+from thunderline.telemetry._detached import DetachedSpan, start_span
 from thunderline.telemetry._errors import TelemetryConfigError
 from thunderline.telemetry._export import (
     UrandomIdGenerator,
@@ -55,6 +56,7 @@ from thunderline.telemetry._stats import TelemetryStatistics, statistics
 
 __all__ = [
     "ContextScope",
+    "DetachedSpan",
     "RuntimeInstrument",
     "SpanScope",
     "TelemetryConfig",
@@ -77,5 +79,6 @@ __all__ = [
     "set_status",
     "shutdown",
     "span",
+    "start_span",
     "statistics",
 ]

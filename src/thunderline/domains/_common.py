@@ -1,0 +1,51 @@
+"""What the five domain actors share: registered names, replies that carry errors, tracing."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Final
+
+import attrs
+
+import thunderline.runtime as tl
+from thunderline import telemetry
+from thunderline.domains._event import Event
+
+GATE: Final = "thunderline.gate"
+FLOW: Final = "thunderline.flow"
+BOLT: Final = "thunderline.bolt"
+VAULT: Final = "thunderline.vault"
+LINK: Final = "thunderline.link"
+SAGAS: Final = "thunderline.sagas"
+APP: Final = "thunderline.app"
+
+
+@attrs.frozen
+class Failure:
+    """A server's answer that is an error: the client function raises ``error``."""
+
+    error: Exception
+
+
+async def request(server: tl.Pid | str, message: Any, timeout: float | None = None) -> Any:
+    """Call a domain server and raise the error it answered with, if any."""
+    result = await tl.call(server, message, timeout=timeout)
+    if isinstance(result, Failure):
+        raise result.error
+    return result
+
+
+@contextlib.contextmanager
+def event_context(event: Event) -> Iterator[None]:
+    """Continue ``event``'s trace unless a span is already current.
+
+    With the runtime's ``RuntimeInstrument`` installed, the message that
+    brought the event already carries the trace; without it, the trace context
+    Gate injected into the event's ``meta`` keeps every domain in one trace.
+    """
+    if telemetry.current_span_id() is not None:
+        yield
+        return
+    with telemetry.continue_from(event.meta):
+        yield

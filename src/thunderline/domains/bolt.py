@@ -1,0 +1,207 @@
+"""Bolt: runs the saga each event maps to, under the saga supervisor.
+
+:func:`run` asks Bolt to run the saga registered for an event's name. Bolt
+answers later (a deferred reply): it spawns a linked runner process per event
+that opens the ``bolt.run_saga`` span (``saga.module``,
+``saga.correlation_id``), starts the saga under the saga supervisor
+(registered as ``thunderline.sagas``, correlation id = the event id, joining
+a run already going for that id), records ``bolt.saga_started`` and
+``bolt.saga_registered``, waits for the outcome, records
+``bolt.saga_completed`` (or ``bolt.saga_failed``) and replies. So Bolt itself
+is never blocked by a running saga.
+
+The demo's :data:`HEARTBEAT` saga persists the event to Vault and then
+notifies Link; a step whose call fails because Vault or Link is restarting is
+retried (with a short backoff), so a restart of either domain delays events
+instead of losing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+
+import thunderline.runtime as tl
+from thunderline import sagas, telemetry
+from thunderline.domains import link, vault
+from thunderline.domains._common import BOLT, SAGAS, Failure, event_context, request
+from thunderline.domains._event import Event
+
+__all__ = ["DEFAULT_SAGAS", "HEARTBEAT", "Bolt", "UnknownEventError", "bolt_spec", "run"]
+
+
+class UnknownEventError(tl.ThunderlineError, LookupError):
+    """No saga is registered for the event's name."""
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"bolt: no saga for event {name!r} (known: {', '.join(known) or 'none'})")
+
+
+async def _persist(event: Event) -> dict[str, Any]:
+    record = await vault.append(event, actor="bolt")
+    return {"seq": record.seq, "hash": record.event_hash}
+
+
+async def _notify(event: Event, seq: int) -> dict[str, Any]:
+    delivered = await link.emit(event, seq)
+    return {"seq": seq, "delivered": delivered}
+
+
+async def _retry_when_unavailable(error: Exception, **_args: Any) -> sagas.Retry | None:
+    """Retry a step whose domain was not reachable (restarting); fail on anything else."""
+    if isinstance(error, tl.CallError):
+        return sagas.Retry(error)
+    return None
+
+
+def _heartbeat() -> sagas.Saga:
+    builder = sagas.SagaBuilder("heartbeat", inputs=["event"])
+    builder.step(
+        "persist",
+        _persist,
+        args={"event": sagas.Input("event")},
+        compensate=_retry_when_unavailable,
+        max_retries=20,
+        backoff=0.05,
+        timeout=30,
+    )
+    builder.step(
+        "notify",
+        _notify,
+        args={"event": sagas.Input("event"), "seq": sagas.StepResult("persist", "seq")},
+        compensate=_retry_when_unavailable,
+        max_retries=20,
+        backoff=0.05,
+        timeout=30,
+    )
+    return builder.build(returns="notify")
+
+
+#: Persist to Vault, then notify Link.
+HEARTBEAT: Final = _heartbeat()
+#: The sagas Bolt runs by default, by event name.
+DEFAULT_SAGAS: Final = {"system.heartbeat": HEARTBEAT}
+
+
+@attrs.frozen
+class _Run:
+    event: Event
+
+
+@attrs.define
+class _State:
+    runners: dict[tl.Pid, tl.From] = attrs.field(factory=dict)
+    completed: int = 0
+    failed: int = 0
+
+
+async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.SagaOutcome:
+    correlation_id = str(event.id)
+    with (
+        event_context(event),
+        telemetry.span(
+            "bolt.run_saga",
+            attributes={
+                "thunderline.domain": "bolt",
+                "saga.module": saga.name,
+                "saga.name": saga.name,
+                "saga.correlation_id": correlation_id,
+                "event.name": event.name,
+            },
+        ),
+    ):
+        handle = await sagas.start_saga(
+            supervisor, saga, {"event": event}, correlation_id=correlation_id, on_duplicate="join"
+        )
+        telemetry.add_event("bolt.saga_started", {"saga.correlation_id": correlation_id})
+        telemetry.add_event(
+            "bolt.saga_registered", {"saga.correlation_id": correlation_id, "joined": handle.joined}
+        )
+        outcome = await sagas.await_saga(supervisor, correlation_id)
+        if isinstance(outcome, sagas.SagaSucceeded):
+            telemetry.add_event("bolt.saga_completed", {"saga.correlation_id": correlation_id})
+        else:
+            telemetry.add_event(
+                "bolt.saga_failed",
+                {"saga.correlation_id": correlation_id, "outcome": type(outcome).__name__},
+            )
+        return outcome
+
+
+async def _run_and_reply(event: Event, saga: sagas.Saga, supervisor: str, bolt: tl.Pid) -> None:
+    outcome = await _runner(event, saga, supervisor)
+    tl.send(bolt, ("done", tl.current_pid(), outcome))
+
+
+class Bolt(tl.Server[_State]):
+    """The saga-running actor. Start with :func:`bolt_spec`."""
+
+    def __init__(self, saga_map: dict[str, sagas.Saga], supervisor: str = SAGAS) -> None:
+        self.saga_map = dict(saga_map)
+        self.supervisor = supervisor
+
+    async def init(self) -> tl.Ok[_State]:
+        """Trap exits: a runner that crashes fails its caller instead of Bolt."""
+        tl.trap_exit(True)
+        return tl.Ok(_State())
+
+    async def handle_call(
+        self, request: Any, from_: tl.From, state: _State
+    ) -> tl.Reply[_State] | tl.NoReply[_State]:
+        """Start a runner for the event and answer when its saga ended."""
+        if not isinstance(request, _Run):
+            return tl.Reply(Failure(ValueError(f"bolt: unknown request {request!r}")), state)
+        saga = self.saga_map.get(request.event.name)
+        if saga is None:
+            error = UnknownEventError(request.event.name, tuple(sorted(self.saga_map)))
+            return tl.Reply(Failure(error), state)
+        runner = tl.spawn_link(
+            _run_and_reply, request.event, saga, self.supervisor, tl.current_pid()
+        )
+        state.runners[runner] = from_
+        return tl.NoReply(state)
+
+    async def handle_info(self, message: Any, state: _State) -> tl.NoReply[_State]:
+        """Runner results and runner exits."""
+        if isinstance(message, tuple) and message[:1] == ("done",):
+            _, runner, outcome = message
+            from_ = state.runners.pop(runner, None)
+            if from_ is not None:
+                if isinstance(outcome, sagas.SagaSucceeded):
+                    state.completed += 1
+                else:
+                    state.failed += 1
+                tl.reply(from_, outcome)
+        elif isinstance(message, tl.Exit):
+            from_ = state.runners.pop(message.pid, None)
+            if from_ is not None:
+                state.failed += 1
+                error = sagas.SagaError(
+                    f"bolt: saga runner {message.pid!r} died: {message.reason!r}"
+                )
+                tl.reply(from_, Failure(error))
+        return tl.NoReply(state)
+
+
+def bolt_spec(saga_map: dict[str, sagas.Saga] | None = None) -> tl.ChildSpec:
+    """The Bolt child spec (registered as ``thunderline.bolt``)."""
+    mapping = DEFAULT_SAGAS if saga_map is None else saga_map
+
+    async def start() -> tl.Pid | None:
+        return await tl.start_link(Bolt(mapping), name=BOLT)
+
+    return tl.ChildSpec(id="bolt", start=start)
+
+
+async def run(event: Event, *, bolt: tl.Pid | str = BOLT) -> sagas.SagaOutcome:
+    """Run the saga mapped to ``event.name`` and return its outcome.
+
+    Raises:
+        UnknownEventError: no saga for that event name.
+        CallError: Bolt is not running.
+    """
+    outcome: sagas.SagaOutcome = await request(bolt, _Run(event), timeout=None)
+    return outcome
