@@ -24,6 +24,7 @@ Example::
 This package is the only part of thunderline that imports OpenTelemetry.
 """
 
+from thunderline.telemetry._composite import CompositeInstrument, CompositeSagaInstrument
 from thunderline.telemetry._config import TelemetryConfig
 from thunderline.telemetry._detached import DetachedSpan, start_span
 from thunderline.telemetry._errors import TelemetryConfigError
@@ -34,6 +35,17 @@ from thunderline.telemetry._export import (
     shutdown,
 )
 from thunderline.telemetry._logging import TraceContextFilter, install_log_correlation
+from thunderline.telemetry._metrics import (
+    MetricsInstrument,
+    MetricsStatistics,
+    RuntimeMetrics,
+    RuntimeSnapshot,
+    SagaMetrics,
+    configure_metrics,
+    force_flush_metrics,
+    metrics_statistics,
+    shutdown_metrics,
+)
 from thunderline.telemetry._propagation import (
     ContextScope,
     attach_carrier,
@@ -43,6 +55,7 @@ from thunderline.telemetry._propagation import (
     inject,
 )
 from thunderline.telemetry._runtime import RuntimeInstrument
+from thunderline.telemetry._sagas import SagaTracer, TraceTreeViolation, check_trace_tree
 from thunderline.telemetry._spans import (
     SpanScope,
     add_event,
@@ -55,29 +68,43 @@ from thunderline.telemetry._spans import (
 from thunderline.telemetry._stats import TelemetryStatistics, statistics
 
 __all__ = [
+    "CompositeInstrument",
+    "CompositeSagaInstrument",
     "ContextScope",
     "DetachedSpan",
+    "MetricsInstrument",
+    "MetricsStatistics",
     "RuntimeInstrument",
+    "RuntimeMetrics",
+    "RuntimeSnapshot",
+    "SagaMetrics",
+    "SagaTracer",
     "SpanScope",
     "TelemetryConfig",
     "TelemetryConfigError",
     "TelemetryStatistics",
     "TraceContextFilter",
+    "TraceTreeViolation",
     "UrandomIdGenerator",
     "add_event",
     "attach_carrier",
     "capture_carrier",
+    "check_trace_tree",
     "configure",
+    "configure_metrics",
     "continue_from",
     "current_span_id",
     "current_trace_id",
     "extract",
     "force_flush",
+    "force_flush_metrics",
     "inject",
     "install_log_correlation",
+    "metrics_statistics",
     "set_attributes",
     "set_status",
     "shutdown",
+    "shutdown_metrics",
     "span",
     "start_span",
     "statistics",

@@ -1,0 +1,856 @@
+"""Saga runs as nested OpenTelemetry spans, and a checker for the trace tree.
+
+Example::
+
+    >>> import anyio
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    ...     InMemorySpanExporter,
+    ... )
+    >>> from thunderline import telemetry
+    >>> from thunderline.sagas import SagaBuilder, run_saga
+    >>> exporter = InMemorySpanExporter()
+    >>> _ = telemetry.configure(exporter=exporter, batch=False, install_global=False)
+    >>> async def reserve():
+    ...     return "r-1"
+    >>> builder = SagaBuilder("checkout")
+    >>> _ = builder.step("reserve", reserve)
+    >>> saga = builder.build(returns="reserve")
+    >>> tracer = telemetry.SagaTracer()
+    >>> outcome = anyio.run(lambda: run_saga(saga, instrument=tracer))
+    >>> spans = exporter.get_finished_spans()
+    >>> sorted(s.name for s in spans)
+    ['bolt.saga_execution', 'saga.step reserve']
+    >>> [s.attributes["saga.outcome"] for s in spans if s.name == "bolt.saga_execution"]
+    ['succeeded']
+    >>> telemetry.check_trace_tree(spans)
+    >>> telemetry.shutdown()
+    True
+
+The shape of one run (every span is started with an *explicit* parent, so
+concurrent steps in separate tasks nest correctly)::
+
+    bolt.run_saga                  only under a saga supervisor: from its
+    │                              "saga_registered" to "saga_unregistered"
+    └─ bolt.saga_execution         the run (child of the current span when the
+       │                           run starts, or of bolt.run_saga)
+       ├─ saga.step {step}         one span per attempt (saga.attempt = 1, 2...)
+       │  └─ bolt.saga_execution   a nested saga, under its parent step's attempt
+       ├─ saga.compensate {step}   after the failed attempt's span ended
+       └─ saga.rollback            from "rollback_started" to its end
+          └─ saga.undo {step}      one span per undo attempt
+
+Attributes: ``saga.name``, ``saga.correlation_id``, ``saga.run_id`` on every
+span; ``saga.step`` and ``saga.attempt`` on step, compensate and undo spans;
+``saga.outcome`` on the execution span (``succeeded``, ``failed``,
+``halted``, ``cancelled`` or ``crashed``) and ``saga.step.outcome`` on step
+spans (``ok``, ``error``, ``retry``, ``halt``, ``cancelled``). A failed
+attempt, compensate or undo records the exception with status ERROR; a failed
+run is ERROR on its execution span even when the rollback succeeded. The
+saga's events become span events named ``bolt.{event}``
+(``bolt.saga_started``, ``bolt.saga_completed``, ``bolt.saga_failed``,
+``bolt.saga_rolled_back``, ``bolt.saga_halted``, ``bolt.saga_registered``...).
+Every span carries ``thunderline.saga.span`` (``run``, ``execution``,
+``attempt``, ``compensate``, ``rollback``, ``undo``), which is what
+:func:`check_trace_tree` reads.
+
+While ``run``, ``compensate`` or ``undo`` of a step executes, its span is the
+current span, so spans and messages the step's code creates are its children.
+
+:func:`check_trace_tree` lives here rather than in :mod:`thunderline.testing`
+because it reads OpenTelemetry spans and this package is the only one that
+imports OpenTelemetry; it accepts a :class:`thunderline.testing.SagaRecorder`
+(duck-typed, never imported) to compare the tree with what the runs did.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from thunderline.runtime import ThunderlineError
+from thunderline.sagas import (
+    AttemptOutcome,
+    RollbackStatus,
+    SagaFailed,
+    SagaHalted,
+    SagaInstrument,
+    SagaOutcome,
+    SagaRunInfo,
+    SagaSucceeded,
+    UndoOutcome,
+)
+from thunderline.telemetry._context import _GUARD
+from thunderline.telemetry._state import STATE
+from thunderline.telemetry._stats import COUNTERS
+
+if TYPE_CHECKING:
+    from thunderline.testing import SagaRecorder
+
+__all__ = ["SagaTracer", "TraceTreeViolation", "check_trace_tree"]
+
+SUPERVISED_SPAN: Final = "bolt.run_saga"
+EXECUTION_SPAN: Final = "bolt.saga_execution"
+ROLLBACK_SPAN: Final = "saga.rollback"
+EVENT_PREFIX: Final = "bolt."
+KIND_KEY: Final = "thunderline.saga.span"
+_ENDED_RUNS_KEPT: Final = 1024
+
+_ATTRIBUTE_NAMES: Final = {
+    "step": "saga.step",
+    "attempt": "saga.attempt",
+    "delay": "saga.retry.delay",
+    "reason": "saga.reason",
+    "pid": "thunderline.pid",
+    "supervisor": "thunderline.supervisor",
+    "ended": "saga.ended",
+    "cancelled": "saga.cancelled",
+}
+
+
+class _Handle:
+    """A started span and, if it was made current, the tokens to undo that."""
+
+    __slots__ = ("guard_token", "otel_token", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.otel_token: contextvars.Token[Context] | None = None
+        self.guard_token: contextvars.Token[object] | None = None
+
+    def attach(self) -> None:
+        self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self.guard_token = _GUARD.set(self)
+
+    def detach(self) -> None:
+        guard, otel = self.guard_token, self.otel_token
+        self.guard_token = self.otel_token = None
+        if guard is None or otel is None:
+            return
+        try:
+            _GUARD.reset(guard)
+        except (ValueError, RuntimeError):
+            # Finished from another contextvars.Context (a broken hook contract):
+            # that Context is not ours to restore; the span is still ended.
+            COUNTERS.add("context_mismatches")
+            return
+        otel_context.detach(otel)
+
+
+class _Run:
+    __slots__ = ("execution", "info", "rollback")
+
+    def __init__(self, info: SagaRunInfo, execution: Span) -> None:
+        self.info = info
+        self.execution = execution
+        self.rollback: Span | None = None
+
+
+def _error_attributes(error: BaseException) -> dict[str, AttributeValue]:
+    return {"error.type": type(error).__qualname__, "error.message": str(error)}
+
+
+def _attribute_value(value: object) -> AttributeValue:
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _event_attributes(attributes: Mapping[str, object]) -> dict[str, AttributeValue]:
+    converted: dict[str, AttributeValue] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if key == "error" and isinstance(value, BaseException):
+            converted.update(_error_attributes(value))
+            continue
+        converted[_ATTRIBUTE_NAMES.get(key, f"saga.{key}")] = _attribute_value(value)
+    return converted
+
+
+def _fail(span: Span, error: BaseException, *, escaped: bool = True) -> None:
+    if span.is_recording():
+        span.record_exception(error, escaped=escaped)
+        span.set_attribute("error.type", type(error).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+class SagaTracer(SagaInstrument):
+    """A :class:`~thunderline.sagas.SagaInstrument` that records saga runs as spans.
+
+    Pass it as ``run_saga(..., instrument=SagaTracer())``, to a saga
+    supervisor, or install it with
+    :func:`thunderline.sagas.set_default_instrument`. One tracer can observe
+    any number of concurrent runs: span handles are kept per
+    ``(run_id, step, attempt)``. Spans come from the tracer installed by
+    :func:`thunderline.telemetry.configure` (looked up when each span starts)
+    unless ``tracer`` is given. See the module docstring for the tree.
+
+    Args:
+        tracer: The OpenTelemetry tracer to use instead of thunderline's.
+        current_steps: Make each step's ``run``/``compensate``/``undo`` span
+            current while its code runs (default True), so work done by the
+            step nests under it.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, *, tracer: trace.Tracer | None = None, current_steps: bool = True) -> None:
+        self._tracer = tracer
+        self._current_steps = current_steps
+        self._runs: dict[int, _Run] = {}
+        self._supervised: dict[int, Span] = {}
+        self._attempts: dict[tuple[int, str, int], _Handle] = {}
+        self._latest_attempt: dict[tuple[int, str], int] = {}
+        self._compensations: dict[tuple[int, str, int], _Handle] = {}
+        self._undos: dict[tuple[int, str, int], _Handle] = {}
+        self._ended: OrderedDict[int, SpanContext] = OrderedDict()
+
+    # ------------------------------------------------------------- helpers
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        """The tracer spans are started with."""
+        return self._tracer if self._tracer is not None else STATE.tracer
+
+    def open_spans(self) -> int:
+        """Count the spans started and not yet ended (0 once every run finished).
+
+        Returns:
+            The number of open spans.
+        """
+        return (
+            len(self._runs)
+            + sum(1 for r in self._runs.values() if r.rollback is not None)
+            + len(self._supervised)
+            + len(self._attempts)
+            + len(self._compensations)
+            + len(self._undos)
+        )
+
+    def end_open_spans(self) -> int:
+        """End every span still open (e.g. at shutdown, if a run never finished).
+
+        The spans get ``saga.abandoned = True``; contexts made current by
+        unfinished hooks are not restored (they belong to other tasks).
+
+        Returns:
+            How many spans were ended.
+        """
+        ended = 0
+        for handles in (self._undos, self._compensations, self._attempts):
+            for handle in handles.values():
+                handle.span.set_attribute("saga.abandoned", True)
+                handle.span.end()
+                ended += 1
+            handles.clear()
+        self._latest_attempt.clear()
+        for run in list(self._runs.values()):
+            ended += self._close_run(run, abandoned=True)
+        self._runs.clear()
+        for span in self._supervised.values():
+            span.set_attribute("saga.abandoned", True)
+            span.end()
+            ended += 1
+        self._supervised.clear()
+        return ended
+
+    @staticmethod
+    def _run_attributes(run: SagaRunInfo) -> dict[str, AttributeValue]:
+        return {
+            "saga.name": run.saga.name,
+            "saga.correlation_id": run.correlation_id,
+            "saga.run_id": run.run_id,
+        }
+
+    def _start(
+        self,
+        name: str,
+        kind: str,
+        parent: Span | None,
+        attributes: dict[str, AttributeValue],
+        links: list[Link] | None = None,
+    ) -> Span:
+        attributes[KIND_KEY] = kind
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        return self.tracer.start_span(name, context=context, attributes=attributes, links=links)
+
+    def _owner(self, run: SagaRunInfo) -> Span | None:
+        """The open span undo work of ``run`` goes under: its (or an ancestor's) rollback."""
+        info: SagaRunInfo | None = run
+        while info is not None:
+            open_run = self._runs.get(info.run_id)
+            if open_run is not None:
+                return open_run.rollback or open_run.execution
+            info = info.parent
+        return None
+
+    def _close_run(self, run: _Run, *, abandoned: bool) -> int:
+        ended = 0
+        if run.rollback is not None:
+            if abandoned:
+                run.rollback.set_attribute("saga.abandoned", True)
+            run.rollback.end()
+            run.rollback = None
+            ended += 1
+        if abandoned:
+            run.execution.set_attribute("saga.abandoned", True)
+        run.execution.end()
+        self._ended[run.info.run_id] = run.execution.get_span_context()
+        while len(self._ended) > _ENDED_RUNS_KEPT:
+            self._ended.popitem(last=False)
+        return ended + 1
+
+    def _finish_handle(self, handle: _Handle) -> None:
+        handle.detach()
+        handle.span.end()
+
+    # ---------------------------------------------------------------- runs
+
+    def saga_started(self, run: SagaRunInfo) -> None:
+        """Start the run's ``bolt.saga_execution`` span."""
+        parent: Span | None = self._supervised.get(run.run_id)
+        attributes = self._run_attributes(run)
+        if run.parent is not None and run.parent_step is not None:
+            attributes["saga.parent_run_id"] = run.parent.run_id
+            attributes["saga.parent_step"] = run.parent_step
+            attributes["saga.path"] = "/".join(run.path)
+            attempt = self._latest_attempt.get((run.parent.run_id, run.parent_step))
+            handle = (
+                self._attempts.get((run.parent.run_id, run.parent_step, attempt))
+                if attempt is not None
+                else None
+            )
+            if handle is not None:
+                parent = handle.span
+        links: list[Link] | None = None
+        if run.resumed_from is not None:
+            attributes["saga.resumed_from"] = run.resumed_from
+            attributes["saga.resumed_steps"] = sorted(run.resumed)
+            halted = self._ended.get(run.resumed_from)
+            if halted is not None:
+                links = [Link(halted, {"saga.link": "resumed_from"})]
+        execution = self._start(EXECUTION_SPAN, "execution", parent, attributes, links)
+        previous = self._runs.pop(run.run_id, None)
+        if previous is not None:  # started twice: never leave the first one open
+            self._close_run(previous, abandoned=True)
+        self._runs[run.run_id] = _Run(run, execution)
+
+    def saga_finished(
+        self, run: SagaRunInfo, outcome: SagaOutcome | None, error: BaseException | None
+    ) -> None:
+        """Record the outcome on the execution span and end it (and anything left open)."""
+        open_run = self._runs.pop(run.run_id, None)
+        if open_run is None:
+            return
+        span = open_run.execution
+        if isinstance(outcome, SagaSucceeded):
+            span.set_attribute("saga.outcome", "succeeded")
+        elif isinstance(outcome, SagaFailed):
+            span.set_attributes(
+                {
+                    "saga.outcome": "failed",
+                    "saga.rollback.status": outcome.rollback.status.value,
+                    "error.type": type(outcome.error).__qualname__,
+                }
+            )
+            if outcome.step is not None:
+                span.set_attribute("saga.failed_step", outcome.step)
+            span.set_status(
+                Status(StatusCode.ERROR, f"{type(outcome.error).__name__}: {outcome.error}")
+            )
+        elif isinstance(outcome, SagaHalted):
+            span.set_attributes({"saga.outcome": "halted", "saga.halted_step": outcome.step})
+        elif isinstance(error, Exception):
+            span.set_attribute("saga.outcome", "crashed")
+            _fail(span, error)
+        elif error is not None:
+            span.set_attribute("saga.outcome", "cancelled")
+            span.set_attribute("saga.interrupted_by", type(error).__qualname__)
+        self._close_run(open_run, abandoned=False)
+
+    # -------------------------------------------------------------- attempts
+
+    def step_attempt_started(self, run: SagaRunInfo, step: str, attempt: int) -> None:
+        """Start ``saga.step {step}`` under the run's execution span."""
+        open_run = self._runs.get(run.run_id)
+        attributes = self._run_attributes(run)
+        attributes["saga.step"] = step
+        attributes["saga.attempt"] = attempt
+        span = self._start(
+            f"saga.step {step}",
+            "attempt",
+            open_run.execution if open_run is not None else None,
+            attributes,
+        )
+        key = (run.run_id, step, attempt)
+        self._replace(self._attempts, key)
+        handle = _Handle(span)
+        self._attempts[key] = handle
+        self._latest_attempt[(run.run_id, step)] = attempt
+        if self._current_steps:
+            handle.attach()
+
+    def step_attempt_finished(
+        self,
+        run: SagaRunInfo,
+        step: str,
+        attempt: int,
+        outcome: AttemptOutcome,
+        error: BaseException | None,
+    ) -> None:
+        """Record the attempt's outcome (ERROR with the exception on failure) and end it."""
+        handle = self._attempts.pop((run.run_id, step, attempt), None)
+        if self._latest_attempt.get((run.run_id, step)) == attempt:
+            del self._latest_attempt[(run.run_id, step)]
+        if handle is None:
+            return
+        handle.span.set_attribute("saga.step.outcome", outcome)
+        if error is not None:
+            _fail(handle.span, error)
+        self._finish_handle(handle)
+
+    @staticmethod
+    def _replace(handles: dict[tuple[int, str, int], _Handle], key: tuple[int, str, int]) -> None:
+        previous = handles.pop(key, None)
+        if previous is not None:  # started twice: never leave the first one open
+            previous.span.set_attribute("saga.abandoned", True)
+            previous.span.end()
+
+    # ---------------------------------------------------------- compensation
+
+    def compensate_started(self, run: SagaRunInfo, step: str, attempt: int) -> None:
+        """Start ``saga.compensate {step}`` under the run's execution span."""
+        open_run = self._runs.get(run.run_id)
+        attributes = self._run_attributes(run)
+        attributes["saga.step"] = step
+        attributes["saga.attempt"] = attempt
+        span = self._start(
+            f"saga.compensate {step}",
+            "compensate",
+            open_run.execution if open_run is not None else None,
+            attributes,
+        )
+        key = (run.run_id, step, attempt)
+        self._replace(self._compensations, key)
+        handle = _Handle(span)
+        self._compensations[key] = handle
+        if self._current_steps:
+            handle.attach()
+
+    def compensate_finished(
+        self, run: SagaRunInfo, step: str, attempt: int, error: BaseException | None
+    ) -> None:
+        """End the compensate span (ERROR with the exception if it raised)."""
+        handle = self._compensations.pop((run.run_id, step, attempt), None)
+        if handle is None:
+            return
+        if error is not None:
+            _fail(handle.span, error)
+        self._finish_handle(handle)
+
+    # ------------------------------------------------------------------ undo
+
+    def undo_started(self, run: SagaRunInfo, step: str, attempt: int) -> None:
+        """Start ``saga.undo {step}`` under the open rollback (or execution) span."""
+        attributes = self._run_attributes(run)
+        attributes["saga.step"] = step
+        attributes["saga.attempt"] = attempt
+        if run.path:
+            attributes["saga.path"] = "/".join((*run.path, step))
+        span = self._start(f"saga.undo {step}", "undo", self._owner(run), attributes)
+        key = (run.run_id, step, attempt)
+        self._replace(self._undos, key)
+        handle = _Handle(span)
+        self._undos[key] = handle
+        if self._current_steps:
+            handle.attach()
+
+    def undo_finished(
+        self,
+        run: SagaRunInfo,
+        step: str,
+        attempt: int,
+        outcome: UndoOutcome,
+        error: BaseException | None,
+    ) -> None:
+        """Record the undo attempt's outcome and end its span."""
+        handle = self._undos.pop((run.run_id, step, attempt), None)
+        if handle is None:
+            return
+        handle.span.set_attribute("saga.undo.outcome", outcome)
+        if error is not None:
+            _fail(handle.span, error)
+        self._finish_handle(handle)
+
+    # ---------------------------------------------------------------- events
+
+    def event(self, run: SagaRunInfo, name: str, attributes: Mapping[str, object]) -> None:
+        """Add ``bolt.{name}`` to the run's span; open or close supervisor and rollback spans."""
+        event_name = EVENT_PREFIX + name
+        event_attributes = _event_attributes(attributes)
+        if name == "saga_registered":
+            self._registered(run, event_name, event_attributes)
+            return
+        supervised = self._supervised.get(run.run_id)
+        if name in ("saga_unregistered", "saga_crashed"):
+            if supervised is None:
+                return
+            supervised.add_event(event_name, event_attributes)
+            if name == "saga_crashed":
+                supervised.set_status(Status(StatusCode.ERROR, f"saga crashed: {attributes}"))
+            else:
+                del self._supervised[run.run_id]
+                supervised.set_attribute("saga.outcome", str(attributes.get("ended", "unknown")))
+                if attributes.get("ended") in ("failed", "crashed"):
+                    supervised.set_status(Status(StatusCode.ERROR, f"saga {attributes['ended']}"))
+                open_run = self._runs.pop(run.run_id, None)
+                if open_run is not None:  # its process ended without finishing the run
+                    self._close_run(open_run, abandoned=True)
+                supervised.end()
+            return
+        open_run = self._runs.get(run.run_id)
+        if open_run is None:
+            if supervised is not None:
+                supervised.add_event(event_name, event_attributes)
+            return
+        open_run.execution.add_event(event_name, event_attributes)
+        if name == "rollback_started":
+            if open_run.rollback is not None:
+                open_run.rollback.end()
+            open_run.rollback = self._start(
+                ROLLBACK_SPAN, "rollback", open_run.execution, self._run_attributes(run)
+            )
+        elif name in ("saga_rolled_back", "rollback_incomplete") and open_run.rollback is not None:
+            status = (
+                RollbackStatus.ROLLED_BACK
+                if name == "saga_rolled_back"
+                else RollbackStatus.INCOMPLETE
+            )
+            open_run.rollback.set_attribute("saga.rollback.status", status.value)
+            if status is RollbackStatus.INCOMPLETE:
+                open_run.rollback.set_status(Status(StatusCode.ERROR, "rollback incomplete"))
+            open_run.rollback.end()
+            open_run.rollback = None
+
+    def _registered(
+        self, run: SagaRunInfo, event_name: str, attributes: dict[str, AttributeValue]
+    ) -> None:
+        previous = self._supervised.pop(run.run_id, None)
+        if previous is not None:
+            previous.set_attribute("saga.abandoned", True)
+            previous.end()
+        span = self._start(SUPERVISED_SPAN, "run", None, self._run_attributes(run))
+        span.add_event(event_name, attributes)
+        self._supervised[run.run_id] = span
+
+
+SagaTracer.__module__ = "thunderline.telemetry"
+
+
+# ------------------------------------------------------------------ checker
+
+
+class TraceTreeViolation(ThunderlineError, AssertionError):
+    """The spans of saga runs do not have the shape :class:`SagaTracer` promises.
+
+    Args:
+        invariant: The invariant at fault (``"T1"``, ``"T2"``, ``"T3"``,
+            ``"T4"``, ``"T16"``, or ``"recorder"`` for a disagreement with
+            a :class:`~thunderline.testing.SagaRecorder`) and a short name.
+        detail: What was observed, naming the saga, run and span.
+
+    Attributes:
+        invariant: The invariant at fault.
+        detail: What was observed.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, invariant: str, detail: str) -> None:
+        self.invariant = invariant
+        self.detail = detail
+        super().__init__(f"{invariant} violated: {detail}")
+
+
+TraceTreeViolation.__module__ = "thunderline.telemetry"
+
+
+def _kind(span: ReadableSpan) -> str | None:
+    value = (span.attributes or {}).get(KIND_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _attr(span: ReadableSpan, key: str) -> Any:
+    return (span.attributes or {}).get(key)
+
+
+def _key(span: ReadableSpan) -> tuple[int, str, int]:
+    return (_attr(span, "saga.run_id"), _attr(span, "saga.step"), _attr(span, "saga.attempt"))
+
+
+def _describe(span: ReadableSpan) -> str:
+    return (
+        f"span {span.name!r} (saga {_attr(span, 'saga.name')!r}, "
+        f"run {_attr(span, 'saga.run_id')}, attempt {_attr(span, 'saga.attempt')})"
+    )
+
+
+def check_trace_tree(
+    spans: Iterable[ReadableSpan], *, recorder: SagaRecorder | None = None
+) -> None:
+    """Check the spans :class:`SagaTracer` produced for saga runs.
+
+    Spans other than the tracer's (those without ``thunderline.saga.span``)
+    may be mixed in: they are allowed as the parents of outermost saga spans
+    and are otherwise ignored. Checked:
+
+    * T4: every span ended, children end no later than their parent, and no
+      two spans exist for one (run, step, attempt).
+    * T2: every step, compensate, rollback and undo span has a collected
+      parent; only outermost ``bolt.run_saga`` / ``bolt.saga_execution``
+      spans may have a parent outside the collection.
+    * T1: each tree of saga spans has one trace id.
+    * T3: attempt and compensate spans are children of their run's execution
+      span (a nested run's execution span is a child of its parent step's
+      attempt span); a compensate span starts after its attempt's span
+      ended; rollback spans are children of the execution span; undo spans
+      are under a rollback or execution span of the run or an ancestor run,
+      and start after every attempt span of their run ended; attempt
+      numbers per (run, step) are 1, 2, ... n.
+    * T16: an attempt with outcome ``error`` is ERROR with an ``exception``
+      event; a failed run's execution span is ERROR.
+
+    With ``recorder`` (a :class:`thunderline.testing.SagaRecorder` that saw
+    the same runs) also: one execution span per recorded run, one attempt,
+    compensate and undo span per recorded ``*_started`` hook with the
+    recorded outcome, and ``saga.outcome`` matching the recorded outcome.
+
+    Args:
+        spans: Finished spans, e.g. ``InMemorySpanExporter.get_finished_spans()``.
+        recorder: Optionally, the recorder that observed the runs.
+
+    Raises:
+        TraceTreeViolation: naming the invariant, saga, run and span at fault.
+
+    .. versionadded:: 0.1
+    """
+    spans = list(spans)
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    saga_spans = [s for s in spans if _kind(s) is not None]
+    executions: dict[int, ReadableSpan] = {}
+    attempts: dict[tuple[int, str, int], ReadableSpan] = {}
+    per_step: dict[tuple[int, str], list[int]] = defaultdict(list)
+    by_run: dict[int, list[ReadableSpan]] = defaultdict(list)
+
+    def parent_of(span: ReadableSpan) -> ReadableSpan | None:
+        return by_id.get(span.parent.span_id) if span.parent is not None else None
+
+    for span in saga_spans:
+        kind = _kind(span)
+        run_id = _attr(span, "saga.run_id")
+        if span.end_time is None or span.start_time is None:
+            raise TraceTreeViolation("T4 every span ended", f"{_describe(span)} was not ended")
+        parent = parent_of(span)
+        if parent is not None and _kind(parent) is not None:
+            if parent.end_time is not None and span.end_time > parent.end_time:
+                raise TraceTreeViolation(
+                    "T4 children end first",
+                    f"{_describe(span)} ended after its parent {_describe(parent)}",
+                )
+            if parent.context.trace_id != span.context.trace_id:
+                raise TraceTreeViolation(
+                    "T1 one trace id", f"{_describe(span)} has another trace than its parent"
+                )
+        if kind not in ("run", "execution", "undo") and (parent is None or _kind(parent) is None):
+            raise TraceTreeViolation(
+                "T2 no dangling parents",
+                f"{_describe(span)} has no collected saga span as its parent",
+            )
+        if kind == "execution":
+            if run_id in executions:
+                raise TraceTreeViolation(
+                    "T4 one span per run", f"two execution spans for run {run_id}"
+                )
+            executions[run_id] = span
+        elif kind == "attempt":
+            key = (run_id, _attr(span, "saga.step"), _attr(span, "saga.attempt"))
+            if key in attempts:
+                raise TraceTreeViolation("T4 one span per attempt", f"two spans for {key}")
+            attempts[key] = span
+            per_step[key[:2]].append(key[2])
+        by_run[run_id].append(span)
+
+    for span in saga_spans:
+        kind = _kind(span)
+        run_id = _attr(span, "saga.run_id")
+        parent = parent_of(span)
+        parent_kind = _kind(parent) if parent is not None else None
+        if kind == "execution":
+            parent_run = _attr(span, "saga.parent_run_id")
+            if parent_run is not None:
+                step = _attr(span, "saga.parent_step")
+                if (
+                    parent is None
+                    or parent_kind != "attempt"
+                    or _attr(parent, "saga.run_id") != parent_run
+                    or _attr(parent, "saga.step") != step
+                ):
+                    raise TraceTreeViolation(
+                        "T3 nested run under its step",
+                        f"{_describe(span)} is not a child of step {step!r} of run {parent_run}",
+                    )
+            if _attr(span, "saga.outcome") == "failed" and span.status.status_code is not (
+                StatusCode.ERROR
+            ):
+                raise TraceTreeViolation("T16 failed run is ERROR", f"{_describe(span)} is not")
+        elif kind in ("attempt", "compensate", "rollback") and (
+            parent is None or parent_kind != "execution" or _attr(parent, "saga.run_id") != run_id
+        ):
+            raise TraceTreeViolation(
+                "T3 under the saga span",
+                f"{_describe(span)} is not a child of run {run_id}'s execution span",
+            )
+        if (
+            kind == "attempt"
+            and _attr(span, "saga.step.outcome") == "error"
+            and (
+                span.status.status_code is not StatusCode.ERROR
+                or not any(e.name == "exception" for e in span.events)
+            )
+        ):
+            raise TraceTreeViolation(
+                "T16 failed attempt is ERROR with the exception",
+                f"{_describe(span)} has status {span.status.status_code.name}"
+                " or no exception event",
+            )
+        if kind == "compensate":
+            failed = attempts.get((run_id, _attr(span, "saga.step"), _attr(span, "saga.attempt")))
+            if failed is None:
+                raise TraceTreeViolation(
+                    "T3 compensation after its attempt",
+                    f"{_describe(span)} has no attempt span",
+                )
+            assert failed.end_time is not None
+            assert span.start_time is not None
+            if span.start_time < failed.end_time:
+                raise TraceTreeViolation(
+                    "T3 compensation after its attempt",
+                    f"{_describe(span)} started before its attempt's span ended",
+                )
+        if kind == "undo":
+            # A parentless undo is allowed only for ``undo_saga`` of a run not in the trace.
+            if parent_kind not in ("rollback", "execution") and (
+                parent_kind is not None or run_id in executions
+            ):
+                raise TraceTreeViolation(
+                    "T3 undo under the rollback",
+                    f"{_describe(span)} is not under a rollback or execution span",
+                )
+            assert span.start_time is not None
+            late = [
+                a
+                for a in by_run[run_id]
+                if _kind(a) == "attempt" and a.end_time is not None and a.end_time > span.start_time
+            ]
+            if late:
+                raise TraceTreeViolation(
+                    "T3 undo after the forward phase",
+                    f"{_describe(span)} started before {_describe(late[0])} ended",
+                )
+    for (run_id, step), numbers in per_step.items():
+        if sorted(numbers) != list(range(1, len(numbers) + 1)):
+            raise TraceTreeViolation(
+                "T3 attempt numbers",
+                f"run {run_id} step {step!r} has attempt spans {sorted(numbers)}",
+            )
+    if recorder is not None:
+        _check_against_recorder(saga_spans, executions, attempts, recorder)
+
+
+_OUTCOME_NAMES: Final = {
+    "SagaSucceeded": "succeeded",
+    "SagaFailed": "failed",
+    "SagaHalted": "halted",
+}
+
+
+def _check_against_recorder(
+    saga_spans: list[ReadableSpan],
+    executions: dict[int, ReadableSpan],
+    attempts: dict[tuple[int, str, int], ReadableSpan],
+    recorder: SagaRecorder,
+) -> None:
+    recorded_runs = set(recorder.runs)
+    if recorded_runs != set(executions):
+        raise TraceTreeViolation(
+            "recorder runs",
+            f"recorded runs {sorted(recorded_runs)} but execution spans for {sorted(executions)}",
+        )
+    counts: dict[str, dict[tuple[int, str, int], ReadableSpan]] = {
+        "compensate": {},
+        "undo": {},
+    }
+    for span in saga_spans:
+        kind = _kind(span)
+        if kind in counts:
+            key = (
+                _attr(span, "saga.run_id"),
+                _attr(span, "saga.step"),
+                _attr(span, "saga.attempt"),
+            )
+            counts[kind][key] = span
+    seen: dict[str, set[tuple[int, str, int]]] = {
+        "attempt": set(),
+        "compensate": set(),
+        "undo": set(),
+    }
+    for event in recorder.events:
+        if event.step is None or event.attempt is None:
+            continue
+        key = (event.run.run_id, event.step, event.attempt)
+        if event.kind == "step_attempt_finished":
+            found = attempts.get(key)
+            if found is None or _attr(found, "saga.step.outcome") != event.outcome:
+                raise TraceTreeViolation(
+                    "recorder attempts",
+                    f"attempt {key} ended {event.outcome!r}; its span: "
+                    f"{None if found is None else _attr(found, 'saga.step.outcome')!r}",
+                )
+            seen["attempt"].add(key)
+        elif event.kind in ("compensate_finished", "undo_finished"):
+            kind = event.kind.removesuffix("_finished")
+            found = counts[kind].get(key)
+            if found is None:
+                raise TraceTreeViolation(f"recorder {kind}", f"no {kind} span for {key}")
+            if kind == "undo" and _attr(found, "saga.undo.outcome") != event.outcome:
+                raise TraceTreeViolation(
+                    "recorder undo", f"undo {key} ended {event.outcome!r} but its span did not"
+                )
+            seen[kind].add(key)
+    for kind, keys in (("attempt", set(attempts)), *((k, set(v)) for k, v in counts.items())):
+        extra = keys - seen[kind]
+        if extra:
+            raise TraceTreeViolation(
+                f"recorder {kind}", f"spans without a recorded {kind}: {sorted(extra)}"
+            )
+    for run_id, outcome in recorder.outcomes.items():
+        expected = _OUTCOME_NAMES.get(type(outcome).__name__)
+        if expected is None:
+            expected = "crashed" if isinstance(outcome, Exception) else "cancelled"
+        actual = _attr(executions[run_id], "saga.outcome")
+        if actual != expected:
+            raise TraceTreeViolation(
+                "recorder outcome", f"run {run_id} ended {expected!r}; its span says {actual!r}"
+            )
+
+
+check_trace_tree.__module__ = "thunderline.telemetry"
