@@ -230,10 +230,10 @@ def test_clients_without_daemon_and_bad_app(tmp_path: Path) -> None:
     assert bad.stderr.count("\n") == 1, bad.stderr
     assert "no_such_module_xyz" in bad.stderr
 
-    default = run_cli("run", "--control", missing)
-    assert default.returncode == 2
-    assert default.stderr.count("\n") == 1, default.stderr
-    assert "thunderline.domains:application" in default.stderr
+    absent = run_cli("run", "daemon_example_app:no_such_attribute", "--control", missing)
+    assert absent.returncode == 2
+    assert absent.stderr.count("\n") == 1, absent.stderr
+    assert "daemon_example_app:no_such_attribute" in absent.stderr
 
     wrong_shape = run_cli("run", "daemon_example_app:not_a_spec", "--control", missing)
     assert wrong_shape.returncode == 2

@@ -10,6 +10,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 import thunderline.runtime as tl
+import thunderline.sagas as sagas
 from thunderline._daemon._protocol import COMMANDS, AfterReply, RequestError
 from thunderline._version import __version__
 from thunderline.runtime._application import Application
@@ -155,20 +156,25 @@ class Commands:
                 "sagas": [],
                 "note": f"no saga supervisor is registered as {SAGA_SUPERVISOR!r}",
             }
-        children = await in_process(lambda: tl.which_children(supervisor))
-        sagas = []
-        for child in reversed(children):
-            info = tl.process_info(child.pid) if child.pid is not None else None
-            sagas.append(
+        running = await in_process(lambda: sagas.list_sagas(supervisor))
+        stats = await in_process(lambda: sagas.statistics(supervisor))
+        now = anyio.current_time()
+        return {
+            "supervisor": supervisor,
+            "sagas": [
                 {
-                    "id": child.id,
-                    "pid": child.pid,
-                    "name": info.registered_name if info is not None else None,
-                    "label": info.label if info is not None else None,
-                    "status": info.status if info is not None else "restarting",
+                    "correlation_id": info.correlation_id,
+                    "pid": info.pid,
+                    "saga": info.saga,
+                    "run_id": info.run_id,
+                    "phase": info.phase,
+                    "age": round(now - info.started_at, 3),
+                    "steps": dict(info.steps),
                 }
-            )
-        return {"sagas": sagas, "supervisor": supervisor}
+                for info in running
+            ],
+            "statistics": stats,
+        }
 
     async def cmd_exit(self, request: dict[str, Any]) -> Any:
         pid = find_pid(request.get("pid"))

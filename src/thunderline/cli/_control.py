@@ -152,8 +152,11 @@ def format_sagas(result: dict[str, Any]) -> list[str]:
     if not sagas:
         note = result.get("note")
         return ["no sagas running" + (f" ({note})" if note else "")]
-    rows = [[str(s["id"]), s["pid"] or "-", s["status"], s["label"] or "-"] for s in sagas]
-    return _table(["ID", "PID", "STATUS", "LABEL"], rows)
+    rows = [
+        [s["correlation_id"], s["pid"], s["saga"], str(s["phase"]), f"{s['age']:.1f}s"]
+        for s in sagas
+    ]
+    return _table(["CORRELATION ID", "PID", "SAGA", "PHASE", "AGE"], rows)
 
 
 def ps_command(args: argparse.Namespace) -> int:

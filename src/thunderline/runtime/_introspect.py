@@ -25,8 +25,10 @@ import attrs
 from thunderline.runtime._api import ProcessInfo, process_info, processes
 from thunderline.runtime._child_spec import BRUTAL_KILL, ChildSpec, ChildType
 from thunderline.runtime._pid import Pid, Ref
+from thunderline.runtime._reasons import Crashed, Kill, Killed, NoProc, Normal, Shutdown
 from thunderline.runtime._server import CallError
 from thunderline.runtime._supervisor import (
+    ChildCounts,
     ChildInfo,
     SupervisorError,
     count_children,
@@ -218,10 +220,19 @@ async def _supervisor_node(
         restarts=restarts,
     )
     try:
-        infos = await which_children(pid)
-        window = (await count_children(pid)).restarts
+        infos: Any = await which_children(pid)
+        counts_reply: Any = await count_children(pid)
     except (CallError, SupervisorError) as exc:
         return attrs.evolve(base, error=f"{type(exc).__name__}: {exc}")
+    if not (
+        isinstance(infos, list)
+        and all(isinstance(info, ChildInfo) for info in infos)
+        and isinstance(counts_reply, ChildCounts)
+    ):
+        # a process of type supervisor that is not a thunderline Supervisor
+        # (e.g. a saga supervisor): shown as a leaf
+        return attrs.evolve(base, error="children not listed: not a thunderline Supervisor")
+    window = counts_reply.restarts
     children = []
     for info in reversed(infos):  # which_children is newest first
         children.append(await _child_node(pid, info, counts))
@@ -308,10 +319,14 @@ def node_statistics(rows: Iterable[ProcessRow], tree: TreeNode | None = None) ->
     )
 
 
+_REASONS = (Normal, Shutdown, Kill, Killed, NoProc, Crashed)
+
+
 def to_jsonable(value: Any) -> Any:
     """Convert snapshots (and log fields) to JSON-compatible values.
 
-    attrs records become dicts, tuples and sets become lists, pids and refs
+    exit reasons their ``repr`` (``SHUTDOWN``, ``Crashed(...)``), other attrs
+    records dicts of their fields, tuples and sets become lists, pids and refs
     their printed form, enums their value, non-finite floats ``"infinity"``
     / ``"-infinity"`` / ``"nan"``; any other object its ``repr``.
     """
@@ -327,7 +342,9 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.value)
     if isinstance(value, Pid | Ref):
         return repr(value)
-    if isinstance(value, ProcessRow | TreeNode | NodeStatistics):
+    if isinstance(value, _REASONS):
+        return repr(value)
+    if attrs.has(type(value)):
         return {
             field.name: to_jsonable(getattr(value, field.name))
             for field in attrs.fields(type(value))
