@@ -1,71 +1,207 @@
-"""``thunderline demo``: a small, runnable tour of the process core.
+"""``thunderline demo``: run the reference application and show one event's trace.
 
-A ping and a pong process exchange messages; pong is linked to a trapping
-parent and monitored by an observer, then crashes on purpose, and the demo
-prints what each process saw. It runs on the embedded default (no server).
+Starts Gate -> Flow -> Bolt -> Vault -> Link on the embedded default (SQLite in
+a temporary directory unless ``--data``), publishes N heartbeat events through
+Gate, waits until each one reached Link, and prints the first event's trace
+id and span tree (domain, span, duration), the counts and events/s. The first
+event is published alone so its tree is complete and unmixed; the rest are
+published by concurrent publishers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
+import anyio
+
 import thunderline.runtime as tl
+from thunderline import telemetry
 from thunderline.cli._main import CommandError
+from thunderline.domains import AppConfig, Event, application_spec, gate, link, vault
+
+PUBLISHERS = 32
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
-    parser = subparsers.add_parser("demo", help="run the demo application and print its trace")
-    parser.add_argument("--rounds", type=int, default=3, help="ping-pong rounds (default 3)")
+    parser = subparsers.add_parser(
+        "demo", help="run the reference application and print one event's trace"
+    )
+    parser.add_argument("--events", type=int, default=1, help="heartbeat events (default 1)")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--data", type=Path, help="data directory (default: a temporary one)")
+    parser.add_argument("--otlp-endpoint", help="also export spans to this OTLP/HTTP base URL")
+    parser.add_argument(
+        "--sample-ratio",
+        type=float,
+        default=1.0,
+        help="fraction of events traced (0 turns tracing off; default 1)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.add_argument(
+        "--progress", action="store_true", help="show a progress bar even when not a terminal"
+    )
     parser.set_defaults(handler=run_demo)
 
 
-async def _pong() -> None:
-    while True:
-        message = await tl.receive()
-        if message == "crash":
-            raise RuntimeError("pong was asked to crash")
-        sender, count = message
-        tl.send(sender, ("pong", count))
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled and total >= 100
+        self._shown = -1
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        percent = done * 100 // self.total
+        if percent == self._shown:
+            return
+        self._shown = percent
+        bar = "#" * (percent // 4) + "." * (25 - percent // 4)
+        print(f"\r[{bar}] {percent:3d}% {done}/{self.total} events", end="", file=sys.stderr)
+        if done == self.total:
+            print(file=sys.stderr)
 
 
-async def _observer(target: tl.Pid, lines: list[str]) -> None:
-    ref = tl.monitor(target)
-    down = await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref == ref)
-    lines.append(f"observer {tl.current_pid()!r}: Down from {down.pid!r}, reason {down.reason!r}")
+async def _publisher(count: int, done: anyio.Event, events: list[Event]) -> None:
+    for index in range(count):
+        events.append(await gate.publish("system.heartbeat", payload={"n": index}))
+    done.set()
 
 
-async def _main(rounds: int) -> list[str]:
-    lines: list[str] = []
-    me = tl.current_pid()
-    tl.trap_exit(True)
-    pong = tl.spawn_link(_pong)
-    tl.register("pong", pong)
-    observer = tl.spawn(_observer, pong, lines)
-    lines.append(f"main {me!r} spawned pong {pong!r} (linked, registered 'pong')")
-    lines.append(f"observer {observer!r} monitors pong")
-    for count in range(rounds):
-        tl.send("pong", (me, count))
-        reply = await tl.receive(tuple, timeout=5)
-        lines.append(f"main got {reply!r}")
-    observer_done = tl.monitor(observer)
-    tl.send(pong, "crash")
-    exit_message = await tl.receive(tl.Exit, timeout=5)
-    lines.append(
-        f"main (trapping exits) got Exit from {exit_message.pid!r}: {exit_message.reason!r}"
+async def _demo(total: int, data_dir: Path, progress: _Progress) -> dict[str, Any]:
+    supervisor = await application_spec(
+        AppConfig(data_dir=data_dir, saga_instrument=telemetry.SagaTracer())
+    ).start()
+    assert supervisor is not None
+    link.subscribe()
+    started = time.perf_counter()
+    first = await gate.publish("system.heartbeat", payload={"n": 0, "first": True})
+    reached = {str(first.id)}
+    await tl.receive(lambda m: isinstance(m, link.Emitted) and m.event.id == first.id, timeout=60)
+    progress.update(1)
+    events: list[Event] = [first]
+    remaining = total - 1
+    dones: list[anyio.Event] = []
+    for index in range(min(PUBLISHERS, remaining)):
+        share = remaining // PUBLISHERS + (1 if index < remaining % PUBLISHERS else 0)
+        done = anyio.Event()
+        dones.append(done)
+        tl.spawn(_publisher, share, done, events)
+    while len(reached) < total:
+        emitted = await tl.receive(link.Emitted, timeout=60)
+        reached.add(str(emitted.event.id))
+        progress.update(len(reached))
+    for done in dones:
+        await done.wait()
+    elapsed = time.perf_counter() - started
+    with telemetry.continue_from(None):  # not part of any event's trace
+        report = await vault.verify()
+    tl.unlink(supervisor)
+    tl.exit(supervisor, tl.SHUTDOWN)
+    return {
+        "events": total,
+        "reached_link": len(reached),
+        "seconds": elapsed,
+        "events_per_second": total / elapsed if elapsed > 0 else None,
+        "ledger_ok": report.ok,
+        "ledger": str(report),
+        "first_event": str(first.id),
+        "trace_ids": [event.meta.get("trace_id") for event in events],
+    }
+
+
+def _domain(span: telemetry.CollectedSpan) -> str:
+    domain = span.attributes.get("thunderline.domain")
+    if isinstance(domain, str):
+        return domain
+    prefix = span.name.split(".", 1)[0].split(" ", 1)[0]
+    return {"saga": "bolt", "process": "runtime", "call": "runtime", "cast": "runtime"}.get(
+        prefix, prefix
     )
-    await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref == observer_done, timeout=5)
-    lines.append(f"whereis('pong') after the crash: {tl.whereis('pong')!r}")
+
+
+def _tree(spans: list[telemetry.CollectedSpan]) -> list[str]:
+    by_parent: dict[str | None, list[telemetry.CollectedSpan]] = {}
+    ids = {span.span_id for span in spans}
+    for span in spans:
+        parent = span.parent_id if span.parent_id in ids else None
+        by_parent.setdefault(parent, []).append(span)
+    for children in by_parent.values():
+        children.sort(key=lambda s: s.start)
+    lines: list[str] = []
+
+    def walk(span: telemetry.CollectedSpan, prefix: str, last: bool, root: bool) -> None:
+        branch = "" if root else ("└─ " if last else "├─ ")
+        status = "  ERROR" if span.status == "ERROR" else ""
+        lines.append(
+            f"{prefix}{branch}[{_domain(span)}] {span.name}  {span.duration_ms:.2f} ms{status}"
+        )
+        children = by_parent.get(span.span_id, [])
+        extension = "" if root else ("   " if last else "│  ")
+        for index, child in enumerate(children):
+            walk(child, prefix + extension, index == len(children) - 1, False)
+
+    roots = by_parent.get(None, [])
+    for root in roots:
+        walk(root, "", True, True)
     return lines
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the process-core demo and print what happened."""
-    if args.rounds < 0:
-        raise CommandError(f"--rounds must be >= 0, got {args.rounds}")
-    lines = tl.run(_main, args.rounds, backend=args.backend)
-    for line in lines:
-        print(line)
-    return 0
+    """Run the demo; exit 0 when every event reached Link and the ledger verifies."""
+    if args.events < 1:
+        raise CommandError(f"--events must be >= 1, got {args.events}")
+    if not 0.0 <= args.sample_ratio <= 1.0:
+        raise CommandError(f"--sample-ratio must be within [0, 1], got {args.sample_ratio}")
+    collector = telemetry.TraceCollector(max_traces=1)
+    tracing = args.sample_ratio > 0
+    try:
+        telemetry.configure(
+            enabled=tracing,
+            endpoint=args.otlp_endpoint,
+            exporter=None if args.otlp_endpoint else telemetry.DiscardExporter(),
+            sampler="parentbased_traceidratio",
+            sampler_ratio=args.sample_ratio,
+            extra_processors=[collector],
+            install_global=False,
+        )
+    except telemetry.TelemetryConfigError as exc:
+        raise CommandError(str(exc)) from None
+    data_dir = args.data or Path(tempfile.mkdtemp(prefix="thunderline-demo-"))
+    progress = _Progress(args.events, args.progress or sys.stderr.isatty())
+    instrument = telemetry.RuntimeInstrument() if tracing else None
+    try:
+        summary = tl.run(
+            _demo, args.events, data_dir, progress, backend=args.backend, instrument=instrument
+        )
+    finally:
+        telemetry.shutdown()
+    first_trace = summary["trace_ids"][0]
+    spans = collector.spans(first_trace) if first_trace else []
+    summary["first_trace_id"] = first_trace
+    summary["first_trace_spans"] = len(spans)
+    summary["data_dir"] = str(data_dir)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(f"thunderline demo: {args.events} event(s) on {args.backend}, data in {data_dir}")
+        if first_trace:
+            print(f"trace id of the first event: {first_trace}")
+            for line in _tree(spans):
+                print("  " + line)
+        else:
+            print("tracing off: no trace")
+        print(
+            f"{summary['reached_link']}/{summary['events']} events reached Link in "
+            f"{summary['seconds']:.3f} s ({summary['events_per_second']:.0f} events/s)"
+        )
+        print(f"ledger: {summary['ledger']}")
+    ok = summary["reached_link"] == args.events and summary["ledger_ok"]
+    return 0 if ok else 1

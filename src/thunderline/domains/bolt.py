@@ -2,13 +2,14 @@
 
 :func:`run` asks Bolt to run the saga registered for an event's name. Bolt
 answers later (a deferred reply): it spawns a linked runner process per event
-that opens the ``bolt.run_saga`` span (``saga.module``,
+that opens the ``bolt.handle_event`` span (``saga.module``,
 ``saga.correlation_id``), starts the saga under the saga supervisor
 (registered as ``thunderline.sagas``, correlation id = the event id, joining
-a run already going for that id), records ``bolt.saga_started`` and
-``bolt.saga_registered``, waits for the outcome, records
-``bolt.saga_completed`` (or ``bolt.saga_failed``) and replies. So Bolt itself
-is never blocked by a running saga.
+a run already going for that id), waits for the outcome and replies. So Bolt
+itself is never blocked by a running saga. With telemetry's ``SagaTracer``
+on the saga supervisor, the saga shows as ``bolt.run_saga`` >
+``bolt.saga_execution`` > one span per step attempt, with the span events
+``bolt.saga_registered``, ``bolt.saga_started`` and ``bolt.saga_completed``.
 
 The demo's :data:`HEARTBEAT` saga persists the event to Vault and then
 notifies Link; a step whose call fails because Vault or Link is restarting is
@@ -100,34 +101,22 @@ class _State:
 
 async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.SagaOutcome:
     correlation_id = str(event.id)
-    with (
-        event_context(event),
-        telemetry.span(
-            "bolt.run_saga",
-            attributes={
-                "thunderline.domain": "bolt",
-                "saga.module": saga.name,
-                "saga.name": saga.name,
-                "saga.correlation_id": correlation_id,
-                "event.name": event.name,
-            },
-        ),
-    ):
+    attributes = {
+        "thunderline.domain": "bolt",
+        "saga.module": saga.name,
+        "saga.correlation_id": correlation_id,
+        "event.name": event.name,
+    }
+    with event_context(event), telemetry.span("bolt.handle_event", attributes=attributes):
+        # The saga supervisor's tracer records bolt.run_saga > bolt.saga_execution
+        # (with bolt.saga_registered / started / completed) below this span.
         handle = await sagas.start_saga(
             supervisor, saga, {"event": event}, correlation_id=correlation_id, on_duplicate="join"
         )
-        telemetry.add_event("bolt.saga_started", {"saga.correlation_id": correlation_id})
-        telemetry.add_event(
-            "bolt.saga_registered", {"saga.correlation_id": correlation_id, "joined": handle.joined}
-        )
         outcome = await sagas.await_saga(supervisor, correlation_id)
-        if isinstance(outcome, sagas.SagaSucceeded):
-            telemetry.add_event("bolt.saga_completed", {"saga.correlation_id": correlation_id})
-        else:
-            telemetry.add_event(
-                "bolt.saga_failed",
-                {"saga.correlation_id": correlation_id, "outcome": type(outcome).__name__},
-            )
+        telemetry.set_attributes(
+            {"saga.outcome": type(outcome).__name__, "saga.joined": handle.joined}
+        )
         return outcome
 
 

@@ -99,12 +99,25 @@ class FlowStatistics:
     pipelines: dict[str, PipelineStatistics]
 
 
+async def _run_one(event: Event) -> None:
+    # A batch mixes events of many traces: continue each event's own trace.
+    with telemetry.continue_from(event.meta):
+        outcome = await bolt.run(event)
+    if not isinstance(outcome, sagas.SagaSucceeded):
+        raise RuntimeError(f"saga for event {event.id} ended with {outcome!r}")
+
+
 async def _to_bolt(batch: Sequence[Event]) -> None:
-    for event in batch:
-        with event_context(event):
-            outcome = await bolt.run(event)
-        if not isinstance(outcome, sagas.SagaSucceeded):
-            raise RuntimeError(f"saga for event {event.id} ended with {outcome!r}")
+    """Run the batch's sagas concurrently, one process each (so Vault commits them together)."""
+    refs = {tl.spawn_monitor(_run_one, event)[1] for event in batch}
+    failures: list[Any] = []
+    while refs:
+        down = await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref in refs)
+        refs.discard(down.ref)
+        if down.reason != tl.NORMAL:
+            failures.append(down.reason)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(batch)} sagas failed: {failures[:3]!r}")
 
 
 def default_routes(

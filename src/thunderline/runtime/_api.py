@@ -60,8 +60,8 @@ __all__ = [
     "whereis",
 ]
 
-#: Names no process may register (OTP reserves ``undefined``; Elixir also nil/true/false).
-RESERVED_NAMES = frozenset({"undefined", "nil", "true", "false"})
+#: Names no process may register (OTP reserves ``undefined``).
+RESERVED_NAMES = frozenset({"undefined"})
 
 
 def _self(operation: str) -> Process:

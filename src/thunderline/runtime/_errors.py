@@ -130,3 +130,19 @@ class ReceiveTimeout(ThunderlineError, TimeoutError):
 
 class WouldBlock(ThunderlineError):
     """:func:`receive_nowait` found no matching message."""
+
+
+class ReceiveBusyError(ThunderlineError, RuntimeError):
+    """Two tasks of one process tried to wait in :func:`receive` at the same time.
+
+    A process is one sequential actor: its mailbox has one reader. Code that
+    wants concurrency inside a process should spawn processes (each with its
+    own mailbox) instead of tasks that receive.
+    """
+
+    def __init__(self, pid: object) -> None:
+        self.pid = pid
+        super().__init__(
+            f"{pid!r}: receive is already waiting in another task of this process; "
+            "spawn a process per concurrent receiver instead"
+        )

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.lowlevel import checkpoint
 
-from thunderline.runtime._errors import ReceiveTimeout, WouldBlock
+from thunderline.runtime._errors import ReceiveBusyError, ReceiveTimeout, WouldBlock
 from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._reasons import KILLED, Kill, Normal
@@ -307,6 +307,8 @@ class Process:
             scanned = stop
             if timeout is not None and (timeout == 0 or anyio.current_time() >= deadline):
                 raise ReceiveTimeout(self.pid, timeout)
+            if self._waiter is not None:
+                raise ReceiveBusyError(self.pid)
             waiter = anyio.Event()
             self._waiter = waiter
             try:

@@ -24,6 +24,7 @@ Example::
 This package is the only part of thunderline that imports OpenTelemetry.
 """
 
+from thunderline.telemetry._collector import CollectedSpan, DiscardExporter, TraceCollector
 from thunderline.telemetry._composite import CompositeInstrument, CompositeSagaInstrument
 from thunderline.telemetry._config import TelemetryConfig
 from thunderline.telemetry._detached import DetachedSpan, start_span
@@ -68,10 +69,12 @@ from thunderline.telemetry._spans import (
 from thunderline.telemetry._stats import TelemetryStatistics, statistics
 
 __all__ = [
+    "CollectedSpan",
     "CompositeInstrument",
     "CompositeSagaInstrument",
     "ContextScope",
     "DetachedSpan",
+    "DiscardExporter",
     "MetricsInstrument",
     "MetricsStatistics",
     "RuntimeInstrument",
@@ -83,6 +86,7 @@ __all__ = [
     "TelemetryConfig",
     "TelemetryConfigError",
     "TelemetryStatistics",
+    "TraceCollector",
     "TraceContextFilter",
     "TraceTreeViolation",
     "UrandomIdGenerator",
