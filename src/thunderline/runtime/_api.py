@@ -437,7 +437,8 @@ def demonitor(ref: Ref, *, flush: bool = False, info: bool = False) -> bool:
         target = proc.node.processes.get(mon.target)
         if target is not None:
             target.monitors_in.pop(ref, None)
-    if flush:
+    if flush and not found:
+        # An active monitor has delivered no Down: only a fired one needs a flush.
         for index, item in enumerate(proc.mailbox):
             message = item.message if type(item) is Envelope else item
             if type(message) is Down and message.ref == ref:

@@ -134,13 +134,16 @@ class Node:
                 except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
                     reason = Crashed(exc)
         finally:
-            if proc.exiting:
+            killed_by_signal = proc.exiting
+            if killed_by_signal:
                 reason = proc.exit_reason
-            self.finalize(proc, reason)
+            # OTP writes crash reports for processes that fail by themselves; one
+            # terminated by an exit signal runs no code and reports nothing.
+            self.finalize(proc, reason, report=not killed_by_signal)
 
     # ----------------------------------------------------------------- death
 
-    def finalize(self, proc: Process, reason: Any) -> None:
+    def finalize(self, proc: Process, reason: Any, *, report: bool = True) -> None:
         """Release what ``proc`` held, then signal links (``Exit``) and monitors (``Down``)."""
         pid = proc.pid
         if self.processes.get(pid) is not proc:
@@ -185,7 +188,7 @@ class Node:
         if self.instrument is not None:
             self.call_hook(self.instrument.process_exited, pid, reason)
             proc.release_carrier()
-        if not observed and not is_quiet(reason) and not self._closing:
+        if report and not observed and not is_quiet(reason) and not self._closing:
             report_crash(pid, proc.label, reason)
 
     def call_hook(self, hook: Callable[..., None], *args: Any) -> None:

@@ -274,27 +274,40 @@ class Process:
         return self._take(index, adopt)
 
     async def receive(
-        self, predicate: Predicate | None, timeout: float | None, adopt: bool = True
+        self,
+        predicate: Predicate | None,
+        timeout: float | None,
+        adopt: bool = True,
+        start: int = 0,
     ) -> Any:
-        """Selective receive; see :func:`thunderline.receive`."""
+        """Selective receive; see :func:`thunderline.receive`.
+
+        ``start`` skips the first messages of the mailbox: a caller that knows
+        its answer cannot be among them (a call's reply comes after the request
+        was sent: OTP's receive-marker optimisation) avoids rescanning a long
+        mailbox.
+        """
         mailbox = self.mailbox
-        if mailbox and self.exit_reason is _NO_EXIT and self._budget > 0:
-            index = self._find(predicate, 0, len(mailbox))
+        scanned = start
+        if self.exit_reason is _NO_EXIT and self._budget > 0:
+            stop = len(mailbox)
+            index = self._find(predicate, start, stop)
             if index >= 0:
                 self._budget -= 1
                 return self._take(index, adopt)
+            scanned = max(start, stop)
         if self._budget <= 0:
             self._budget = RECEIVE_BUDGET
             await checkpoint()
-        return await self._receive_wait(predicate, timeout, adopt)
+            scanned = start
+        return await self._receive_wait(predicate, timeout, adopt, scanned)
 
     async def _receive_wait(
-        self, predicate: Predicate | None, timeout: float | None, adopt: bool
+        self, predicate: Predicate | None, timeout: float | None, adopt: bool, scanned: int
     ) -> Any:
         deadline = math.inf
         if timeout is not None:
             deadline = anyio.current_time() + timeout
-        scanned = 0
         while True:
             exiting = self.exit_reason is not _NO_EXIT
             stop = self._exit_limit if exiting else len(self.mailbox)

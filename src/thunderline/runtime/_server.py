@@ -559,6 +559,7 @@ async def _start(
             raise AlreadyStartedError(name, holder)
     tag = node.make_ref()
     label = _label(instance)
+    mark = len(caller.mailbox)
     pid, mref = node.spawn(
         _server_main,
         (instance, args, caller.pid, tag),
@@ -582,7 +583,7 @@ async def _start(
         )
 
     try:
-        answer = await caller.receive(match, timeout, adopt=False)
+        answer = await caller.receive(match, timeout, adopt=False, start=mark)
     except ReceiveTimeout:
         demonitor(mref, flush=True)
         target = node.processes.get(pid)
@@ -669,6 +670,7 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
         raise CallingSelfError(server, request, timeout)
     node = caller.node
     target = node.processes[pid]
+    mark = len(caller.mailbox)
     mref = monitor(pid)
     tag = node.make_ref()
     caller.aliases.add(tag)
@@ -679,7 +681,7 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
         return (mtype is _Reply and message.tag == tag) or (mtype is Down and message.ref == mref)
 
     try:
-        answer = await caller.receive(match, timeout, adopt=False)
+        answer = await caller.receive(match, timeout, adopt=False, start=mark)
     except ReceiveTimeout:
         # gen:do_call demonitors (with flush) before exiting with timeout: no
         # monitor of the server outlives the call, and no late DOWN arrives.
@@ -758,12 +760,13 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
         raise NoProcessError(server, "stop")
     if pid == caller.pid:
         raise CallingSelfError(server, ("stop", reason), timeout)
+    mark = len(caller.mailbox)
     mref = monitor(pid)
     target = caller.node.processes[pid]
     target.deliver(_StopRequest(reason))
     try:
         down = await caller.receive(
-            lambda m: type(m) is Down and m.ref == mref, timeout, adopt=False
+            lambda m: type(m) is Down and m.ref == mref, timeout, adopt=False, start=mark
         )
     except ReceiveTimeout:
         demonitor(mref, flush=True)

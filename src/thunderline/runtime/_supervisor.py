@@ -553,6 +553,7 @@ class Supervisor(Server["Supervisor"]):
         """
         me = current_process_var.get()
         assert me is not None
+        mark = len(me.mailbox)
         ref = monitor(pid)
 
         def is_down(message: Any) -> bool:
@@ -560,16 +561,16 @@ class Supervisor(Server["Supervisor"]):
 
         if spec.shutdown is BRUTAL_KILL:
             send_exit(pid, KILL)
-            down = await me.receive(is_down, None, adopt=False)
+            down = await me.receive(is_down, None, adopt=False, start=mark)
         else:
             send_exit(pid, SHUTDOWN)
             timeout = spec.shutdown
             try:
                 wait = None if isinstance(timeout, BrutalKill) or timeout == INFINITY else timeout
-                down = await me.receive(is_down, wait, adopt=False)
+                down = await me.receive(is_down, wait, adopt=False, start=mark)
             except ReceiveTimeout:
                 send_exit(pid, KILL)
-                down = await me.receive(is_down, None, adopt=False)
+                down = await me.receive(is_down, None, adopt=False, start=mark)
         return self._unlink_flush(me, pid, down.reason)
 
     @staticmethod
