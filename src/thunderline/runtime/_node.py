@@ -38,6 +38,7 @@ from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
 from thunderline.runtime._process import Monitor, Process, ProcessExit
 from thunderline.runtime._reasons import NORMAL, SHUTDOWN, Crashed, is_quiet
+from thunderline.runtime._wait import select_waiting
 
 __all__ = ["Node", "current_node", "open_node", "run"]
 
@@ -57,6 +58,7 @@ class Node:
         self.processes: dict[Pid, Process] = {}
         self.names: dict[str, Pid] = {}
         self.instrument = instrument
+        self.waiting = select_waiting()
         self.timers: dict[Ref, Any] = {}
         self._task_group = task_group
         self._pid_numbers = itertools.count(1)
@@ -104,7 +106,7 @@ class Node:
                 mon = Monitor(ref, parent.pid, pid, pid)
                 parent.monitors_out[ref] = mon
                 proc.monitors_in[ref] = mon
-        self._task_group.start_soon(self._run, proc, fn, args, name=f"thunderline {pid!r}")
+        self._task_group.start_soon(self._run, proc, fn, args, name="thunderline process")
         return pid, ref
 
     async def _run(

@@ -131,7 +131,7 @@ class Process:
         self.exit_reason: Any = _NO_EXIT
         self._exit_limit = 0
         self._scope: anyio.CancelScope | None = None
-        self._waiter: anyio.Event | None = None
+        self._waiter: Any = None
         self._budget = RECEIVE_BUDGET
         self._carrier_active = False
         self._carrier_token: Any = None
@@ -164,7 +164,7 @@ class Process:
         self.mailbox.append(item)
         waiter = self._waiter
         if waiter is not None:
-            waiter.set()
+            self.node.waiting.wake(waiter)
 
     def exit_signal(self, sender: Pid, reason: Any, *, linked: bool) -> None:
         """Apply an exit signal from ``sender`` (OTP Reference Manual, "Receiving Exit Signals").
@@ -204,7 +204,7 @@ class Process:
         self._exit_limit = len(self.mailbox)
         waiter = self._waiter
         if waiter is not None:
-            waiter.set()
+            self.node.waiting.wake(waiter)
         elif self._scope is not None:
             self._scope.cancel()
 
@@ -322,14 +322,7 @@ class Process:
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)
-            waiter = anyio.Event()
-            self._waiter = waiter
-            try:
-                with anyio.CancelScope(deadline=deadline):
-                    await waiter.wait()
-            finally:
-                self._waiter = None
-            if not waiter.is_set():
+            if not await self.node.waiting.wait(self, deadline):
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
 
