@@ -266,6 +266,9 @@ async def receive(*patterns: Any, timeout: float | None = None) -> Any:
     proc = current_process_var.get()
     if proc is None:
         raise NotInProcessError("receive")
+    if not patterns and proc.mailbox and proc.ready_for_fast_take():
+        # Fast path (no await): the oldest message, within the receive budget.
+        return proc.take_first()
     if timeout is not None:
         timeout = _check_timeout(timeout, "receive")
     return await proc.receive(_compile(patterns) if patterns else None, timeout)

@@ -22,6 +22,7 @@ task outlives it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -31,6 +32,7 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.abc
+import sniffio
 
 from thunderline.runtime._errors import NoNodeError
 from thunderline.runtime._instrument import Instrument
@@ -59,6 +61,10 @@ class Node:
         self.names: dict[str, Pid] = {}
         self.instrument = instrument
         self.waiting = select_waiting()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if sniffio.current_async_library() == "asyncio":
+            self._loop = asyncio.get_running_loop()
         self.timers: dict[Ref, Any] = {}
         self._task_group = task_group
         self._pid_numbers = itertools.count(1)
@@ -106,16 +112,54 @@ class Node:
                 mon = Monitor(ref, parent.pid, pid, pid)
                 parent.monitors_out[ref] = mon
                 proc.monitors_in[ref] = mon
-        self._task_group.start_soon(self._run, proc, fn, args, name="thunderline process")
+        if self._loop is not None:
+            # asyncio: a bare task (anyio's task-group bookkeeping and a cancel
+            # scope per process cost more than the process itself); the node
+            # tracks it and waits for it when it closes.
+            task = self._loop.create_task(self._run_asyncio(proc, fn, args))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._task_group.start_soon(self._run, proc, fn, args, name="thunderline process")
         return pid, ref
 
-    async def _run(
+    async def _body(
         self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> None:
+    ) -> Any:
+        """Run the process function; returns its exit reason (crashes included)."""
+        try:
+            awaitable = fn(*args)
+            if not isinstance(awaitable, Awaitable):
+                raise TypeError(
+                    f"process function {proc.label} returned {awaitable!r}, "
+                    "not an awaitable: spawn takes an async function"
+                )
+            await awaitable
+        except ProcessExit as exc:
+            return exc.reason
+        except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
+            return Crashed(exc)
+        return NORMAL
+
+    def _started(self, proc: Process) -> None:
         current_process_var.set(proc)
         instrument = self.instrument
         if instrument is not None:
             self.call_hook(instrument.process_started, proc.pid, proc.parent, proc.label)
+
+    def _ended(self, proc: Process, reason: Any) -> None:
+        killed_by_signal = proc.exiting
+        if killed_by_signal:
+            reason = proc.exit_reason
+        # OTP writes crash reports for processes that fail by themselves; one
+        # terminated by an exit signal runs no code and reports nothing.
+        self.finalize(proc, reason, report=not killed_by_signal)
+
+    async def _run(
+        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        """A process's task on trio: an anyio cancel scope delivers kills."""
+        self._started(proc)
         reason: Any = NORMAL
         scope = anyio.CancelScope()
         proc._scope = scope
@@ -123,25 +167,34 @@ class Node:
             with scope:
                 if proc.exiting:
                     scope.cancel()
-                try:
-                    awaitable = fn(*args)
-                    if not isinstance(awaitable, Awaitable):
-                        raise TypeError(
-                            f"process function {proc.label} returned {awaitable!r}, "
-                            "not an awaitable: spawn takes an async function"
-                        )
-                    await awaitable
-                except ProcessExit as exc:
-                    reason = exc.reason
-                except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
-                    reason = Crashed(exc)
+                reason = await self._body(proc, fn, args)
         finally:
-            killed_by_signal = proc.exiting
-            if killed_by_signal:
-                reason = proc.exit_reason
-            # OTP writes crash reports for processes that fail by themselves; one
-            # terminated by an exit signal runs no code and reports nothing.
-            self.finalize(proc, reason, report=not killed_by_signal)
+            self._ended(proc, reason)
+
+    async def _run_asyncio(
+        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        """A process's task on asyncio: kills cancel the task itself.
+
+        The task is known to the process only once it runs: a kill that comes
+        earlier is seen here (``proc.exiting``), since cancelling a task that
+        never started would skip this function and its ``finally``.
+        """
+        proc._task = asyncio.current_task()
+        self._started(proc)
+        reason: Any = NORMAL
+        try:
+            if proc.exiting:
+                raise asyncio.CancelledError
+            reason = await self._body(proc, fn, args)
+        except asyncio.CancelledError:
+            if not proc.exiting:
+                raise  # not ours: propagate
+            task = proc._task
+            if task is not None:
+                task.uncancel()
+        finally:
+            self._ended(proc, reason)
 
     # ----------------------------------------------------------------- death
 
@@ -208,6 +261,8 @@ class Node:
         for timer in list(self.timers.values()):
             timer.cancel()
         self.timers.clear()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
 
 def report_crash(pid: Pid, label: str, reason: Any) -> None:

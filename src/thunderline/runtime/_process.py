@@ -20,6 +20,7 @@ budget, so a flooded process cannot starve the others.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -95,6 +96,7 @@ class Process:
         "_carrier_token",
         "_exit_limit",
         "_scope",
+        "_task",
         "_waiter",
         "aliases",
         "exit_callbacks",
@@ -131,6 +133,7 @@ class Process:
         self.exit_reason: Any = _NO_EXIT
         self._exit_limit = 0
         self._scope: anyio.CancelScope | None = None
+        self._task: asyncio.Task[None] | None = None
         self._waiter: Any = None
         self._budget = RECEIVE_BUDGET
         self._carrier_active = False
@@ -205,6 +208,13 @@ class Process:
         waiter = self._waiter
         if waiter is not None:
             self.node.waiting.wake(waiter)
+        else:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Make the process's next checkpoint raise (it is dying)."""
+        if self._task is not None:
+            self._task.cancel()
         elif self._scope is not None:
             self._scope.cancel()
 
@@ -231,8 +241,7 @@ class Process:
         self.handled += 1
         if self.exit_reason is not _NO_EXIT:
             self._exit_limit -= 1
-            if self._scope is not None:
-                self._scope.cancel()  # the signal behind this message kills at the next checkpoint
+            self._interrupt()  # the signal behind this message kills at the next checkpoint
         if adopt and self.node.instrument is not None:
             self.adopt(item.carrier if type(item) is Envelope else None)
         if type(item) is Envelope:
@@ -273,6 +282,15 @@ class Process:
                 raise WouldBlock(f"{self.pid!r}: no matching message is queued")
         return self._take(index, adopt)
 
+    def ready_for_fast_take(self) -> bool:
+        """True when :meth:`take_first` may serve a receive without awaiting."""
+        return self.exit_reason is _NO_EXIT and self._budget > 0
+
+    def take_first(self) -> Any:
+        """Take the oldest message (caller checked :meth:`ready_for_fast_take` and the mailbox)."""
+        self._budget -= 1
+        return self._take(0, True)
+
     async def receive(
         self,
         predicate: Predicate | None,
@@ -307,7 +325,7 @@ class Process:
     ) -> Any:
         deadline = math.inf
         if timeout is not None:
-            deadline = anyio.current_time() + timeout
+            deadline = self.node.waiting.now() + timeout
         while True:
             exiting = self.exit_reason is not _NO_EXIT
             stop = self._exit_limit if exiting else len(self.mailbox)
@@ -318,7 +336,7 @@ class Process:
             if exiting:
                 raise ProcessExit(self.exit_reason)
             scanned = stop
-            if timeout is not None and (timeout == 0 or anyio.current_time() >= deadline):
+            if timeout is not None and (timeout == 0 or self.node.waiting.now() >= deadline):
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)

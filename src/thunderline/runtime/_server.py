@@ -51,7 +51,7 @@ from thunderline.runtime._errors import (
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node, current_process_var
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Envelope, Process, ProcessExit
+from thunderline.runtime._process import Envelope, Monitor, Process, ProcessExit
 from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
 
 __all__ = [
@@ -157,21 +157,36 @@ class From:
     tag: Ref
 
 
-@attrs.frozen(slots=True)
 class _Call:
-    from_: From
-    request: Any
+    __slots__ = ("from_", "request")
+
+    def __init__(self, from_: From, request: Any) -> None:
+        self.from_ = from_
+        self.request = request
+
+    def __repr__(self) -> str:
+        return f"_Call({self.from_!r}, {self.request!r})"
 
 
-@attrs.frozen(slots=True)
 class _Cast:
-    request: Any
+    __slots__ = ("request",)
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+    def __repr__(self) -> str:
+        return f"_Cast({self.request!r})"
 
 
-@attrs.frozen(slots=True)
 class _Reply:
-    tag: Ref
-    value: Any
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag: Ref, value: Any) -> None:
+        self.tag = tag
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"_Reply({self.tag!r}, {self.value!r})"
 
 
 @attrs.frozen(slots=True)
@@ -418,7 +433,7 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
                 if isinstance(answer, Reply):
-                    reply(message.from_, answer.value)
+                    _reply_from(proc, message.from_, answer.value)
                     state, continue_ = answer.state, answer.continue_
                     continue
                 state, continue_ = _noreply(answer, callback, name, state)
@@ -663,34 +678,49 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
         raise NotInProcessError("call")
     if timeout is not None:
         timeout = _check_timeout(timeout, "call")
-    pid = _server_pid(server, "call")
-    if pid is None:
-        raise CallNoProcError(server, request, timeout)
-    if pid == caller.pid:
-        raise CallingSelfError(server, request, timeout)
     node = caller.node
-    target = node.processes[pid]
+    if type(server) is Pid:
+        target = node.processes.get(server)
+    elif type(server) is str:
+        holder = node.names.get(server)
+        target = node.processes.get(holder) if holder is not None else None
+    else:
+        raise InvalidDestinationError(server, "call")
+    if target is None:
+        raise CallNoProcError(server, request, timeout)
+    if target is caller:
+        raise CallingSelfError(server, request, timeout)
+    # One reference is both the monitor and the reply alias (OTP 24+ gen:do_call).
+    # Only messages that arrive after this point can answer (receive marker).
     mark = len(caller.mailbox)
-    mref = monitor(pid)
-    tag = node.make_ref()
-    caller.aliases.add(tag)
-    _deliver(caller, target, _Call(From(caller.pid, tag), request), "call")
+    ref = node.make_ref()
+    mon = Monitor(ref, caller.pid, target.pid, target.pid)
+    caller.monitors_out[ref] = mon
+    target.monitors_in[ref] = mon
+    caller.aliases.add(ref)
+    _deliver(caller, target, _Call(From(caller.pid, ref), request), "call")
 
     def match(message: Any) -> bool:
         mtype = type(message)
-        return (mtype is _Reply and message.tag == tag) or (mtype is Down and message.ref == mref)
+        return (mtype is _Reply and message.tag is ref) or (mtype is Down and message.ref is ref)
 
     try:
         answer = await caller.receive(match, timeout, adopt=False, start=mark)
     except ReceiveTimeout:
         # gen:do_call demonitors (with flush) before exiting with timeout: no
         # monitor of the server outlives the call, and no late DOWN arrives.
-        demonitor(mref, flush=True)
+        demonitor(ref, flush=True)
         raise CallTimeoutError(server, request, timeout) from None
     finally:
-        caller.aliases.discard(tag)
+        caller.aliases.discard(ref)
     if type(answer) is _Reply:
-        demonitor(mref, flush=True)
+        if caller.monitors_out.pop(ref, None) is not None:
+            # Still active, so no Down was delivered: nothing to flush.
+            watched = node.processes.get(mon.target)
+            if watched is not None:
+                watched.monitors_in.pop(ref, None)
+        else:
+            demonitor(ref, flush=True)
         return answer.value
     raise CallExitError(server, request, timeout, answer.reason)
 
@@ -725,6 +755,13 @@ def cast(server: Pid | str, request: Any) -> None:
     target = node.processes.get(pid)
     if target is not None:
         _deliver(current_process_var.get(), target, _Cast(request), "cast")
+
+
+def _reply_from(proc: Process, from_: From, value: Any) -> None:
+    """The server loop's reply: no argument checks, the node is the server's."""
+    target = proc.node.processes.get(from_.pid)
+    if target is not None and from_.tag in target.aliases:
+        _deliver(proc, target, _Reply(from_.tag, value), "reply")
 
 
 def reply(from_: From, value: Any) -> None:

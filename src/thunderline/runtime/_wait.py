@@ -34,6 +34,9 @@ _EXPIRED: Final[Any] = object()
 class Waiting(Protocol):
     """The wait/wake primitive of one backend."""
 
+    def now(self) -> float:
+        """The event loop's clock (what ``anyio.current_time()`` returns), without lookups."""
+
     def wake(self, waiter: Any) -> None:
         """Wake the process blocked on ``waiter`` (idempotent)."""
 
@@ -51,6 +54,9 @@ class _AsyncioWaiting:
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
 
     def wake(self, waiter: Any) -> None:
         if not waiter.done():
@@ -84,6 +90,9 @@ class _TrioWaiting:
         import trio
 
         self._trio = trio
+
+    def now(self) -> float:
+        return float(self._trio.current_time())
 
     def wake(self, waiter: Any) -> None:
         if not waiter.done:
