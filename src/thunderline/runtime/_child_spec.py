@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -112,6 +112,12 @@ def _enum(kind: type[E], field: str, value: Any) -> E:
         raise ChildSpecError(field, accepted, value) from None
 
 
+def _to_args(value: Iterable[Any]) -> tuple[Any, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ChildSpecError("args", "a tuple (or other iterable) of arguments", value)
+    return tuple(value)
+
+
 def _to_restart(value: Any) -> Restart:
     return _enum(Restart, "restart", value)
 
@@ -165,7 +171,7 @@ class ChildSpec:
 
     id: Hashable
     start: Callable[..., Awaitable[Pid | None]]
-    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_args)
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart)
     type: ChildType = attrs.field(default=ChildType.WORKER, converter=_to_type)
     shutdown: float | BrutalKill = attrs.field(default=_UNSET)
