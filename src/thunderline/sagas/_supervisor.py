@@ -102,6 +102,7 @@ from thunderline.runtime import (
     cancel_timer,
     current_pid,
     demonitor,
+    is_alive,
     monitor,
     receive,
     receive_nowait,
@@ -349,18 +350,29 @@ class _Failure:
 # --------------------------------------------------------------- saga process
 
 
-async def _saga_main(server: Pid, run: SagaRun) -> None:
+@attrs.define
+class _Ends:
+    """Saga outcomes sent to the server and not handled yet (shared with the saga processes).
+
+    Lets the server skip scanning its mailbox for them when there are none.
+    """
+
+    pending: int = 0
+
+
+async def _saga_main(server: Pid, ends: _Ends, run: SagaRun) -> None:
     """A saga process: wait until registered, execute, report the outcome, exit normally."""
     await receive(_Go)
     outcome = await run.execute()
     # No checkpoint between execute returning and this send: while the server
     # has not seen this message, the run is still in execute (S22).
+    ends.pending += 1
     send(server, _Finished(run.info.correlation_id, run.info.run_id, outcome))
 
 
-async def _start_saga_process(server: Pid, run: SagaRun) -> Pid:
+async def _start_saga_process(server: Pid, ends: _Ends, run: SagaRun) -> Pid:
     """The dynamic supervisor's template start: spawn the saga process linked to it."""
-    return spawn_link(_saga_main, server, run)
+    return spawn_link(_saga_main, server, ends, run)
 
 
 # ---------------------------------------------------------------- the server
@@ -395,6 +407,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             0,
         )
         self.tokens = itertools.count(1)
+        self.ends = _Ends()
         self.me: Pid | None = None
         self.children: Pid | None = None
         self.limiter: anyio.CapacityLimiter | None = None
@@ -409,7 +422,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             id=f"{self.label}.saga",
             # functools.partial rather than args=(self.me,): under mypy --strict,
             # ChildSpec's ``args`` (attrs converter=tuple) accepts no argument type.
-            start=functools.partial(_start_saga_process, self.me),
+            start=functools.partial(_start_saga_process, self.me, self.ends),
             restart="temporary",
             shutdown=INFINITY,
         )
@@ -427,7 +440,8 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
     async def handle_call(
         self, request: Any, from_: From, state: _SagaSupervisor
     ) -> Reply[_SagaSupervisor] | NoReply[_SagaSupervisor]:
-        self._drain()
+        if self._may_have_ended(request):
+            self._drain()
         match request:
             case _Start():
                 return Reply(await self._start(request), self)
@@ -540,6 +554,21 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
 
     # ------------------------------------------------------------ saga ends
 
+    def _may_have_ended(self, request: Any) -> bool:
+        """Whether a saga end may wait in the mailbox that this request must see first.
+
+        Outcomes are counted as they are sent; a saga process that died without
+        one (killed, crashed) is noticed by checking the processes the request
+        reads. Only then is the mailbox scanned (:meth:`_drain`).
+        """
+        if self.ends.pending:
+            return True
+        cid = getattr(request, "correlation_id", None)
+        if cid is not None:
+            entry = self.registry.lookup(cid)
+            return entry is not None and not is_alive(entry.pid)
+        return any(not is_alive(entry.pid) for entry in self.registry)
+
     def _drain(self) -> None:
         """Handle every saga end already in the mailbox, so requests see the present (S22)."""
         while True:
@@ -556,6 +585,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
 
     def _saga_end(self, message: _Finished | Down) -> None:
         if type(message) is _Finished:
+            self.ends.pending -= 1
             entry = self.registry.lookup(message.correlation_id)
             if entry is None or entry.run.info.run_id != message.run_id:
                 return
