@@ -526,6 +526,16 @@ class SagaRun:
         self._status[spec.name] = StepStatus.COMPLETED
         self._opts.instrument.event(self.info, "step_completed", {"step": spec.name})
 
+    def cancel(self, error: BaseException) -> None:
+        """Fail the run now with ``error``, as if a step had failed.
+
+        No new step starts; in-flight steps are awaited or cancelled according
+        to ``in_flight``; then completed steps are undone in reverse order and
+        :meth:`execute` returns :class:`SagaFailed` with ``error`` (and no
+        failing step). Does nothing if the run already failed.
+        """
+        self._fail_now(error, None)
+
     def _fail_now(self, error: BaseException, step: str | None) -> None:
         if step is not None:
             self._status[step] = StepStatus.FAILED

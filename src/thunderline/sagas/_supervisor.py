@@ -460,7 +460,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                     entry.cancelled = True
                     self.counts["cancelled"] += 1
                     # The run fails now, as if a step had failed (see the module docstring).
-                    entry.run._fail_now(SagaCancelledError(cid), None)
+                    entry.run.cancel(SagaCancelledError(cid))
                 return self._await(from_, cid, timeout)
             case _Statistics():
                 return Reply(self._statistics(), self)
