@@ -66,6 +66,7 @@ from thunderline.runtime import (
     ChildRestartingError,
     ChildRunningError,
     ChildSpec,
+    ChildSpecError,
     ChildStartError,
     Crashed,
     Down,
@@ -311,6 +312,17 @@ class ReportHandler(logging.Handler):
         )
 
 
+def spec_error_term(error: ChildSpecError) -> str:
+    """OTP's check_childspec error term for the spec errors a scenario can cause."""
+    if error.field == "significant" and "auto_shutdown=never" in str(error.received):
+        return "{bad_combination,[{auto_shutdown,never},{significant,true}]}"
+    if error.field == "significant" and "restart=permanent" in str(error.received):
+        return "{bad_combination,[{restart,permanent},{significant,true}]}"
+    if error.field == "id" and "unique" in error.accepted:
+        return f"{{duplicate_child_name,{error.received}}}"
+    raise error
+
+
 class TestChild:
     """One scenario child spec: its start function and the process it starts."""
 
@@ -399,6 +411,11 @@ class Driver:
             )
         except InitFailedError as failed:
             emit("supervisor_start", result=f"{{error,{fmt(failed.reason)}}}")
+            emit("end")
+            return
+        except ChildSpecError as invalid:
+            # supervisor:init/1 checks the specs first: {error,{start_spec,What}}
+            emit("supervisor_start", result=f"{{error,{{start_spec,{spec_error_term(invalid)}}}}}")
             emit("end")
             return
         self.sup = self.events.supervisor = sup
@@ -511,6 +528,9 @@ class Driver:
         fmt = self.events.fmt
         try:
             pid = await start_child(self.sup, child.child_spec())
+        except ChildSpecError as invalid:
+            # check_childspec runs before the id is looked up: {error,What}
+            return f"{{error,{spec_error_term(invalid)}}}"
         except ChildAlreadyStartedError as error:
             return f"{{error,{{already_started,{fmt(error.pid)}}}}}"
         except ChildAlreadyPresentError:

@@ -776,8 +776,17 @@ async def test_c_sv18_auto_shutdown() -> None:
     with pytest.raises(ChildSpecError) as never:
         Supervisor([probe(log, "s", restart="transient", significant=True)])
     assert never.value.field == "significant"
+    assert never.value.received == "True with auto_shutdown=never"
+    # OTP's check_childspec order: auto_shutdown=never is reported first ...
+    with pytest.raises(ChildSpecError) as both:
+        Supervisor([probe(log, "s", restart="permanent", significant=True)])
+    assert both.value.received == "True with auto_shutdown=never"
+    # ... and a permanent significant child is refused by an auto_shutdown supervisor.
     with pytest.raises(ChildSpecError) as permanent:
-        probe(log, "s", restart="permanent", significant=True)
+        Supervisor(
+            [probe(log, "s", restart="permanent", significant=True)],
+            auto_shutdown="any_significant",
+        )
     assert permanent.value.received == "True with restart=permanent"
 
 

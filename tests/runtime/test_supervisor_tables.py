@@ -87,12 +87,6 @@ def test_child_spec_defaults() -> None:
         ({"start": "not callable"}, "start", "an async callable", "not callable"),
         ({"id": ["unhashable"]}, "id", "a hashable value", ["unhashable"]),
         ({"significant": "yes"}, "significant", "True or False", "yes"),
-        (
-            {"significant": True},
-            "significant",
-            "True only for transient or temporary children",
-            "True with restart=permanent",
-        ),
     ],
 )
 def test_child_spec_errors_say_what_was_accepted_and_received(

@@ -163,7 +163,9 @@ class ChildSpec:
             workers and ``INFINITY`` for supervisors.
         type: :class:`ChildType` (default worker).
         significant: with auto_shutdown, this child ending by itself may stop
-            the supervisor; not allowed for permanent children.
+            the supervisor. A supervisor refuses a significant child when its
+            auto_shutdown is never, or when the child is permanent (checked in
+            that order, as OTP's ``check_childspec`` does).
 
     Raises:
         ChildSpecError: any field is invalid.
@@ -191,13 +193,6 @@ class ChildSpec:
             object.__setattr__(self, "shutdown", _check_shutdown(self.shutdown))
         if not isinstance(self.significant, bool):
             raise ChildSpecError("significant", "True or False", self.significant, self.id)
-        if self.significant and self.restart is Restart.PERMANENT:
-            raise ChildSpecError(
-                "significant",
-                "True only for transient or temporary children",
-                "True with restart=permanent",
-                self.id,
-            )
 
     def __repr__(self) -> str:
         return (

@@ -355,11 +355,21 @@ class Supervisor(Server["Supervisor"]):
         self.max_children: int | None = None
 
     def _check_significant(self, spec: ChildSpec) -> None:
-        if spec.significant and self.flags.auto_shutdown is AutoShutdown.NEVER:
+        """OTP's ``bad_combination`` checks, in OTP's order."""
+        if not spec.significant:
+            return
+        if self.flags.auto_shutdown is AutoShutdown.NEVER:
             raise ChildSpecError(
                 "significant",
                 "True only under a supervisor with auto_shutdown other than never",
-                True,
+                "True with auto_shutdown=never",
+                spec.id,
+            )
+        if spec.restart is Restart.PERMANENT:
+            raise ChildSpecError(
+                "significant",
+                "True only for transient or temporary children",
+                "True with restart=permanent",
                 spec.id,
             )
 
