@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from thunderline._exports import publish
 from thunderline.domains._app import AppConfig, application, application_spec
 from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.domains._event import (
@@ -96,11 +97,4 @@ __all__ = [
     "try_enqueue",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("thunderline.domains._"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+publish(globals(), __name__, __all__)

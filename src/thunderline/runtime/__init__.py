@@ -6,6 +6,7 @@ project README for an overview and ``docs/design.md`` for the mapping.
 
 from __future__ import annotations
 
+from thunderline._exports import publish
 from thunderline.runtime._api import (
     ProcessInfo,
     cancel_timer,
@@ -304,11 +305,4 @@ __all__ = [
     "which_children",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("thunderline.runtime._"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+publish(globals(), __name__, __all__)

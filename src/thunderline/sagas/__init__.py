@@ -15,6 +15,8 @@ for the executor's algorithm.
 
 from __future__ import annotations
 
+from thunderline._exports import publish
+
 from ._errors import (
     ArgumentPathError,
     CompensateFailedError,
@@ -158,11 +160,4 @@ __all__ = [
     "undo_saga",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("thunderline.sagas."):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+publish(globals(), __name__, __all__)

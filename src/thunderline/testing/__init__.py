@@ -14,6 +14,8 @@ span, one trace id); it belongs with the telemetry layer's in-memory exporter.
 
 from __future__ import annotations
 
+from thunderline._exports import publish
+
 from ._invariants import (
     InvariantViolation,
     check_attempt_bounds,
@@ -63,11 +65,4 @@ __all__ = [
     "saga_plans",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("thunderline.testing."):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+publish(globals(), __name__, __all__)
