@@ -101,6 +101,7 @@ from thunderline.domains._event import Event
 from thunderline.domains._ledger_signing import (
     LedgerSigningKey,
     key_id_of,
+    load_public_key_pem,
     verify_signature,
 )
 from thunderline.runtime import ThunderlineError
@@ -1002,6 +1003,25 @@ class LedgerBackend(abc.ABC):
     @abc.abstractmethod
     def _close(self) -> None:
         """Close the connection."""
+
+    @abc.abstractmethod
+    def _meta(self) -> dict[str, str]:
+        """Return the ledger's metadata table as a dict."""
+
+    def _adopt_public_key(self, signing_key: LedgerSigningKey | None) -> None:
+        """Load the ledger's public key from its metadata and check the signing key matches.
+
+        Raises:
+            LedgerBackendError: the stored public key is unreadable.
+            LedgerKeyMismatchError: ``signing_key`` is not the ledger's key.
+        """
+        try:
+            self.public_key = load_public_key_pem(self._meta().get("public_key_pem", ""))
+        except ValueError as exc:
+            raise LedgerBackendError(self.location, "read the public key", str(exc)) from None
+        self.key_id = key_id_of(self.public_key)
+        if signing_key is not None and signing_key.key_id != self.key_id:
+            raise LedgerKeyMismatchError(self.location, self.key_id, signing_key.key_id)
 
 
 def _text(value: object) -> str:

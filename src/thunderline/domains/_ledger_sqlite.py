@@ -35,7 +35,6 @@ from thunderline.domains._ledger import (
     LEDGER_VERSION,
     LedgerBackend,
     LedgerBackendError,
-    LedgerKeyMismatchError,
     LedgerNotFoundError,
     LedgerRecord,
     genesis_record,
@@ -44,8 +43,6 @@ from thunderline.domains._ledger import (
 )
 from thunderline.domains._ledger_signing import (
     LedgerSigningKey,
-    key_id_of,
-    load_public_key_pem,
     public_key_pem,
 )
 
@@ -97,14 +94,7 @@ class SqliteLedger(LedgerBackend):
         """Wrap an open connection to an initialised ledger (use :meth:`open`)."""
         super().__init__(location, signing_key)
         self._conn = connection
-        meta = self._meta()
-        try:
-            self.public_key = load_public_key_pem(meta.get("public_key_pem", ""))
-        except ValueError as exc:
-            raise LedgerBackendError(location, "read the public key", str(exc)) from None
-        self.key_id = key_id_of(self.public_key)
-        if signing_key is not None and signing_key.key_id != self.key_id:
-            raise LedgerKeyMismatchError(location, self.key_id, signing_key.key_id)
+        self._adopt_public_key(signing_key)
 
     @classmethod
     def open(
