@@ -45,7 +45,8 @@ class AppConfig:
         ledger: a path or ``postgresql://`` URL (default ``data_dir/ledger.db``).
         sink: the JSON-lines file Link appends to (default ``data_dir/link.jsonl``;
             None for no sink file).
-        routes: Flow's routes (default: ``system.*`` to the bolt pipeline).
+        routes: Flow's routes (default: each event name Bolt has a saga for, i.e.
+            ``system.heartbeat``, to the bolt pipeline; see ``flow.default_routes``).
         saga_concurrency: step slots shared by all running sagas.
         saga_instrument: hooks for every saga run (e.g. telemetry's saga tracer).
     """

@@ -7,9 +7,12 @@
 * to every process subscribed to a matching pattern (:func:`subscribe`), as a
   :class:`Delivered` message;
 * to every pipeline routed for that name: bounded queues with concurrency and
-  batching (:class:`~thunderline.domains.PipelineSpec`). By default events
-  named ``system.*`` go to the ``bolt`` pipeline, whose workers run each
-  event's saga through Bolt.
+  batching (:class:`~thunderline.domains.PipelineSpec`). By default each event
+  name Bolt has a saga for (``system.heartbeat``) goes to the ``bolt``
+  pipeline, whose workers run each event's saga through Bolt; any other name
+  has no route, so Flow refuses it at once instead of accepting an event that
+  would fail later in the pipeline. Routes may share a pipeline (same
+  :class:`PipelineSpec` name): it is started once and an event enters it once.
 
 Validation drops (span event ``flow.event_dropped`` with the reason, and
 :class:`EventDroppedError` for the publisher) an event that is not an
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -126,21 +129,37 @@ def default_routes(
     batch_size: int = 16,
     max_buffer: int = 1024,
     batch_timeout: float = 0.005,
+    event_names: Iterable[str] | None = None,
 ) -> tuple[Route, ...]:
-    """``system.*`` -> the ``bolt`` pipeline, whose workers run each event's saga."""
-    return (
-        Route(
-            "system.*",
-            PipelineSpec(
-                name="thunderline.flow.bolt",
-                handler=_to_bolt,
-                concurrency=concurrency,
-                batch_size=batch_size,
-                max_buffer=max_buffer,
-                batch_timeout=batch_timeout,
-            ),
-        ),
+    """Each of ``event_names`` -> the ``bolt`` pipeline, whose workers run each event's saga.
+
+    Args:
+        event_names: the names Bolt has a saga for (default: the keys of
+            :data:`~thunderline.domains.bolt.DEFAULT_SAGAS`). Only these are
+            routed: an event no saga handles is refused by Flow
+            (:class:`EventDroppedError`) rather than accepted and then lost
+            when Bolt cannot run it.
+    """
+    names = sorted(bolt.DEFAULT_SAGAS if event_names is None else set(event_names))
+    pipeline: PipelineSpec[Event] = PipelineSpec(
+        name="thunderline.flow.bolt",
+        handler=_to_bolt,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        max_buffer=max_buffer,
+        batch_timeout=batch_timeout,
     )
+    return tuple(Route(_exact(name), pipeline) for name in names)
+
+
+def _exact(name: str) -> str:
+    """An fnmatch pattern matching exactly ``name``."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def _pipelines(routes: Iterable[Route]) -> dict[str, PipelineSpec[Event]]:
+    """The distinct pipelines of ``routes`` by name (routes may share one)."""
+    return {route.pipeline.name: route.pipeline for route in routes}
 
 
 @attrs.frozen
@@ -163,9 +182,9 @@ class Flow(tl.Server[_State]):
         self.routes = tuple(routes)
 
     async def init(self) -> tl.Ok[_State]:
-        """Start one pipeline per route, linked to Flow (they restart with it)."""
-        for route in self.routes:
-            await tl.start_link(Pipeline(route.pipeline), name=route.pipeline.name)
+        """Start each distinct pipeline of the routes, linked to Flow (they restart with it)."""
+        for spec in _pipelines(self.routes).values():
+            await tl.start_link(Pipeline(spec), name=spec.name)
         return tl.Ok(_State())
 
     async def handle_call(self, request: Any, from_: tl.From, state: _State) -> tl.Reply[_State]:
@@ -173,9 +192,7 @@ class Flow(tl.Server[_State]):
         if isinstance(request, _Publish):
             return tl.Reply(await self._publish(request.event, request.wait, state), state)
         if request == ("statistics",):
-            pipelines = {
-                r.pipeline.name: await pipeline_statistics(r.pipeline.name) for r in self.routes
-            }
+            pipelines = {name: await pipeline_statistics(name) for name in _pipelines(self.routes)}
             return tl.Reply(FlowStatistics(state.published, state.dropped, pipelines), state)
         return tl.Reply(Failure(ValueError(f"flow: unknown request {request!r}")), state)
 
@@ -197,7 +214,9 @@ class Flow(tl.Server[_State]):
                 },
             ),
         ):
-            routes = [r for r in self.routes if fnmatch.fnmatchcase(event.name, r.pattern)]
+            routes = list(
+                _pipelines(r for r in self.routes if fnmatch.fnmatchcase(event.name, r.pattern))
+            )
             subscribers = [
                 pid
                 for pattern in SUBSCRIBERS.all_keys()
@@ -219,12 +238,12 @@ class Flow(tl.Server[_State]):
                 state.recent.popitem(last=False)
             for pid in subscribers:
                 tl.send(pid, Delivered(event))
-            for route in routes:
+            for pipeline in routes:
                 try:
                     if wait:
-                        await enqueue(route.pipeline.name, event)
+                        await enqueue(pipeline, event)
                     else:
-                        await try_enqueue(route.pipeline.name, event)
+                        await try_enqueue(pipeline, event)
                 except (tl.CallError, PipelineOverloaded) as exc:
                     state.recent.pop(str(event.id), None)
                     telemetry.add_event("flow.event_dropped", {"reason": str(exc)})

@@ -88,10 +88,13 @@ class Gate(tl.Server[_State]):
                 "event.name": str(fields.get("name")),
             },
         ):
-            meta = {k: v for k, v in inbound.items() if k not in TRACE_META_KEYS}
-            telemetry.inject(meta)
-            meta["parent_domain"] = "gate"
-            fields["meta"] = meta
+            given = fields.get("meta")
+            if given is None or isinstance(given, Mapping):
+                meta = {k: v for k, v in inbound.items() if k not in TRACE_META_KEYS}
+                telemetry.inject(meta)
+                meta["parent_domain"] = "gate"
+                fields["meta"] = meta
+            # else: Event.new reports the non-mapping meta with the other problems
             event = Event.new(**fields)
             telemetry.add_event("gate.event_published", {"event.id": str(event.id)})
             if wait:

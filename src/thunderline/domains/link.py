@@ -53,7 +53,12 @@ class Link(tl.Server[_State]):
         self.sink_path = Path(sink_path) if sink_path is not None else None
 
     async def init(self) -> tl.Ok[_State]:
-        """Open the JSON-lines sink (appending) if one is configured."""
+        """Open the JSON-lines sink (appending) if one is configured.
+
+        Link traps exits so that an orderly shutdown by its supervisor runs
+        :meth:`terminate`, which closes the sink file.
+        """
+        tl.trap_exit(True)
         sink = None
         if self.sink_path is not None:
             self.sink_path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,13 @@ class Vault(tl.Server[_State]):
         self.data_dir = data_dir
 
     async def init(self) -> tl.Ok[_State]:
-        """Open (or create) the ledger; the signing key is created on first start."""
+        """Open (or create) the ledger; the signing key is created on first start.
+
+        Vault traps exits so that an orderly shutdown by its supervisor runs
+        :meth:`terminate` (failing pending appends and closing the ledger)
+        instead of killing it with the database connection open.
+        """
+        tl.trap_exit(True)
         ledger = await open_async_ledger(self.location, data_dir=self.data_dir)
         return tl.Ok(_State(ledger))
 
