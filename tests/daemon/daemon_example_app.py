@@ -14,10 +14,20 @@ which logs ``example worker <name> terminating`` on the ``example`` logger; the
 tests read the shutdown order from those lines. ``cast(name, "crash")`` crashes
 a worker on demand. With ``EXAMPLE_SLOW_STOP=<seconds>``, ``beta`` takes that
 long to terminate (its shutdown timeout is raised to match).
+
+:func:`application_with_sagas` is a second tree for the telemetry tests::
+
+    example_sagas (one_for_one)
+    ├── sagas     saga supervisor, registered "thunderline.sagas"
+    ├── alpha     worker, registered "alpha"
+    └── starter   starts two sagas from its init (so again on every restart):
+                  "greet" (one step that logs "greeting <who>" and returns) and
+                  "linger" (one step that sleeps until cancelled; joined if running)
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Any
@@ -25,6 +35,7 @@ from typing import Any
 import anyio
 
 import thunderline.runtime as tl
+from thunderline import sagas
 
 logger = logging.getLogger("example")
 
@@ -88,3 +99,65 @@ def supervisor_instance() -> tl.Supervisor:
 
 
 not_a_spec = 42
+
+
+async def greet(who: str) -> str:
+    """The one step of the ``greet`` saga (its log line carries the step's trace id)."""
+    logger.info("greeting %s", who)
+    return f"hello {who}"
+
+
+async def linger() -> None:
+    """The one step of the ``linger`` saga: runs until the saga is cancelled."""
+    await anyio.sleep_forever()
+
+
+def _build_sagas() -> tuple[sagas.Saga, sagas.Saga]:
+    greeting = sagas.SagaBuilder("greet", inputs=["who"])
+    greeting.step("hello", greet, args={"who": sagas.Input("who")})
+    lingering = sagas.SagaBuilder("linger")
+    lingering.step("wait", linger)
+    return greeting.build(returns="hello"), lingering.build(returns="wait")
+
+
+GREET, LINGER = _build_sagas()
+_incarnations = itertools.count(1)
+
+
+class SagaStarter(tl.Server[int]):
+    """Starts ``greet`` (a new correlation id each time) and ``linger`` from its init."""
+
+    async def init(self) -> tl.Ok[int]:
+        number = next(_incarnations)
+        await sagas.start_saga(
+            "thunderline.sagas", GREET, {"who": "daemon"}, correlation_id=f"greet-{number}"
+        )
+        await sagas.start_saga(
+            "thunderline.sagas",
+            LINGER,
+            correlation_id="linger",
+            on_duplicate="join",
+            in_flight="cancel",
+        )
+        return tl.Ok(number)
+
+
+async def start_saga_starter() -> tl.Pid | None:
+    """Start a :class:`SagaStarter` linked to the caller."""
+    return await tl.start_link(SagaStarter, name="starter")
+
+
+def application_with_sagas() -> tl.ChildSpec:
+    """A tree with a saga supervisor, a worker and a process that starts sagas."""
+    return tl.supervisor_spec(
+        "example_sagas",
+        [
+            sagas.saga_supervisor_spec("sagas", name="thunderline.sagas"),
+            worker_spec("alpha"),
+            tl.ChildSpec(id="starter", start=start_saga_starter),
+        ],
+        name="example_sagas",
+        strategy="one_for_one",
+        intensity=5,
+        period=10,
+    )

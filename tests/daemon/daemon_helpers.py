@@ -22,8 +22,12 @@ WAIT_TIMEOUT = 20.0
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a thunderline subprocess that can import the example app."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THUNDERLINE_")}
+    """The environment for a thunderline subprocess that can import the example app.
+
+    ``THUNDERLINE_*`` and ``OTEL_*`` variables of the test run are left out, so
+    the daemon's options (tracing, metrics) come from the test alone.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUNDERLINE_", "OTEL_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(SRC), env.get("PYTHONPATH", "")])
     env.update(extra or {})
     return env

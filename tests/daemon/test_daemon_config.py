@@ -6,12 +6,15 @@ import io
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from thunderline._daemon import ConfigError, default_control_path, load_config
 from thunderline._daemon._logging import JsonFormatter, TextFormatter
+from thunderline._daemon._run import prepare_data_dir
+from thunderline.domains import AppConfig
 from thunderline.runtime._introspect import ProcessRow, node_statistics, to_jsonable
 
 NO_CLI: dict[str, str | None] = {}
@@ -79,6 +82,93 @@ def test_unknown_key_and_bad_toml(tmp_path: Path) -> None:
         load_config(NO_CLI, {}, str(broken))
     with pytest.raises(ConfigError, match="readable"):
         load_config(NO_CLI, {}, str(tmp_path / "missing.toml"))
+
+
+def test_telemetry_defaults_follow_the_configured_endpoints() -> None:
+    off = load_config(NO_CLI, {})
+    assert (off.tracing, off.metrics, off.otlp_endpoint) == (False, False, None)
+    both = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert (both.tracing, both.metrics, both.otlp_endpoint) == (True, True, None)
+    traces = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/t"})
+    assert (traces.tracing, traces.metrics) == (True, False)
+    metrics = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/m"})
+    assert (metrics.tracing, metrics.metrics) == (False, True)
+    flag = load_config({"otlp_endpoint": "https://collector:4318/"}, {})
+    assert (flag.tracing, flag.metrics, flag.otlp_endpoint) == (
+        True,
+        True,
+        "https://collector:4318/",
+    )
+
+
+def test_telemetry_switches_from_every_source(tmp_path: Path) -> None:
+    file = tmp_path / "daemon.toml"
+    file.write_text('otlp_endpoint = "http://file:4318"\ntracing = false\nmetrics = true\n')
+    from_file = load_config(NO_CLI, {}, str(file))
+    assert (from_file.otlp_endpoint, from_file.tracing, from_file.metrics) == (
+        "http://file:4318",
+        False,
+        True,
+    )
+    env = {
+        "THUNDERLINE_CONFIG": str(file),
+        "THUNDERLINE_TRACING": "yes",
+        "THUNDERLINE_METRICS": "0",
+    }
+    from_env = load_config(NO_CLI, env)
+    assert (from_env.tracing, from_env.metrics) == (True, False)
+    from_cli = load_config({"tracing": False, "metrics": True}, env)
+    assert (from_cli.tracing, from_cli.metrics) == (False, True)
+    # an explicit "off" wins over an endpoint that would turn it on
+    off = load_config({"tracing": False}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
+    assert (off.tracing, off.metrics) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "source", "option"),
+    [
+        ({"otlp_endpoint": "collector:4318"}, {}, "--otlp-endpoint", "otlp_endpoint"),
+        (
+            {},
+            {"THUNDERLINE_OTLP_ENDPOINT": "http://:4318"},
+            "THUNDERLINE_OTLP_ENDPOINT",
+            "otlp_endpoint",
+        ),
+        (
+            {},
+            {"THUNDERLINE_OTLP_ENDPOINT": "http://c:99999"},
+            "THUNDERLINE_OTLP_ENDPOINT",
+            "otlp_endpoint",
+        ),
+        ({}, {"THUNDERLINE_TRACING": "maybe"}, "THUNDERLINE_TRACING", "tracing"),
+    ],
+)
+def test_invalid_telemetry_options_name_their_source(
+    cli: dict[str, str], env: dict[str, str], source: str, option: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(cli, env)
+    assert (caught.value.source, caught.value.option) == (source, option)
+
+
+def test_invalid_telemetry_switch_in_file(tmp_path: Path) -> None:
+    file = tmp_path / "daemon.toml"
+    file.write_text('metrics = "sometimes"\n')
+    with pytest.raises(ConfigError, match="metrics accepts true / false"):
+        load_config(NO_CLI, {}, str(file))
+
+
+def test_data_dir_is_exported_for_the_reference_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THUNDERLINE_DATA_DIR", "/somewhere/else")
+    monkeypatch.setenv("THUNDERLINE_DATA", "/restored/after/the/test")
+    target = tmp_path / "new" / "data"
+    prepare_data_dir(str(target))
+    assert target.is_dir()
+    assert (target.stat().st_mode & 0o777) == 0o700
+    assert os.environ["THUNDERLINE_DATA"] == str(target)
+    assert AppConfig.from_env().data_dir == target
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -176,6 +176,7 @@ def test_sigterm_stops_newest_first_with_json_logs(daemon_factory: MakeDaemon) -
     startup = [m for m in messages if "control socket" in m]
     assert len(startup) == 1
     assert "on trio" in startup[0]
+    assert startup[0].endswith("; tracing off; metrics off")
     assert "SIGTERM received: shutting down" in messages
     assert messages.index("SIGTERM received: shutting down") < messages.index(
         "application 'example' stopped"

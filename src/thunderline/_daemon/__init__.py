@@ -21,6 +21,7 @@ from thunderline._daemon._errors import (
     ControlReplyError,
     ControlSocketError,
     DaemonNotRunningError,
+    TelemetrySetupError,
 )
 from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
 from thunderline._daemon._run import run_daemon
@@ -53,6 +54,7 @@ __all__ = [
     "DaemonNotRunningError",
     "NodeStatistics",
     "ProcessRow",
+    "TelemetrySetupError",
     "TreeNode",
     "default_control_path",
     "load_config",

@@ -3,11 +3,19 @@
 Later sources win: defaults < config file < environment < command line. The
 file is given by ``--config`` or ``THUNDERLINE_CONFIG``; its top-level keys are
 the option names (``app``, ``backend``, ``control``, ``log_format``,
-``log_level``, ``data``)::
+``log_level``, ``data``, ``otlp_endpoint``, ``tracing``, ``metrics``)::
 
     app = "myservice.app:application"
     backend = "trio"
     log_format = "json"
+    otlp_endpoint = "http://collector:4318"
+    metrics = false
+
+``tracing`` and ``metrics`` are booleans (in the environment: ``1/true/yes/on``
+or ``0/false/no/off``). Left unset, each is on when an OTLP endpoint is
+configured for it: ``otlp_endpoint`` (``--otlp-endpoint``), or the standard
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (alias ``OTEL_ENDPOINT``) or the signal's own
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -34,7 +43,25 @@ OPTIONS: Final = {
     "log_format": "THUNDERLINE_LOG_FORMAT",
     "log_level": "THUNDERLINE_LOG_LEVEL",
     "data": "THUNDERLINE_DATA",
+    "otlp_endpoint": "THUNDERLINE_OTLP_ENDPOINT",
+    "tracing": "THUNDERLINE_TRACING",
+    "metrics": "THUNDERLINE_METRICS",
 }
+#: Options that are booleans.
+FLAGS: Final = frozenset({"tracing", "metrics"})
+#: Standard variables whose presence turns tracing / metrics on by default.
+TRACES_ENDPOINT_ENV: Final = (
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_ENDPOINT",
+)
+METRICS_ENDPOINT_ENV: Final = (
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_ENDPOINT",
+)
+_TRUE: Final = ("1", "true", "yes", "on")
+_FALSE: Final = ("0", "false", "no", "off")
 CONFIG_ENV: Final = "THUNDERLINE_CONFIG"
 BACKENDS: Final = ("asyncio", "trio")
 LOG_FORMATS: Final = ("text", "json")
@@ -64,6 +91,11 @@ class DaemonConfig:
         log_format: ``text`` or ``json`` (one object per line).
         log_level: a ``logging`` level name.
         data: the application's data directory, or None.
+        otlp_endpoint: base OTLP/HTTP URL for traces and metrics (``/v1/traces``
+            and ``/v1/metrics`` are appended), overriding the ``OTEL_*``
+            endpoints; None to use those.
+        tracing: export traces (RuntimeInstrument, SagaTracer, log correlation).
+        metrics: export runtime and saga metrics.
         config_file: the TOML file read, or None.
     """
 
@@ -73,7 +105,22 @@ class DaemonConfig:
     log_format: str = "text"
     log_level: str = "INFO"
     data: str | None = None
+    otlp_endpoint: str | None = None
+    tracing: bool = False
+    metrics: bool = False
     config_file: str | None = None
+
+
+def _check_url(source: str, option: str, value: str) -> str:
+    accepted = "an http:// or https:// URL with a host, e.g. http://localhost:4318"
+    try:
+        parsed = urllib.parse.urlsplit(value.strip())
+        parsed.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(source, option, accepted, value) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(source, option, accepted, value)
+    return value.strip()
 
 
 def _check(source: str, option: str, value: Any) -> Any:
@@ -96,6 +143,14 @@ def _check(source: str, option: str, value: Any) -> Any:
             if level not in LOG_LEVELS:
                 raise ConfigError(source, option, " / ".join(LOG_LEVELS), value)
             return level
+        case "otlp_endpoint":
+            return _check_url(source, option, text())
+        case "tracing" | "metrics":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+            raise ConfigError(source, option, "true / false (1/yes/on, 0/no/off)", value)
         case _:
             return text()
 
@@ -141,6 +196,13 @@ def load_config(
         if value is not None:
             values[option] = _check(f"--{option.replace('_', '-')}", option, value)
     values.setdefault("control", default_control_path(env))
+    endpoint_set = "otlp_endpoint" in values
+    if "tracing" not in values:
+        values["tracing"] = endpoint_set or any(env.get(v, "").strip() for v in TRACES_ENDPOINT_ENV)
+    if "metrics" not in values:
+        values["metrics"] = endpoint_set or any(
+            env.get(v, "").strip() for v in METRICS_ENDPOINT_ENV
+        )
     if "data" in values:
         values["data"] = str(Path(values["data"]).expanduser().resolve())
     return DaemonConfig(config_file=path, **values)

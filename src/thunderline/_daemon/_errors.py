@@ -10,6 +10,7 @@ __all__ = [
     "ControlReplyError",
     "ControlSocketError",
     "DaemonNotRunningError",
+    "TelemetrySetupError",
 ]
 
 
@@ -29,6 +30,20 @@ class ConfigError(ThunderlineError, ValueError):
         self.accepted = accepted
         self.received = received
         super().__init__(f"{source}: {option} accepts {accepted}; received {received!r}")
+
+
+class TelemetrySetupError(ThunderlineError, ValueError):
+    """Tracing or metrics cannot be set up (an unusable ``OTEL_*`` value).
+
+    Attributes:
+        setting: the variable or setting at fault.
+        detail: what telemetry said about it.
+    """
+
+    def __init__(self, setting: str, detail: str) -> None:
+        self.setting = setting
+        self.detail = detail
+        super().__init__(f"telemetry: {detail}")
 
 
 class AppLoadError(ThunderlineError, ImportError):

@@ -4,7 +4,8 @@ Supervisor reports (``supervisor``, ``context``, ``reason``, ``offender``) and
 crash reports (``pid``, ``label``, ``reason``, ``traceback``) arrive as
 ``extra`` fields; the JSON formatter copies every such field into the object.
 ``trace_id`` / ``span_id`` appear when a filter (``thunderline.telemetry``'s
-``TraceContextFilter``) set them on the record.
+``TraceContextFilter``, installed on the handler by the daemon when tracing is
+on) set them on the record.
 """
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ def setup_logging(log_format: str, level: int, stream: TextIO | None = None) -> 
 
     The root logger gets the handler; ``thunderline.supervisor`` is kept at
     INFO at least so applications can count restarts from its reports (the
-    handler still filters by ``level``). The trace-id filter of
-    ``thunderline.telemetry`` is installed on the handler when that package
-    imports.
+    handler still filters by ``level``). With tracing on, the daemon adds the
+    trace-id filter of ``thunderline.telemetry`` to the returned handler.
 
     Returns:
         The installed handler.
@@ -93,12 +93,6 @@ def setup_logging(log_format: str, level: int, stream: TextIO | None = None) -> 
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    try:
-        from thunderline.telemetry import TraceContextFilter
-    except ImportError:  # telemetry is optional for the daemon
-        pass
-    else:
-        handler.addFilter(TraceContextFilter())
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)

@@ -1,14 +1,19 @@
 """``thunderline run``: the daemon's life from startup line to exit status.
 
-1. Import the application spec; set up logging; prepare the data directory.
-2. Listen for SIGINT/SIGTERM, bind the control socket, start the application,
-   log the startup line, serve control requests.
+1. Import the application spec; set up logging; prepare the data directory;
+   set up tracing and metrics if asked (an unusable ``OTEL_*`` value: one
+   ``cannot start`` line, status 2).
+2. Listen for SIGINT/SIGTERM, bind the control socket, start the application
+   (its node instrumented when telemetry is on), log the startup line (which
+   says where traces and metrics go), serve control requests.
 3. SIGTERM, SIGINT or the ``stop`` command: stop serving, stop the application
    (newest child first, each within its shutdown), remove the socket, exit 0.
    A second SIGINT during that shutdown exits at once with status 130.
 4. The top supervisor exits by itself (it reached its restart intensity, say):
    log why and exit with status 1, as an Erlang node does when its permanent
    application dies.
+5. Whatever the status: end open saga spans, flush and shut down tracing and
+   metrics, each within a bound (a collector that is down never holds the exit).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import attrs
 
 from thunderline._daemon._commands import Commands
 from thunderline._daemon._config import DaemonConfig, log_level_number
-from thunderline._daemon._errors import ControlSocketError
+from thunderline._daemon._errors import ControlSocketError, TelemetrySetupError
 from thunderline._daemon._loader import load_app
 from thunderline._daemon._logging import setup_logging
 from thunderline._daemon._server import ControlServer
+from thunderline._daemon._telemetry import DaemonTelemetry, start_telemetry
 from thunderline._version import __version__
 from thunderline.runtime._application import (
     ApplicationExitedError,
@@ -87,13 +93,14 @@ async def _watch_signals(
                 logger.info("%s received again: already shutting down", name)
 
 
-async def _serve(spec: object, config: DaemonConfig) -> int:
+async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry) -> int:
     shutdown = _Shutdown()
     settings: dict[str, Any] = {
         "backend": config.backend,
         "app": config.app,
         "control": config.control,
         "data": config.data,
+        **telemetry.settings(),
     }
     status = EXIT_STARTUP_FAILED
     async with anyio.create_task_group() as watchers:
@@ -107,18 +114,20 @@ async def _serve(spec: object, config: DaemonConfig) -> int:
 
             async with ControlServer(config.control, dispatch) as server:
                 shutdown.server = server
-                async with open_application(spec) as app:
+                async with open_application(spec, instrument=telemetry.instrument) as app:
                     commands = Commands(app, settings, shutdown.request)
                     logger.info(
-                        "thunderline %s running %s (application %r) on %s; control socket %s",
+                        "thunderline %s running %s (application %r) on %s; control socket %s; %s",
                         __version__,
                         config.app,
                         app.id,
                         config.backend,
                         config.control,
+                        telemetry.describe(),
                     )
                     async with anyio.create_task_group() as serving:
                         serving.start_soon(server.serve)
+                        serving.start_soon(telemetry.sample_gauges)
                         await shutdown.requested.wait()
                         serving.cancel_scope.cancel()
             logger.info("stopped (%s)", shutdown.why)
@@ -142,10 +151,16 @@ async def _serve(spec: object, config: DaemonConfig) -> int:
 
 
 def prepare_data_dir(path: str) -> None:
-    """Create the data directory (0700) if missing and export it as ``THUNDERLINE_DATA``."""
+    """Create the data directory (0700) if missing and export it to the application.
+
+    Both ``THUNDERLINE_DATA`` (the daemon's own variable) and
+    ``THUNDERLINE_DATA_DIR`` (read by the reference application's
+    ``AppConfig.from_env``) are set, so ``--data`` wins over an inherited value.
+    """
     directory = Path(path)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["THUNDERLINE_DATA"] = str(directory)
+    os.environ["THUNDERLINE_DATA_DIR"] = str(directory)
 
 
 def run_daemon(config: DaemonConfig) -> int:
@@ -155,9 +170,18 @@ def run_daemon(config: DaemonConfig) -> int:
         AppLoadError: the APP string names nothing importable (before anything starts).
     """
     spec = load_app(config.app)
-    setup_logging(config.log_format, log_level_number(config.log_level), sys.stderr)
+    handler = setup_logging(config.log_format, log_level_number(config.log_level), sys.stderr)
     if config.data is not None:
         prepare_data_dir(config.data)
-    status: int = anyio.run(_serve, spec, config, backend=config.backend)
-    _flush_logs()
+    try:
+        telemetry = start_telemetry(config, os.environ, handler)
+    except TelemetrySetupError as exc:
+        logger.critical("cannot start: %s", exc)
+        _flush_logs()
+        return EXIT_STARTUP_FAILED
+    try:
+        status: int = anyio.run(_serve, spec, config, telemetry, backend=config.backend)
+    finally:
+        telemetry.close()
+        _flush_logs()
     return status

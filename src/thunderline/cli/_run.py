@@ -5,6 +5,15 @@ Supervisor instance, or a zero-argument (sync or async) factory returning
 either; default ``thunderline.domains:application``. Every option can also
 come from a TOML file (``--config``) or a ``THUNDERLINE_*`` variable; the
 command line wins.
+
+Telemetry: with ``--tracing`` the node's messages carry trace context and
+supervisor restarts and saga runs become spans; with ``--metrics`` process
+count, mailbox depth, messages handled, restarts and saga outcomes are
+exported. Both go over OTLP/HTTP to ``--otlp-endpoint`` or, without it, where
+the standard ``OTEL_*`` variables say. Each is on by default exactly when an
+endpoint is configured for it (``--otlp-endpoint``,
+``OTEL_EXPORTER_OTLP_ENDPOINT``, or the signal's own
+``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT``).
 """
 
 from __future__ import annotations
@@ -61,6 +70,26 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--data", metavar="DIR", help=f"the application's data directory (${env['data']})"
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        dest="otlp_endpoint",
+        metavar="URL",
+        help=f"base OTLP/HTTP URL for traces and metrics, e.g. http://localhost:4318 "
+        f"(${env['otlp_endpoint']}; default: the OTEL_EXPORTER_OTLP_* variables)",
+    )
+    parser.add_argument(
+        "--tracing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"export traces (${env['tracing']}; default: on when an OTLP endpoint is set)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"export runtime and saga metrics (${env['metrics']}; "
+        "default: on when an OTLP endpoint is set)",
     )
     parser.set_defaults(handler=run_command)
 

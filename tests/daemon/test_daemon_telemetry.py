@@ -1,0 +1,352 @@
+"""``thunderline run`` with tracing and metrics, exporting to a loopback OTLP/HTTP receiver.
+
+The receiver is an ``http.server`` thread on 127.0.0.1 (ephemeral port) that
+decodes the protobuf requests of OTLP/HTTP (``ExportTraceServiceRequest`` on
+``/v1/traces``, ``ExportMetricsServiceRequest`` on ``/v1/metrics``). The
+daemon runs ``daemon_example_app:application_with_sagas`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from daemon_helpers import Daemon, poll
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+MakeDaemon = Callable[..., Daemon]
+APP = "daemon_example_app:application_with_sagas"
+SERVICE = "tl-daemon-test"
+#: Fast export so the test sees spans and metrics within a second.
+FAST_EXPORT = {
+    "OTEL_SERVICE_NAME": SERVICE,
+    "OTEL_BSP_SCHEDULE_DELAY": "100",
+    "OTEL_METRIC_EXPORT_INTERVAL": "300",
+}
+#: The daemon must exit this soon after being told to stop, collector up or down.
+STOP_BOUND = 15.0
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return None if kind is None else getattr(value, kind)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in pairs}
+
+
+class Receiver:
+    """A loopback OTLP/HTTP receiver keeping every decoded span and data point."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spans: list[dict[str, Any]] = []
+        self.points: list[dict[str, Any]] = []
+        self.requests = {"/v1/traces": 0, "/v1/metrics": 0}
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path == "/v1/traces":
+                    reply = receiver.traces(body)
+                elif self.path == "/v1/metrics":
+                    reply = receiver.metrics(body)
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def traces(self, body: bytes) -> bytes:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        decoded = [
+            {
+                "service": _attributes(rs.resource.attributes).get("service.name"),
+                "name": span.name,
+                "trace_id": span.trace_id.hex(),
+                "span_id": span.span_id.hex(),
+                "attributes": _attributes(span.attributes),
+            }
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+        ]
+        with self.lock:
+            self.spans.extend(decoded)
+            self.requests["/v1/traces"] += 1
+        return bytes(ExportTraceServiceResponse().SerializeToString())
+
+    def metrics(self, body: bytes) -> bytes:
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        decoded: list[dict[str, Any]] = []
+        for rm in request.resource_metrics:
+            service = _attributes(rm.resource.attributes).get("service.name")
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    for point in getattr(metric, kind).data_points:
+                        if kind == "histogram":
+                            number = point.sum
+                        elif point.WhichOneof("value") == "as_int":
+                            number = point.as_int
+                        else:
+                            number = point.as_double
+                        decoded.append(
+                            {
+                                "service": service,
+                                "name": metric.name,
+                                "value": number,
+                                "attributes": _attributes(point.attributes),
+                            }
+                        )
+        with self.lock:
+            self.points.extend(decoded)
+            self.requests["/v1/metrics"] += 1
+        return bytes(ExportMetricsServiceResponse().SerializeToString())
+
+    def span_named(self, name: str, **attributes: Any) -> dict[str, Any] | None:
+        with self.lock:
+            for span in self.spans:
+                if span["name"] == name and all(
+                    span["attributes"].get(k) == v for k, v in attributes.items()
+                ):
+                    return span
+        return None
+
+    def latest(self, name: str, **attributes: Any) -> float | None:
+        """The value of the last data point of metric ``name`` with these attributes."""
+        with self.lock:
+            for point in reversed(self.points):
+                if point["name"] == name and all(
+                    point["attributes"].get(k) == v for k, v in attributes.items()
+                ):
+                    return float(point["value"])
+        return None
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.stop()
+
+
+def _child(tree: dict[str, Any], child_id: str) -> dict[str, Any]:
+    children: list[dict[str, Any]] = tree.get("children", [])
+    for child in children:
+        if child["id"] == child_id:
+            return child
+        found = _child(child, child_id) if child.get("children") else None
+        if found is not None:
+            return found
+    raise AssertionError(f"no child {child_id!r} in {tree}")
+
+
+def _startup_line(log: str) -> str:
+    (line,) = [line for line in log.splitlines() if "control socket" in line]
+    return line
+
+
+def test_spans_metrics_and_log_correlation_reach_the_collector(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    daemon = daemon_factory("--otlp-endpoint", receiver.endpoint, app=APP, env=FAST_EXPORT)
+    daemon.start()
+    line = _startup_line(daemon.log())
+    assert f"tracing on (OTLP/HTTP {receiver.endpoint}/v1/traces" in line
+    assert f"metrics on (OTLP/HTTP {receiver.endpoint}/v1/metrics every 0.3 s)" in line
+    status = daemon.request("status")
+    assert status["tracing"] == f"{receiver.endpoint}/v1/traces"
+    assert status["metrics"] == f"{receiver.endpoint}/v1/metrics"
+
+    # A supervisor restart becomes a "restart alpha" span.
+    alpha = _child(daemon.request("tree"), "alpha")
+    daemon.request("exit", pid=alpha["pid"], reason="kill")
+    restart = poll(lambda: receiver.span_named("restart alpha"), "the restart span")
+    assert restart["service"] == SERVICE
+    assert restart["attributes"]["thunderline.child.id"] == "alpha"
+    assert restart["attributes"]["thunderline.child.old_pid"] == alpha["pid"]
+
+    # The saga started by "starter" is traced; its step's log line has the step's trace id.
+    execution = poll(
+        lambda: receiver.span_named("bolt.saga_execution", **{"saga.name": "greet"}),
+        "the greet saga's span",
+    )
+    assert execution["attributes"]["saga.outcome"] == "succeeded"
+    step = poll(
+        lambda: receiver.span_named("saga.step hello", **{"saga.name": "greet"}), "the step span"
+    )
+    assert step["trace_id"] == execution["trace_id"]
+    greeting = daemon.wait_for_log("greeting daemon")
+    (logged,) = [ln for ln in greeting.splitlines() if "greeting daemon" in ln]
+    match = re.search(r"trace_id=([0-9a-f]{32}) span_id=([0-9a-f]{16})", logged)
+    assert match is not None, logged
+    assert (match[1], match[2]) == (step["trace_id"], step["span_id"])
+
+    # Metrics: gauges sampled inside the node, counters from the instruments.
+    processes = poll(lambda: receiver.latest("thunderline.processes"), "the process gauge")
+    assert processes > 0
+    poll(lambda: (receiver.latest("thunderline.messages.handled") or 0) > 0, "messages handled")
+    poll(
+        lambda: (
+            receiver.latest("thunderline.restarts", **{"thunderline.restart.result": "restarted"})
+            == 1
+        ),
+        "one restart counted",
+    )
+    poll(
+        lambda: receiver.latest(
+            "thunderline.sagas.finished", **{"saga.name": "greet", "saga.outcome": "succeeded"}
+        ),
+        "a finished saga counted",
+    )
+    assert receiver.latest("thunderline.mailbox.max_depth") is not None
+    with receiver.lock:
+        assert {p["service"] for p in receiver.points} == {SERVICE}
+        assert {s["service"] for s in receiver.spans} == {SERVICE}
+
+    # Stopping flushes what ended during shutdown: the cancelled "linger" saga.
+    assert receiver.span_named("bolt.saga_execution", **{"saga.name": "linger"}) is None
+    daemon.request("stop")
+    assert daemon.wait_exit(STOP_BOUND) == 0
+    shut = re.search(
+        r"telemetry shut down: (\d+) spans exported, 0 dropped; (\d+) metric exports, 0 failed",
+        daemon.log(),
+    )
+    assert shut is not None, daemon.log()
+    with receiver.lock:
+        assert int(shut[1]) == len(receiver.spans)
+        assert int(shut[2]) == receiver.requests["/v1/metrics"]
+    linger = receiver.span_named("bolt.saga_execution", **{"saga.name": "linger"})
+    assert linger is not None, daemon.log()
+    assert linger["attributes"]["saga.outcome"] == "cancelled"
+    assert receiver.latest(
+        "thunderline.sagas.finished", **{"saga.name": "linger", "saga.outcome": "cancelled"}
+    )
+
+
+def test_collector_down_never_holds_the_daemon(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    # On trio. A bad sampler argument falls back to ratio 1.0 with one warning (documented).
+    env = {
+        **FAST_EXPORT,
+        "OTEL_TRACES_SAMPLER": "traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "lots",
+        "THUNDERLINE_OTLP_ENDPOINT": receiver.endpoint,
+    }
+    daemon = daemon_factory("--backend", "trio", app=APP, env=env).start()
+    log = daemon.log()
+    assert "OTEL_TRACES_SAMPLER_ARG='lots' is not a number between 0.0 and 1.0" in log
+    assert "sampler traceidratio 1)" in _startup_line(log)
+    poll(lambda: receiver.latest("thunderline.processes"), "metrics before the outage")
+
+    receiver.stop()
+    alpha = _child(daemon.request("tree"), "alpha")
+    daemon.request("exit", pid=alpha["pid"])
+    poll(lambda: _child(daemon.request("tree"), "alpha")["restarts"] == 1, "alpha restarted")
+    daemon.wait_for_log("metric export failed")
+    daemon.wait_for_log("dropping spans until export succeeds again")
+    # The daemon keeps answering while every export fails.
+    for _ in range(3):
+        assert daemon.request("processes")
+        assert daemon.request("sagas")["supervisor"]
+        time.sleep(0.3)
+
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(STOP_BOUND) == 0
+    assert time.monotonic() - started < STOP_BOUND
+    log = daemon.log()
+    assert log.count("metric export failed") == 1
+    assert log.count("dropping spans until export succeeds again") == 1
+    assert "Traceback" not in log
+    shut = re.search(
+        r"telemetry shut down: \d+ spans exported, (\d+) dropped; .* (\d+) failed", log
+    )
+    assert shut is not None, log
+    assert int(shut[1]) >= 1  # at least the restart span
+    assert int(shut[2]) >= 1
+
+
+def test_unusable_endpoint_is_one_startup_error(daemon_factory: MakeDaemon) -> None:
+    daemon = daemon_factory(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}).start(wait=False)
+    assert daemon.wait_exit() == 2
+    lines = daemon.log().splitlines()
+    assert lines == [
+        line for line in lines if "cannot start: telemetry: OTEL_EXPORTER_OTLP_ENDPOINT" in line
+    ]
+    assert len(lines) == 1
+    assert "'collector:4318'" in lines[0]
+
+    flag = daemon_factory("--otlp-endpoint", "ftp://collector").start(wait=False)
+    assert flag.wait_exit() == 2
+    assert flag.log().strip() == (
+        "thunderline run: error: --otlp-endpoint: otlp_endpoint accepts an http:// or "
+        "https:// URL with a host, e.g. http://localhost:4318; received 'ftp://collector'"
+    )
+
+
+def test_tracing_off_by_default_and_no_export(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    # Only the metrics endpoint is configured: tracing stays off, metrics go there.
+    env = {**FAST_EXPORT, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{receiver.endpoint}/v1/metrics"}
+    daemon = daemon_factory(app=APP, env=env).start()
+    line = _startup_line(daemon.log())
+    assert "tracing off; metrics on" in line
+    poll(lambda: receiver.latest("thunderline.processes"), "metrics")
+    alpha = _child(daemon.request("tree"), "alpha")
+    daemon.request("exit", pid=alpha["pid"])
+    poll(
+        lambda: (
+            receiver.latest("thunderline.restarts", **{"thunderline.restart.result": "restarted"})
+            == 1
+        ),
+        "the restart counted",
+    )
+    daemon.request("stop")
+    assert daemon.wait_exit(STOP_BOUND) == 0
+    assert receiver.requests["/v1/traces"] == 0
+    assert "trace_id=" not in daemon.log()
