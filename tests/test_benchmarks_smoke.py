@@ -25,6 +25,11 @@ REQUIRED = {
     "idle_memory",
     "idle_memory_traced",
     "restart",
+    "tracing_idle",
+    "tracing_propagation",
+    "tracing_hop_spans",
+    "saga_step",
+    "saga_step_traced",
 }
 BACKENDS = {"asyncio", "trio"}
 

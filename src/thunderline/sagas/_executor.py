@@ -72,12 +72,13 @@ clock (trio's MockClock) makes timeouts and backoffs instant in tests.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import anyio
 import attrs
@@ -229,6 +230,19 @@ def _make_options(
         max_undo_attempts=max_undo_attempts,
         instrument=instrument if instrument is not None else get_default_instrument(),
     )
+
+
+class _NoSlot:
+    """A no-op stand-in for the capacity limiter when the budget is unbounded."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SLOT: Final = _NoSlot()
 
 
 def _resolve_arguments(
@@ -576,8 +590,13 @@ class SagaRun:
     async def _run_leaf(self, spec: StepSpec, step: Step, args: Mapping[str, Any]) -> None:
         instrument = self._opts.instrument
         attempt = 0
+        limiter = self._opts.limiter
+        # An unbounded budget needs no slot: skip the limiter's checkpoints.
+        slots: contextlib.AbstractAsyncContextManager[Any] = (
+            _NO_SLOT if limiter.total_tokens == math.inf else limiter
+        )
         while True:
-            async with self._opts.limiter:
+            async with slots:
                 if self._stopping:
                     return
                 attempt += 1
@@ -587,11 +606,14 @@ class SagaRun:
                 instrument.step_attempt_started(self.info, spec.name, attempt)
                 error: BaseException | None = None
                 try:
-                    with anyio.move_on_after(
-                        math.inf if spec.timeout is None else spec.timeout
-                    ) as attempt_scope:
+                    timed_out = False
+                    if spec.timeout is None:
                         value = await step.run(args, ctx)
-                    if attempt_scope.cancelled_caught:
+                    else:
+                        with anyio.move_on_after(spec.timeout) as attempt_scope:
+                            value = await step.run(args, ctx)
+                        timed_out = attempt_scope.cancelled_caught
+                    if timed_out:
                         assert spec.timeout is not None
                         error = StepTimeoutError(spec.name, spec.timeout)
                     elif isinstance(value, Continue):
