@@ -24,11 +24,12 @@ def next_node_id() -> int:
 class Pid:
     """The identifier of a process. Created by the runtime only (``spawn``)."""
 
-    __slots__ = ("_hash", "_id", "_node")
+    __slots__ = ("_hash", "_id", "_node", "_text")
 
     _node: int
     _id: int
     _hash: int
+    _text: str | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Pid objects are created by the runtime (spawn), not directly")
@@ -39,6 +40,7 @@ class Pid:
         object.__setattr__(self, "_node", node)
         object.__setattr__(self, "_id", number)
         object.__setattr__(self, "_hash", hash((node, number, "pid")))
+        object.__setattr__(self, "_text", None)
         return self
 
     @property
@@ -61,7 +63,11 @@ class Pid:
         return (self._node, self._id) < (other._node, other._id)
 
     def __repr__(self) -> str:
-        return f"<{self._node}.{self._id}>"
+        text = self._text
+        if text is None:  # built once: labels for traces and logs use it per message
+            text = f"<{self._node}.{self._id}>"
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Pid._make, (self._node, self._id))

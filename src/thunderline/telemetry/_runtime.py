@@ -38,8 +38,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any, Final
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
@@ -51,6 +51,8 @@ __all__ = ["RuntimeInstrument"]
 
 MESSAGING_SYSTEM: Final = "thunderline"
 _CRASH_CONTEXTS_KEPT: Final = 1024
+_EMPTY: Final = Context()
+_MEMO_SIZE: Final = 256
 
 
 class RuntimeInstrument(BaseInstrument):
@@ -69,6 +71,41 @@ class RuntimeInstrument(BaseInstrument):
         self._quiet: set[Pid] = set()
         self._ids = itertools.count(1)
         self._crash_contexts: OrderedDict[Pid, SpanContext] = OrderedDict()
+        # Small value memos: sends from one span context share one carrier (when
+        # there is no baggage), and equal carriers parse to one Context, so the
+        # W3C text is built and parsed once per span context, not per message.
+        # Cached carriers are shared by many messages and never mutated.
+        self._carriers: dict[tuple[int, int, int], dict[str, str]] = {}
+        self._by_context: dict[int, tuple[Context, dict[str, str] | None]] = {}
+        self._contexts: dict[tuple[str | None, ...], Context] = {}
+
+    def _propagate(self) -> dict[str, str] | None:
+        current = otel_context.get_current()
+        if not current:  # an empty context: nothing to carry
+            return None
+        seen = self._by_context.get(id(current))
+        if seen is not None and seen[0] is current:  # this very context was captured before
+            return seen[1]
+        carrier = self._capture(current)
+        if len(self._by_context) >= _MEMO_SIZE:
+            self._by_context.clear()
+        self._by_context[id(current)] = (current, carrier)
+        return carrier
+
+    def _capture(self, current: Context) -> dict[str, str] | None:
+        span_context = trace.get_current_span(current).get_span_context()
+        if not span_context.is_valid or span_context.trace_state or baggage.get_all(current):
+            return capture_carrier(current)
+        key = (span_context.trace_id, span_context.span_id, span_context.trace_flags)
+        carrier = self._carriers.get(key)
+        if carrier is None:
+            carrier = capture_carrier(current)
+            if carrier is None:
+                return None
+            if len(self._carriers) >= _MEMO_SIZE:
+                self._carriers.clear()
+            self._carriers[key] = carrier
+        return carrier
 
     def quiet(self, pid: Pid, quiet: bool = True) -> None:
         """Turn hop spans off (or back on) for messages sent to or by ``pid``."""
@@ -82,10 +119,10 @@ class RuntimeInstrument(BaseInstrument):
     def capture(self, sender: Pid | None, dest: Pid, dest_label: str, operation: str) -> Any:
         """Capture the sender's context; with hop spans, inside a PRODUCER span."""
         if not self.hop_spans or dest in self._quiet or sender in self._quiet:
-            return capture_carrier()
+            return self._propagate()
         current = trace.get_current_span()
         if not current.is_recording():
-            return capture_carrier()
+            return self._propagate()
         message_id = f"{dest!r}-{next(self._ids)}"
         producer = STATE.tracer.start_span(
             f"{operation} {dest_label}",
@@ -108,7 +145,19 @@ class RuntimeInstrument(BaseInstrument):
 
     def message_received(self, pid: Pid, label: str, carrier: Any) -> Any:
         """Attach the carried context (a clean one for bare messages)."""
-        ctx = extract(carrier, Context()) if carrier else Context()
+        if not carrier:
+            if not otel_context.get_current():
+                return None  # already clean: nothing to attach or detach
+            ctx = _EMPTY
+        else:
+            key = (carrier.get("traceparent"), carrier.get("tracestate"), carrier.get("baggage"))
+            memo = self._contexts.get(key)
+            if memo is None:
+                memo = extract(carrier, _EMPTY)
+                if len(self._contexts) >= _MEMO_SIZE:
+                    self._contexts.clear()
+                self._contexts[key] = memo
+            ctx = memo
         consumer: Span | None = None
         if self.hop_spans and carrier and pid not in self._quiet:
             parent = trace.get_current_span(ctx).get_span_context()
@@ -123,7 +172,7 @@ class RuntimeInstrument(BaseInstrument):
                 if self.links:
                     consumer = STATE.tracer.start_span(
                         f"process {label}",
-                        context=Context(),
+                        context=_EMPTY,
                         kind=SpanKind.CONSUMER,
                         attributes=attributes,
                         links=[Link(parent)],
@@ -141,6 +190,8 @@ class RuntimeInstrument(BaseInstrument):
 
     def message_done(self, pid: Pid, token: Any) -> None:
         """End the consumer span (if any) and restore the context from before the message."""
+        if token is None:
+            return
         otel_token, consumer = token
         if consumer is not None:
             consumer.end()
