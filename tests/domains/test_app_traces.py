@@ -227,12 +227,6 @@ async def test_json_round_trip_keeps_the_trace(anyio_backend: str, tmp_path: Pat
     _assert_one_rooted_tree(mine, gate_spans[0])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="sagas bug (reported): the saga supervisor's _drain() takes finished-saga "
-    "messages with receive_nowait, which adopts their trace context while a _Start call "
-    "is handled, so bolt.run_saga of one event may open in another event's trace",
-)
 async def test_concurrent_traces_stay_isolated(anyio_backend: str, tmp_path: Path) -> None:
     """T5: N concurrent publishers; every span of each event's trace belongs to that event."""
     n = 12

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import thunderline.domains as domains_module
 
 SRC = str(Path(domains_module.__file__).resolve().parents[2])
@@ -69,12 +67,6 @@ def test_demo_json_then_ledger_verify(tmp_path: Path) -> None:
     assert "Traceback" not in tampered.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli bug (reported): demo publishers are spawned after the main process "
-    "received the first event's Emitted, so they inherit its trace context and every "
-    "event joins the first event's trace (T1: one trace per ingress event)",
-)
 def test_demo_gives_each_event_its_own_trace_t1(tmp_path: Path) -> None:
     proc = cli("demo", "--events", "3", "--json", "--data", str(tmp_path / "data"))
     assert proc.returncode == 0, proc.stderr

@@ -70,8 +70,10 @@ class _Progress:
 
 
 async def _publisher(count: int, done: anyio.Event, events: list[Event]) -> None:
+    # Each event starts its own trace: not the one this process was spawned in.
     for index in range(count):
-        events.append(await gate.publish("system.heartbeat", payload={"n": index}))
+        with telemetry.continue_from(None):
+            events.append(await gate.publish("system.heartbeat", payload={"n": index}))
     done.set()
 
 

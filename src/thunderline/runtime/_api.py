@@ -241,7 +241,7 @@ def _compile_one(pattern: Any) -> Predicate:
     return lambda message: bool(message == pattern)
 
 
-async def receive(*patterns: Any, timeout: float | None = None) -> Any:
+async def receive(*patterns: Any, timeout: float | None = None, adopt_context: bool = True) -> Any:
     """Take the first queued message that matches, waiting for one if needed.
 
     Messages are tried in arrival order; the first one matching any pattern is
@@ -258,6 +258,11 @@ async def receive(*patterns: Any, timeout: float | None = None) -> Any:
     When the mailbox already holds a match the call returns without a trip
     through the event loop, yielding once every ``RECEIVE_BUDGET`` messages.
 
+    With an instrument installed (tracing), the process handles the message
+    it takes inside the trace context the message carried, until its next
+    receive. ``adopt_context=False`` takes the message without switching
+    context: for bookkeeping reads that are not "handling" the message.
+
     Raises:
         ReceiveTimeout: no matching message within ``timeout``.
         InvalidTimeoutError: ``timeout`` is negative or not a number.
@@ -266,22 +271,22 @@ async def receive(*patterns: Any, timeout: float | None = None) -> Any:
     proc = current_process_var.get()
     if proc is None:
         raise NotInProcessError("receive")
-    if not patterns and proc.mailbox and proc.ready_for_fast_take():
+    if not patterns and adopt_context and proc.mailbox and proc.ready_for_fast_take():
         # Fast path (no await): the oldest message, within the receive budget.
         return proc.take_first()
     if timeout is not None:
         timeout = _check_timeout(timeout, "receive")
-    return await proc.receive(_compile(patterns) if patterns else None, timeout)
+    return await proc.receive(_compile(patterns) if patterns else None, timeout, adopt_context)
 
 
-def receive_nowait(*patterns: Any) -> Any:
+def receive_nowait(*patterns: Any, adopt_context: bool = True) -> Any:
     """Take the first queued matching message without waiting (see :func:`receive`).
 
     Raises:
         WouldBlock: no queued message matches.
         NotInProcessError: called outside a process.
     """
-    return _self("receive_nowait").receive_nowait(_compile(patterns))
+    return _self("receive_nowait").receive_nowait(_compile(patterns), adopt_context)
 
 
 # ---------------------------------------------------------------- exit signals

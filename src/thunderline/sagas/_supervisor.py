@@ -573,7 +573,8 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         """Handle every saga end already in the mailbox, so requests see the present (S22)."""
         while True:
             try:
-                message = receive_nowait(self._is_saga_end)
+                # Bookkeeping, not handling: keep the current request's trace context.
+                message = receive_nowait(self._is_saga_end, adopt_context=False)
             except WouldBlock:
                 return
             self._saga_end(message)
