@@ -30,6 +30,10 @@ REQUIRED = {
     "tracing_hop_spans",
     "saga_step",
     "saga_step_traced",
+    "e2e_untraced",
+    "e2e_sampled_10",
+    "e2e_traced",
+    "e2e_peak_rss",
 }
 BACKENDS = {"asyncio", "trio"}
 
