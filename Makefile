@@ -29,7 +29,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --setup-peers
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks --smoke
