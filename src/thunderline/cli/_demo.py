@@ -77,9 +77,9 @@ async def _publisher(count: int, done: anyio.Event, events: list[Event]) -> None
     done.set()
 
 
-async def _demo(total: int, data_dir: Path, progress: _Progress) -> dict[str, Any]:
+async def _demo(total: int, data_dir: Path, progress: _Progress, tracing: bool) -> dict[str, Any]:
     supervisor = await application_spec(
-        AppConfig(data_dir=data_dir, saga_instrument=telemetry.SagaTracer())
+        AppConfig(data_dir=data_dir, saga_instrument=telemetry.SagaTracer() if tracing else None)
     ).start()
     assert supervisor is not None
     link.subscribe()
@@ -181,7 +181,13 @@ def run_demo(args: argparse.Namespace) -> int:
     instrument = telemetry.RuntimeInstrument() if tracing else None
     try:
         summary = tl.run(
-            _demo, args.events, data_dir, progress, backend=args.backend, instrument=instrument
+            _demo,
+            args.events,
+            data_dir,
+            progress,
+            tracing,
+            backend=args.backend,
+            instrument=instrument,
         )
     finally:
         telemetry.shutdown()
