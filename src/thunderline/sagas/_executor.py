@@ -8,34 +8,50 @@ Algorithm of one run (:meth:`SagaRun.execute`)::
 
     1. Check the inputs. Start from the given state (fresh, or a halted state
        being resumed: its completed steps are never run again).
-    2. Call instrument.saga_started. Open one task group for the run, inside a
-       cancel scope carrying the saga-level ``timeout``.
-    3. Loop:
-       a. Unless stopping, start a task for every pending step whose
-          dependencies have all completed, in definition order. A step with
-          ``concurrent=False`` starts only when no other step of the run is
-          running, and nothing else starts while it runs.
-       b. If no step task is running, leave the loop.
-       c. Wait until some step task reports (completed, failed or halted).
-    4. Each step task:
-       a. Resolve arguments (inputs, results and sub-paths, literals).
+    2. Call instrument.saga_started. If there is a saga-level ``timeout``, run
+       steps 3 to 5 inside a cancel scope with that deadline.
+    3. Steps run in *workers*: the run's own task, and tasks of a task group
+       opened only while two steps or more can run at once.
+       a. Taking steps: unless stopping, every pending step whose dependencies
+          have all completed (counters per step, decremented on completion;
+          the dependency lists are computed once per Saga) may start, in
+          definition order. A step with ``concurrent=False`` starts only when
+          no other step of the run is running, and nothing else starts while
+          it runs. Nothing starts once the saga deadline has passed.
+       b. The run's task takes the ready steps. While they come one at a
+          time, it runs each in turn itself (no task group, no task).
+       c. When two or more can start: open a task group, start a task for
+          every step but the first, and run the first in the run's task.
+          Every worker, when its step ends, takes the steps that became
+          ready: it runs the first itself and starts a task for each other.
+          A worker with nothing to take ends; the group closes when the last
+          one does, and the run's task goes back to (b).
+       d. A worker holds its own cancel scope when _stop_waiters may cancel a
+          step inside an attempt or a slot wait (``in_flight="cancel"`` or a
+          limiter): that scope is registered for the step it runs. Otherwise
+          only a step in compensate or in backoff can be cancelled alone, and
+          that wait opens a scope of its own.
+    4. Each step (in its worker):
+       a. If the run is stopping, give up (the step stays pending). Resolve
+          arguments (inputs, results and sub-paths, literals).
        b. For a nested saga: run it as a child run that shares the limiter and
           holds no slot itself, so it can never starve its own steps; its
           success completes the step, its failure (after it rolled back its own
           steps) fails the step, its halt halts this run.
-       c. Otherwise: acquire a slot of the shared CapacityLimiter, run one
-          attempt (bounded by the step ``timeout``), release the slot. A result
-          completes the step; Halt halts the run; an error goes to
-          ``compensate`` (if defined): Continue completes, None fails, Retry
-          retries, raising fails with CompensateFailedError.
+       c. Otherwise: acquire a slot of the shared CapacityLimiter (none when
+          the budget is unbounded), run one attempt (bounded by the step
+          ``timeout``), release the slot. A result completes the step; Halt
+          halts the run; an error goes to ``compensate`` (if defined):
+          Continue completes, None fails, Retry retries, raising fails with
+          CompensateFailedError.
        d. Retry: if 1 + max_retries attempts ran, fail with
           RetriesExceededError; otherwise sleep at least ``backoff`` seconds
           and go to (c).
        e. Before each attempt: if the run is stopping, give up quietly (the
           step stays pending: not completed, never undone).
     5. The first failure sets ``stopping`` at once (event "failure_detected"):
-       no new attempt starts from then on (S5). Steps waiting for a slot or in
-       backoff are cancelled. Steps inside an attempt are, by policy
+       no new attempt starts from then on (S5). Steps waiting for a slot, in
+       compensate or in backoff are cancelled. Steps inside an attempt are, by policy
        ``in_flight``: "await" (default) -- their attempt finishes; a result
        still completes the step (and is undone below), anything else is
        dropped -- or "cancel" -- cancelled now; a cancelled step is not
@@ -45,10 +61,10 @@ Algorithm of one run (:meth:`SagaRun.execute`)::
        "cancel" (it rolls back its own steps, shielded, then the cancellation
        goes on). A Halt sets ``stopping`` the same way
        (in-flight attempts are always awaited) unless a failure wins.
-    6. Saga timeout: the run's cancel scope cancels every step task; the run
+    6. Saga timeout: the run's cancel scope cancels every step; the run
        fails with SagaTimeoutError (cancelled steps are not completed).
-    7. After the task group exits (no step task is left, so nothing can
-       complete after the result is reported, S6):
+    7. When no worker is left (so nothing can complete after the result is
+       reported, S6):
        - failure -> rollback (8), result SagaFailed(error, step, report);
        - halt    -> result SagaHalted(reason, step, state) with state.resumable;
        - else    -> result SagaSucceeded(results[returns], state).
@@ -72,12 +88,13 @@ clock (trio's MockClock) makes timeouts and backoffs instant in tests.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import enum
 import itertools
 import math
-import uuid
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import anyio
@@ -107,8 +124,8 @@ from ._result import (
     SagaState,
     SagaSucceeded,
 )
-from ._saga import Input, Saga, StepResult, StepSpec, Value
-from ._step import Continue, Halt, Retry, Step, StepContext
+from ._saga import ARG_INPUT, ARG_RESULT, ARG_VALUE, ArgumentPlan, Saga, StepResult, StepSpec
+from ._step import Continue, FunctionStep, Halt, Retry, Step, StepContext
 
 __all__ = [
     "SagaPhase",
@@ -182,7 +199,7 @@ class SagaRunStatistics:
 
 @attrs.frozen
 class _Options:
-    limiter: anyio.CapacityLimiter
+    limiter: anyio.CapacityLimiter | None  # None: unbounded, no slot to take
     timeout: float | None
     in_flight: InFlightPolicy
     rollback_timeout: float
@@ -211,7 +228,8 @@ def _make_options(
             raise ValueError(
                 f"max_concurrency must be None or an int >= 1, got {max_concurrency!r}"
             )
-        limiter = anyio.CapacityLimiter(math.inf if max_concurrency is None else max_concurrency)
+        if max_concurrency is not None:
+            limiter = anyio.CapacityLimiter(max_concurrency)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be None or > 0, got {timeout!r}")
     if in_flight not in ("await", "cancel"):
@@ -246,16 +264,18 @@ _NO_SLOT: Final = _NoSlot()
 
 
 def _resolve_arguments(
-    spec: StepSpec, inputs: Mapping[str, Any], results: Mapping[str, Any]
+    spec: StepSpec, plan: ArgumentPlan, inputs: Mapping[str, Any], results: Mapping[str, Any]
 ) -> dict[str, Any]:
     args: dict[str, Any] = {}
-    for name, source in spec.arguments:
-        if isinstance(source, Input):
-            args[name] = inputs[source.name]
-        elif isinstance(source, Value):
-            args[name] = source.value
+    for name, kind, key in plan:
+        if kind == ARG_RESULT:
+            args[name] = results[key]
+        elif kind == ARG_INPUT:
+            args[name] = inputs[key]
+        elif kind == ARG_VALUE:
+            args[name] = key
         else:
-            args[name] = _follow_path(spec.name, name, source, results[source.step])
+            args[name] = _follow_path(spec.name, name, key, results[key.step])
     return args
 
 
@@ -382,16 +402,43 @@ class SagaRun:
         self.info = SagaRunInfo(
             saga=saga,
             run_id=next(_run_ids),
-            correlation_id=correlation_id or uuid.uuid4().hex,
+            correlation_id=correlation_id or f"{random.getrandbits(128):032x}",
             parent=parent,
             parent_step=parent_step,
             resumed=frozenset(self._results),
             resumed_from=state.run.run_id if state is not None and state.run else None,
         )
-        self._status: dict[str, StepStatus] = {
-            spec.name: StepStatus.COMPLETED if spec.name in self._results else StepStatus.PENDING
-            for spec in saga.steps
-        }
+        plan = saga._plan
+        self._plan = plan
+        self._path = self.info.path
+        self._hooks = type(options.instrument) is not SagaInstrument
+        # Whether _stop_waiters may cancel a step inside an attempt or a slot
+        # wait: then every worker task runs in a cancel scope of its own.
+        # Otherwise only compensate and backoff waits can be cancelled, and
+        # they open a scope just for themselves (_wait_scope).
+        self._scoped = options.in_flight == "cancel" or options.limiter is not None
+        results = self._results
+        self._status: dict[str, StepStatus] = {}
+        # Unmet dependencies per pending step; ready: positions of pending steps
+        # with none, ascending (definition order), not taken yet.
+        self._missing: list[int] = []
+        self._ready: list[int] = []
+        for i, (spec, deps) in enumerate(zip(saga.steps, plan.dependencies, strict=True)):
+            if spec.name in results:
+                self._status[spec.name] = StepStatus.COMPLETED
+                self._missing.append(0)
+                continue
+            self._status[spec.name] = StepStatus.PENDING
+            unmet = 0
+            for dep in deps:
+                if dep not in results:
+                    unmet += 1
+            self._missing.append(unmet)
+            if not unmet:
+                self._ready.append(i)
+        self._active = 0  # steps taken and not finished
+        self._deadline: float | None = None
+        self._deadline_passed = False
         self._attempts: dict[str, int] = {}
         self._undo_attempts: dict[str, int] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -403,7 +450,6 @@ class SagaRun:
         self._halt: tuple[object, str] | None = None
         self._child_reports: list[tuple[str, RollbackReport]] = []
         self._phase = SagaPhase.CREATED
-        self._changed: anyio.Event | None = None
         self._rolled_back = False
 
     def statistics(self) -> SagaRunStatistics:
@@ -444,8 +490,9 @@ class SagaRun:
             raise RuntimeError(f"saga run {self.info.correlation_id!r} was already executed")
         self._phase = SagaPhase.RUNNING
         instrument = self._opts.instrument
-        instrument.saga_started(self.info)
-        instrument.event(self.info, "saga_started", {})
+        if self._hooks:
+            instrument.saga_started(self.info)
+            instrument.event(self.info, "saga_started", {})
         try:
             outcome = await self._execute()
         except BaseException as exc:
@@ -457,24 +504,20 @@ class SagaRun:
             instrument.saga_finished(self.info, None, exc)
             raise
         self._phase = SagaPhase.FINISHED
-        instrument.saga_finished(self.info, outcome, None)
+        if self._hooks:
+            instrument.saga_finished(self.info, outcome, None)
         return outcome
 
     async def _execute(self) -> SagaOutcome:
         timeout = self._opts.timeout
-        with anyio.CancelScope(
-            deadline=math.inf if timeout is None else anyio.current_time() + timeout
-        ) as scope:
-            async with anyio.create_task_group() as tg:
-                while True:
-                    if not self._stopping:
-                        self._launch_ready(tg)
-                    if not self._scopes:
-                        break
-                    self._changed = anyio.Event()
-                    await self._changed.wait()
-        if scope.cancelled_caught and timeout is not None:
-            self._fail_now(SagaTimeoutError(self._saga.name, timeout, self._interrupted), None)
+        if timeout is None:
+            await self._forward()
+        else:
+            self._deadline = anyio.current_time() + timeout
+            with anyio.CancelScope(deadline=self._deadline) as scope:
+                await self._forward()
+            if scope.cancelled_caught or self._deadline_passed:
+                self._fail_now(SagaTimeoutError(self._saga.name, timeout, self._interrupted), None)
         instrument = self._opts.instrument
         if self._failure is not None:
             error, step = self._failure
@@ -485,52 +528,118 @@ class SagaRun:
             reason, step = self._halt
             instrument.event(self.info, "saga_halted", {"step": step, "reason": reason})
             return SagaHalted(reason=reason, step=step, state=self._state(resumable=True))
-        instrument.event(self.info, "saga_completed", {})
+        if self._hooks:
+            instrument.event(self.info, "saga_completed", {})
         return SagaSucceeded(value=self._results[self._saga.returns], state=self._state())
 
-    def _launch_ready(self, tg: anyio.abc.TaskGroup) -> None:
-        if self._exclusive is not None:
-            return
-        for spec in self._saga.steps:
-            if self._status[spec.name] is not StepStatus.PENDING or spec.name in self._scopes:
+    async def _forward(self) -> None:
+        """Algorithm step 3: run steps until none is ready and none is running."""
+        batch = self._take()
+        while batch:
+            if len(batch) == 1:
+                if self._scoped:
+                    with anyio.CancelScope() as scope:
+                        batch = await self._run_alone(batch[0], scope)
+                    if scope.cancelled_caught:
+                        return  # cancelled by _stop_waiters: the run is stopping
+                else:
+                    batch = await self._run_alone(batch[0], None)
                 continue
-            if not all(dep in self._results for dep in spec.dependencies):
-                continue
+            async with anyio.create_task_group() as tg:
+                for spec in batch[1:]:
+                    tg.start_soon(self._work, tg, spec, name=f"saga step {spec.name}")
+                await self._work(tg, batch[0])
+            batch = self._take()
+
+    async def _run_alone(self, spec: StepSpec, scope: anyio.CancelScope | None) -> list[StepSpec]:
+        """Run steps in this task while they come one at a time (no task group).
+
+        Returns the next batch when it has two steps or more (or none).
+        """
+        while True:
+            if scope is not None:
+                self._scopes[spec.name] = scope
+            await self._run_step(spec)
+            batch = self._take()
+            if len(batch) != 1:
+                return batch
+            spec = batch[0]
+
+    async def _work(self, tg: anyio.abc.TaskGroup, spec: StepSpec) -> None:
+        """Run ``spec``, then keep taking ready steps; start a task for each other one."""
+        if self._scoped:
+            with anyio.CancelScope() as scope:
+                await self._work_loop(tg, spec, scope)
+        else:
+            await self._work_loop(tg, spec, None)
+
+    async def _work_loop(
+        self, tg: anyio.abc.TaskGroup, spec: StepSpec, scope: anyio.CancelScope | None
+    ) -> None:
+        while True:
+            if scope is not None:
+                self._scopes[spec.name] = scope
+            await self._run_step(spec)
+            batch = self._take()
+            if not batch:
+                return
+            for other in batch[1:]:
+                tg.start_soon(self._work, tg, other, name=f"saga step {other.name}")
+            spec = batch[0]
+
+    def _take(self) -> list[StepSpec]:
+        """Mark the steps that may start now as started and return them (3a)."""
+        ready = self._ready
+        if not ready or self._stopping or self._exclusive is not None:
+            return []
+        if self._deadline is not None and anyio.current_time() >= self._deadline:
+            self._deadline_passed = True  # the run's scope cancels whatever still runs
+            return []
+        steps = self._saga.steps
+        taken: list[StepSpec] = []
+        i = 0
+        while i < len(ready):
+            spec = steps[ready[i]]
             if not spec.concurrent:
-                if self._scopes:
+                if self._active:
+                    i += 1
                     continue
                 self._exclusive = spec.name
-            scope = anyio.CancelScope()
-            self._scopes[spec.name] = scope
+            del ready[i]
             self._status[spec.name] = StepStatus.WAITING
-            tg.start_soon(self._step_task, spec, scope, name=f"saga step {spec.name}")
+            self._active += 1
+            taken.append(spec)
             if self._exclusive is not None:
-                return
+                break
+        return taken
 
-    def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-
-    async def _step_task(self, spec: StepSpec, scope: anyio.CancelScope) -> None:
+    async def _run_step(self, spec: StepSpec) -> None:
+        """Algorithm step 4, in the calling task (its cancel scope is registered)."""
         try:
-            with scope:
-                try:
-                    args = _resolve_arguments(spec, self._inputs, self._results)
-                except ArgumentPathError as exc:
-                    self._fail_now(exc, spec.name)
-                    self._status[spec.name] = StepStatus.FAILED
-                    return
-                if isinstance(spec.impl, Saga):
-                    await self._run_nested(spec, spec.impl, args)
-                else:
-                    await self._run_leaf(spec, spec.impl, args)
+            if self._stopping:
+                return
+            try:
+                args = _resolve_arguments(
+                    spec,
+                    self._plan.arguments[self._plan.index[spec.name]],
+                    self._inputs,
+                    self._results,
+                )
+            except ArgumentPathError as exc:
+                self._fail_now(exc, spec.name)
+                self._status[spec.name] = StepStatus.FAILED
+                return
+            if isinstance(spec.impl, Saga):
+                await self._run_nested(spec, spec.impl, args)
+            else:
+                await self._run_leaf(spec, spec.impl, args)
         finally:
-            del self._scopes[spec.name]
+            self._scopes.pop(spec.name, None)
+            self._active -= 1
             if self._exclusive == spec.name:
                 self._exclusive = None
             if self._status[spec.name] in (StepStatus.WAITING, StepStatus.RUNNING):
                 self._status[spec.name] = StepStatus.PENDING
-            self._wake()
 
     def _complete(
         self, spec: StepSpec, value: Any, args: Mapping[str, Any], child: SagaState | None = None
@@ -538,7 +647,13 @@ class SagaRun:
         self._completed.append(CompletedStep(spec.name, value, args, child))
         self._results[spec.name] = value
         self._status[spec.name] = StepStatus.COMPLETED
-        self._opts.instrument.event(self.info, "step_completed", {"step": spec.name})
+        missing = self._missing
+        for i in self._plan.dependents[self._plan.index[spec.name]]:
+            missing[i] -= 1
+            if not missing[i]:
+                bisect.insort(self._ready, i)
+        if self._hooks:
+            self._opts.instrument.event(self.info, "step_completed", {"step": spec.name})
 
     def cancel(self, error: BaseException) -> None:
         """Fail the run now with ``error``, as if a step had failed.
@@ -582,75 +697,98 @@ class SagaRun:
             step=spec.name,
             correlation_id=self.info.correlation_id,
             run_id=self.info.run_id,
-            path=(*self.info.path, spec.name),
+            path=(*self._path, spec.name),
             attempt=attempt,
             max_retries=spec.max_retries,
         )
 
     async def _run_leaf(self, spec: StepSpec, step: Step, args: Mapping[str, Any]) -> None:
         instrument = self._opts.instrument
+        hooks = self._hooks
+        info = self.info
+        name = spec.name
         attempt = 0
         limiter = self._opts.limiter
         # An unbounded budget needs no slot: skip the limiter's checkpoints.
         slots: contextlib.AbstractAsyncContextManager[Any] = (
-            _NO_SLOT if limiter.total_tokens == math.inf else limiter
+            _NO_SLOT if limiter is None or limiter.total_tokens == math.inf else limiter
         )
+        # A FunctionStep's run ignores its context: call the function directly.
+        function = step._run if type(step) is FunctionStep else None
+        ctx: StepContext | None = None
         while True:
             async with slots:
                 if self._stopping:
                     return
                 attempt += 1
-                self._attempts[spec.name] = attempt
-                ctx = self._context(spec, attempt)
-                self._status[spec.name] = StepStatus.RUNNING
-                instrument.step_attempt_started(self.info, spec.name, attempt)
+                self._attempts[name] = attempt
+                ctx = None
+                self._status[name] = StepStatus.RUNNING
+                if hooks:
+                    instrument.step_attempt_started(info, name, attempt)
                 error: BaseException | None = None
                 try:
                     timed_out = False
                     if spec.timeout is None:
-                        value = await step.run(args, ctx)
+                        if function is not None:
+                            value = await function(**args)
+                        else:
+                            ctx = self._context(spec, attempt)
+                            value = await step.run(args, ctx)
                     else:
+                        ctx = self._context(spec, attempt)
                         with anyio.move_on_after(spec.timeout) as attempt_scope:
                             value = await step.run(args, ctx)
                         timed_out = attempt_scope.cancelled_caught
                     if timed_out:
                         assert spec.timeout is not None
-                        error = StepTimeoutError(spec.name, spec.timeout)
+                        error = StepTimeoutError(name, spec.timeout)
                     elif isinstance(value, Continue):
                         error = InvalidResultError(
-                            spec.name, "run", "a result, Retry(...) or Halt(...)", value
+                            name, "run", "a result, Retry(...) or Halt(...)", value
                         )
                 except Exception as exc:  # noqa: BLE001 - a step failure, reported in the outcome
                     error = exc
                 except BaseException:
-                    self._interrupted.append(spec.name)
-                    instrument.step_attempt_finished(
-                        self.info, spec.name, attempt, "cancelled", None
-                    )
+                    self._interrupted.append(name)
+                    if hooks:
+                        instrument.step_attempt_finished(info, name, attempt, "cancelled", None)
                     raise
                 if error is not None:
-                    instrument.step_attempt_finished(self.info, spec.name, attempt, "error", error)
+                    if hooks:
+                        instrument.step_attempt_finished(info, name, attempt, "error", error)
                 elif isinstance(value, Retry):
-                    instrument.step_attempt_finished(self.info, spec.name, attempt, "retry", None)
+                    if hooks:
+                        instrument.step_attempt_finished(info, name, attempt, "retry", None)
                 elif isinstance(value, Halt):
-                    instrument.step_attempt_finished(self.info, spec.name, attempt, "halt", None)
-                    self._halt_now(value.reason, spec.name)
+                    if hooks:
+                        instrument.step_attempt_finished(info, name, attempt, "halt", None)
+                    self._halt_now(value.reason, name)
                     return
                 else:
-                    instrument.step_attempt_finished(self.info, spec.name, attempt, "ok", None)
+                    if hooks:
+                        instrument.step_attempt_finished(info, name, attempt, "ok", None)
                     self._complete(spec, value, args)
                     return
-                self._status[spec.name] = StepStatus.WAITING
+                self._status[name] = StepStatus.WAITING
+                if ctx is None:
+                    ctx = self._context(spec, attempt)
                 if error is not None:
                     if self._stopping or not step.can_compensate:
-                        self._fail_now(error, spec.name)
+                        self._fail_now(error, name)
                         return
-                    decision = await self._compensate(spec, step, error, args, ctx)
+                    if self._scoped:
+                        decision = await self._compensate(spec, step, error, args, ctx)
+                    else:
+                        with self._wait_scope(name) as wait:
+                            decision = await self._compensate(spec, step, error, args, ctx)
+                        if wait.cancelled_caught:
+                            return
                     if isinstance(decision, Continue):
                         self._complete(spec, decision.value, args)
                         return
                     if not isinstance(decision, Retry):
-                        self._fail_now(decision, spec.name)
+                        self._fail_now(decision, name)
                         return
                     reason: object = decision.reason if decision.reason is not None else error
                 else:
@@ -712,9 +850,26 @@ class SagaRun:
             {"step": spec.name, "attempt": ctx.attempt, "delay": delay},
         )
         target = anyio.current_time() + delay
-        while (now := anyio.current_time()) < target:
-            await anyio.sleep(target - now)
+        if self._scoped:
+            while (now := anyio.current_time()) < target:
+                await anyio.sleep(target - now)
+        else:
+            with self._wait_scope(spec.name) as wait:
+                while (now := anyio.current_time()) < target:
+                    await anyio.sleep(target - now)
+            if wait.cancelled_caught:
+                return False
         return not self._stopping
+
+    @contextlib.contextmanager
+    def _wait_scope(self, name: str) -> Iterator[anyio.CancelScope]:
+        """A cancel scope for one wait of step ``name``, registered for _stop_waiters."""
+        with anyio.CancelScope() as scope:
+            self._scopes[name] = scope
+            try:
+                yield scope
+            finally:
+                del self._scopes[name]
 
     async def _run_nested(self, spec: StepSpec, saga: Saga, args: Mapping[str, Any]) -> None:
         instrument = self._opts.instrument

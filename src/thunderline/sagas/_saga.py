@@ -150,6 +150,7 @@ class Saga:
     returns: str
     _by_name: Mapping[str, StepSpec] = attrs.field(init=False, repr=False)
     _dependents: Mapping[str, tuple[str, ...]] = attrs.field(init=False, repr=False)
+    _plan: _SagaPlan = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         by_name: dict[str, StepSpec] = {}
@@ -179,6 +180,7 @@ class Saga:
             raise DependencyCycleError(self.name, cycle)
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_dependents", {k: tuple(v) for k, v in dependents.items()})
+        object.__setattr__(self, "_plan", _SagaPlan.of(self.steps, by_name))
 
     def step(self, name: str) -> StepSpec:
         """The step called ``name``.
@@ -191,6 +193,61 @@ class Saga:
     def dependents(self, name: str) -> tuple[str, ...]:
         """Names of the steps that depend directly on step ``name``."""
         return self._dependents[name]
+
+
+ARG_INPUT = 0
+ARG_VALUE = 1
+ARG_RESULT = 2
+ARG_RESULT_PATH = 3
+
+ArgumentPlan = tuple[tuple[str, int, Any], ...]
+"""``(argument name, ARG_* kind, key)`` per argument: the input name, the literal,
+the step name, or the :class:`StepResult` (with a path)."""
+
+
+@attrs.frozen(eq=False)
+class _SagaPlan:
+    """What the executor needs per step, computed once per definition (indexed like ``steps``).
+
+    Attributes:
+        index: Step name to its position in ``steps``.
+        dependencies: Each step's dependency names (as :attr:`StepSpec.dependencies`).
+        dependents: Positions of the steps that depend directly on each step.
+        arguments: How to resolve each step's arguments (see :data:`ArgumentPlan`).
+    """
+
+    index: Mapping[str, int]
+    dependencies: tuple[tuple[str, ...], ...]
+    dependents: tuple[tuple[int, ...], ...]
+    arguments: tuple[ArgumentPlan, ...]
+
+    @classmethod
+    def of(cls, steps: Sequence[StepSpec], by_name: Mapping[str, StepSpec]) -> _SagaPlan:
+        index = {spec.name: i for i, spec in enumerate(steps)}
+        dependencies = tuple(spec.dependencies for spec in steps)
+        dependents: list[list[int]] = [[] for _ in steps]
+        for i, deps in enumerate(dependencies):
+            for dep in deps:
+                dependents[index[dep]].append(i)
+        arguments: list[ArgumentPlan] = []
+        for spec in steps:
+            plan: list[tuple[str, int, Any]] = []
+            for name, source in spec.arguments:
+                if isinstance(source, Input):
+                    plan.append((name, ARG_INPUT, source.name))
+                elif isinstance(source, Value):
+                    plan.append((name, ARG_VALUE, source.value))
+                elif isinstance(source, StepResult) and not source.path:
+                    plan.append((name, ARG_RESULT, source.step))
+                else:
+                    plan.append((name, ARG_RESULT_PATH, source))
+            arguments.append(tuple(plan))
+        return cls(
+            index=index,
+            dependencies=dependencies,
+            dependents=tuple(tuple(d) for d in dependents),
+            arguments=tuple(arguments),
+        )
 
 
 def _check_name(saga: str, name: object) -> None:
