@@ -20,12 +20,16 @@ Algorithm of one run (:meth:`SagaRun.execute`)::
           it runs. Nothing starts once the saga deadline has passed.
        b. The run's task takes the ready steps. While they come one at a
           time, it runs each in turn itself (no task group, no task).
-       c. When two or more can start: open a task group, start a task for
-          every step but the first, and run the first in the run's task.
-          Every worker, when its step ends, takes the steps that became
-          ready: it runs the first itself and starts a task for each other.
-          A worker with nothing to take ends; the group closes when the last
-          one does, and the run's task goes back to (b).
+       c. When two or more can start: open a task group; the run's task is
+          its first worker, with the taken steps as its queue. A worker
+          drives each step of its queue in its own task, as ``await`` would.
+          A step that finishes without suspending kept no other step waiting,
+          so the worker goes on with the next one. At the first step that
+          suspends, every other step of the queue starts at once, each in a
+          new worker task, and the worker goes on driving the suspended step.
+          With its queue done, a worker takes the steps that became ready as
+          its new queue; with nothing to take it ends. The group closes when
+          the last worker does, and the run's task goes back to (b).
        d. A worker holds its own cancel scope when _stop_waiters may cancel a
           step inside an attempt or a slot wait (``in_flight="cancel"`` or a
           limiter): that scope is registered for the step it runs. Otherwise
@@ -94,7 +98,8 @@ import enum
 import itertools
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import types
+from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import anyio
@@ -388,10 +393,11 @@ class SagaRun:
             correlation_id = correlation_id or state.correlation_id
         if not isinstance(saga, Saga):
             raise TypeError(f"expected a Saga (or state=...), got {saga!r}")
-        inputs = dict(inputs or {})
-        missing = [name for name in saga.inputs if name not in inputs]
-        unexpected = [name for name in inputs if name not in saga.inputs]
-        if missing or unexpected:
+        plan = saga._plan
+        inputs = dict(inputs) if inputs else {}
+        if inputs.keys() != plan.inputs:
+            missing = [name for name in saga.inputs if name not in inputs]
+            unexpected = [name for name in inputs if name not in saga.inputs]
             raise MissingInputError(saga.name, missing, unexpected)
         self._saga = saga
         self._inputs: Mapping[str, Any] = inputs
@@ -408,7 +414,6 @@ class SagaRun:
             resumed=frozenset(self._results),
             resumed_from=state.run.run_id if state is not None and state.run else None,
         )
-        plan = saga._plan
         self._plan = plan
         self._path = self.info.path
         self._hooks = type(options.instrument) is not SagaInstrument
@@ -417,25 +422,21 @@ class SagaRun:
         # Otherwise only compensate and backoff waits can be cancelled, and
         # they open a scope just for themselves (_wait_scope).
         self._scoped = options.in_flight == "cancel" or options.limiter is not None
-        results = self._results
-        self._status: dict[str, StepStatus] = {}
         # Unmet dependencies per pending step; ready: positions of pending steps
         # with none, ascending (definition order), not taken yet.
-        self._missing: list[int] = []
-        self._ready: list[int] = []
-        for i, (spec, deps) in enumerate(zip(saga.steps, plan.dependencies, strict=True)):
-            if spec.name in results:
-                self._status[spec.name] = StepStatus.COMPLETED
-                self._missing.append(0)
-                continue
-            self._status[spec.name] = StepStatus.PENDING
-            unmet = 0
-            for dep in deps:
-                if dep not in results:
-                    unmet += 1
-            self._missing.append(unmet)
-            if not unmet:
-                self._ready.append(i)
+        self._status: dict[str, StepStatus] = dict.fromkeys(plan.names, StepStatus.PENDING)
+        self._missing: list[int] = [len(deps) for deps in plan.dependencies]
+        self._ready: list[int] = list(plan.roots)
+        if self._results:  # resumed: count only what is still missing
+            self._ready = []
+            for i, (name, deps) in enumerate(zip(plan.names, plan.dependencies, strict=True)):
+                if name in self._results:
+                    self._status[name] = StepStatus.COMPLETED
+                    self._missing[i] = 0
+                    continue
+                self._missing[i] = unmet = sum(dep not in self._results for dep in deps)
+                if not unmet:
+                    self._ready.append(i)
         self._active = 0  # steps taken and not finished
         self._deadline: float | None = None
         self._deadline_passed = False
@@ -546,13 +547,11 @@ class SagaRun:
                     batch = await self._run_alone(batch[0], None)
                 continue
             async with anyio.create_task_group() as tg:
-                for spec in batch[1:]:
-                    tg.start_soon(self._work, tg, spec, name=f"saga step {spec.name}")
-                await self._work(tg, batch[0])
+                await self._work(tg, batch)
             batch = self._take()
 
     async def _run_alone(self, spec: StepSpec, scope: anyio.CancelScope | None) -> list[StepSpec]:
-        """Run steps in this task while they come one at a time (no task group).
+        """Run steps in this task while they come one at a time (3b).
 
         Returns the next batch when it has two steps or more (or none).
         """
@@ -565,27 +564,54 @@ class SagaRun:
                 return batch
             spec = batch[0]
 
-    async def _work(self, tg: anyio.abc.TaskGroup, spec: StepSpec) -> None:
-        """Run ``spec``, then keep taking ready steps; start a task for each other one."""
+    async def _work(self, tg: anyio.abc.TaskGroup, specs: list[StepSpec]) -> None:
+        """A worker of the task group: runs ``specs``, then the steps it takes (3c)."""
         if self._scoped:
             with anyio.CancelScope() as scope:
-                await self._work_loop(tg, spec, scope)
+                await self._work_loop(tg, specs, scope)
         else:
-            await self._work_loop(tg, spec, None)
+            await self._work_loop(tg, specs, None)
 
     async def _work_loop(
-        self, tg: anyio.abc.TaskGroup, spec: StepSpec, scope: anyio.CancelScope | None
+        self, tg: anyio.abc.TaskGroup, queue: list[StepSpec], scope: anyio.CancelScope | None
     ) -> None:
-        while True:
-            if scope is not None:
-                self._scopes[spec.name] = scope
-            await self._run_step(spec)
-            batch = self._take()
-            if not batch:
-                return
-            for other in batch[1:]:
-                tg.start_soon(self._work, tg, other, name=f"saga step {other.name}")
-            spec = batch[0]
+        i = 0
+        try:
+            while True:
+                while i < len(queue):
+                    spec = queue[i]
+                    i += 1
+                    if scope is not None:
+                        self._scopes[spec.name] = scope
+                    # Drive the step in this task, as ``await`` would; if it
+                    # finishes without suspending, no other step had to wait.
+                    step = self._run_step(spec)
+                    try:
+                        suspended_at = step.send(None)
+                    except StopIteration:
+                        continue
+                    # It waits: every other step of the queue starts now, in a
+                    # task of its own, while this task goes on driving it.
+                    for other in queue[i:]:
+                        tg.start_soon(self._work, tg, [other], name=f"saga step {other.name}")
+                    i = len(queue)
+                    await _resume(step, suspended_at)
+                queue = self._take()
+                i = 0
+                if not queue:
+                    return
+        except BaseException:
+            self._abandon(queue[i:])
+            raise
+
+    def _abandon(self, specs: Sequence[StepSpec]) -> None:
+        """Undo the taking of steps that never started (the worker is crashing)."""
+        for spec in specs:
+            self._active -= 1
+            if self._exclusive == spec.name:
+                self._exclusive = None
+            if self._status[spec.name] is StepStatus.WAITING:
+                self._status[spec.name] = StepStatus.PENDING
 
     def _take(self) -> list[StepSpec]:
         """Mark the steps that may start now as started and return them (3a)."""
@@ -952,6 +978,32 @@ class SagaRun:
             failures=tuple(failures),
             not_undone=tuple(not_undone),
         )
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], suspended_at: Any) -> Generator[Any, Any, None]:
+    """Go on driving ``coro``, which suspended yielding ``suspended_at``, from the current task.
+
+    The same delegation as ``await coro`` (PEP 380's ``yield from``): whatever
+    the event loop sends or throws in goes to ``coro``, whatever it yields goes
+    to the event loop.
+    """
+    while True:
+        try:
+            sent = yield suspended_at
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - delivered to the coroutine
+            try:
+                suspended_at = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                suspended_at = coro.send(sent)
+            except StopIteration:
+                return
 
 
 def _prefixed(prefix: str, failure: UndoFailedError) -> UndoFailedError:

@@ -180,7 +180,7 @@ class Saga:
             raise DependencyCycleError(self.name, cycle)
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_dependents", {k: tuple(v) for k, v in dependents.items()})
-        object.__setattr__(self, "_plan", _SagaPlan.of(self.steps, by_name))
+        object.__setattr__(self, "_plan", _SagaPlan.of(self.inputs, self.steps))
 
     def step(self, name: str) -> StepSpec:
         """The step called ``name``.
@@ -210,19 +210,25 @@ class _SagaPlan:
     """What the executor needs per step, computed once per definition (indexed like ``steps``).
 
     Attributes:
+        inputs: The declared input names.
+        names: The step names.
         index: Step name to its position in ``steps``.
         dependencies: Each step's dependency names (as :attr:`StepSpec.dependencies`).
         dependents: Positions of the steps that depend directly on each step.
         arguments: How to resolve each step's arguments (see :data:`ArgumentPlan`).
+        roots: Positions of the steps without dependencies.
     """
 
+    inputs: frozenset[str]
+    names: tuple[str, ...]
     index: Mapping[str, int]
     dependencies: tuple[tuple[str, ...], ...]
     dependents: tuple[tuple[int, ...], ...]
     arguments: tuple[ArgumentPlan, ...]
+    roots: tuple[int, ...]
 
     @classmethod
-    def of(cls, steps: Sequence[StepSpec], by_name: Mapping[str, StepSpec]) -> _SagaPlan:
+    def of(cls, inputs: Sequence[str], steps: Sequence[StepSpec]) -> _SagaPlan:
         index = {spec.name: i for i, spec in enumerate(steps)}
         dependencies = tuple(spec.dependencies for spec in steps)
         dependents: list[list[int]] = [[] for _ in steps]
@@ -243,10 +249,13 @@ class _SagaPlan:
                     plan.append((name, ARG_RESULT_PATH, source))
             arguments.append(tuple(plan))
         return cls(
+            inputs=frozenset(inputs),
+            names=tuple(index),
             index=index,
             dependencies=dependencies,
             dependents=tuple(tuple(d) for d in dependents),
             arguments=tuple(arguments),
+            roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
         )
 
 
