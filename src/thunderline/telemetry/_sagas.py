@@ -146,12 +146,18 @@ class _Handle:
 
 
 class _Run:
-    __slots__ = ("execution", "info", "rollback")
+    __slots__ = ("attributes", "context", "execution", "info", "rollback")
 
-    def __init__(self, info: SagaRunInfo, execution: Span) -> None:
+    def __init__(
+        self, info: SagaRunInfo, execution: Span, attributes: dict[str, AttributeValue]
+    ) -> None:
         self.info = info
         self.execution = execution
         self.rollback: Span | None = None
+        # Computed once per run: the run attributes every step span starts
+        # with (copied, never mutated) and the context parenting step spans.
+        self.attributes = attributes
+        self.context = trace.set_span_in_context(execution)
 
 
 def _error_attributes(error: BaseException) -> dict[str, AttributeValue]:
@@ -165,6 +171,12 @@ def _attribute_value(value: object) -> AttributeValue:
 
 
 def _event_attributes(attributes: Mapping[str, object]) -> dict[str, AttributeValue]:
+    if not attributes:
+        return {}
+    if len(attributes) == 1:
+        step = attributes.get("step")
+        if type(step) is str:  # "step_completed", the most frequent event
+            return {"saga.step": step}
     converted: dict[str, AttributeValue] = {}
     for key, value in attributes.items():
         if value is None:
@@ -342,7 +354,7 @@ class SagaTracer(SagaInstrument):
         previous = self._runs.pop(run.run_id, None)
         if previous is not None:  # started twice: never leave the first one open
             self._close_run(previous, abandoned=True)
-        self._runs[run.run_id] = _Run(run, execution)
+        self._runs[run.run_id] = _Run(run, execution, self._run_attributes(run))
 
     def saga_finished(
         self, run: SagaRunInfo, outcome: SagaOutcome | None, error: BaseException | None
@@ -382,15 +394,19 @@ class SagaTracer(SagaInstrument):
     def step_attempt_started(self, run: SagaRunInfo, step: str, attempt: int) -> None:
         """Start ``saga.step {step}`` under the run's execution span."""
         open_run = self._runs.get(run.run_id)
-        attributes = self._run_attributes(run)
-        attributes["saga.step"] = step
-        attributes["saga.attempt"] = attempt
-        span = self._start(
-            f"saga.step {step}",
-            "attempt",
-            open_run.execution if open_run is not None else None,
-            attributes,
-        )
+        if open_run is not None:
+            attributes = open_run.attributes.copy()
+            attributes["saga.step"] = step
+            attributes["saga.attempt"] = attempt
+            attributes[KIND_KEY] = "attempt"
+            span = self.tracer.start_span(
+                f"saga.step {step}", context=open_run.context, attributes=attributes
+            )
+        else:
+            attributes = self._run_attributes(run)
+            attributes["saga.step"] = step
+            attributes["saga.attempt"] = attempt
+            span = self._start(f"saga.step {step}", "attempt", None, attributes)
         key = (run.run_id, step, attempt)
         self._replace(self._attempts, key)
         handle = _Handle(span)
