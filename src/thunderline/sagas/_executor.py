@@ -425,7 +425,7 @@ class SagaRun:
         # Unmet dependencies per pending step; ready: positions of pending steps
         # with none, ascending (definition order), not taken yet.
         self._status: dict[str, StepStatus] = dict.fromkeys(plan.names, StepStatus.PENDING)
-        self._missing: list[int] = [len(deps) for deps in plan.dependencies]
+        self._missing: list[int] = list(plan.unmet)
         self._ready: list[int] = list(plan.roots)
         if self._results:  # resumed: count only what is still missing
             self._ready = []
@@ -644,21 +644,52 @@ class SagaRun:
         try:
             if self._stopping:
                 return
+            name = spec.name
             try:
                 args = _resolve_arguments(
-                    spec,
-                    self._plan.arguments[self._plan.index[spec.name]],
-                    self._inputs,
-                    self._results,
+                    spec, self._plan.arguments_of[name], self._inputs, self._results
                 )
             except ArgumentPathError as exc:
-                self._fail_now(exc, spec.name)
-                self._status[spec.name] = StepStatus.FAILED
+                self._fail_now(exc, name)
+                self._status[name] = StepStatus.FAILED
                 return
-            if isinstance(spec.impl, Saga):
-                await self._run_nested(spec, spec.impl, args)
-            else:
-                await self._run_leaf(spec, spec.impl, args)
+            impl = spec.impl
+            if (
+                type(impl) is not FunctionStep
+                or spec.timeout is not None
+                or self._opts.limiter is not None
+            ):
+                if isinstance(impl, Saga):
+                    await self._run_nested(spec, impl, args)
+                else:
+                    await self._run_leaf(spec, impl, args)
+                return
+            # The common case, a function without timeout or slot: its first
+            # attempt runs right here; anything but a plain result goes on in
+            # _run_leaf, which handles attempts in general (4c-4e).
+            hooks = self._hooks
+            self._attempts[name] = 1
+            self._status[name] = StepStatus.RUNNING
+            if hooks:
+                self._opts.instrument.step_attempt_started(self.info, name, 1)
+            try:
+                value = await impl._run(**args)
+            except Exception as exc:  # noqa: BLE001 - a step failure, handled in _run_leaf
+                await self._run_leaf(spec, impl, args, (None, exc))
+                return
+            except BaseException:
+                self._interrupted.append(name)
+                if hooks:
+                    self._opts.instrument.step_attempt_finished(
+                        self.info, name, 1, "cancelled", None
+                    )
+                raise
+            if isinstance(value, Retry | Halt | Continue):
+                await self._run_leaf(spec, impl, args, (value, None))
+                return
+            if hooks:
+                self._opts.instrument.step_attempt_finished(self.info, name, 1, "ok", None)
+            self._complete(spec, value, args)
         finally:
             self._scopes.pop(spec.name, None)
             self._active -= 1
@@ -674,7 +705,7 @@ class SagaRun:
         self._results[spec.name] = value
         self._status[spec.name] = StepStatus.COMPLETED
         missing = self._missing
-        for i in self._plan.dependents[self._plan.index[spec.name]]:
+        for i in self._plan.dependents_of[spec.name]:
             missing[i] -= 1
             if not missing[i]:
                 bisect.insort(self._ready, i)
@@ -728,7 +759,14 @@ class SagaRun:
             max_retries=spec.max_retries,
         )
 
-    async def _run_leaf(self, spec: StepSpec, step: Step, args: Mapping[str, Any]) -> None:
+    async def _run_leaf(
+        self,
+        spec: StepSpec,
+        step: Step,
+        args: Mapping[str, Any],
+        first: tuple[Any, Exception | None] | None = None,
+    ) -> None:
+        """Attempts of a leaf step (4c-4e); ``first``: the outcome of attempt 1, already run."""
         instrument = self._opts.instrument
         hooks = self._hooks
         info = self.info
@@ -742,44 +780,51 @@ class SagaRun:
         # A FunctionStep's run ignores its context: call the function directly.
         function = step._run if type(step) is FunctionStep else None
         ctx: StepContext | None = None
+        value: Any = None
+        error: BaseException | None = None
         while True:
             async with slots:
-                if self._stopping:
-                    return
-                attempt += 1
-                self._attempts[name] = attempt
                 ctx = None
-                self._status[name] = StepStatus.RUNNING
-                if hooks:
-                    instrument.step_attempt_started(info, name, attempt)
-                error: BaseException | None = None
-                try:
-                    timed_out = False
-                    if spec.timeout is None:
-                        if function is not None:
-                            value = await function(**args)
+                if first is not None:
+                    value, error = first
+                    first = None
+                    attempt = 1
+                else:
+                    if self._stopping:
+                        return
+                    attempt += 1
+                    self._attempts[name] = attempt
+                    self._status[name] = StepStatus.RUNNING
+                    if hooks:
+                        instrument.step_attempt_started(info, name, attempt)
+                    error = None
+                    try:
+                        timed_out = False
+                        if spec.timeout is None:
+                            if function is not None:
+                                value = await function(**args)
+                            else:
+                                ctx = self._context(spec, attempt)
+                                value = await step.run(args, ctx)
                         else:
                             ctx = self._context(spec, attempt)
-                            value = await step.run(args, ctx)
-                    else:
-                        ctx = self._context(spec, attempt)
-                        with anyio.move_on_after(spec.timeout) as attempt_scope:
-                            value = await step.run(args, ctx)
-                        timed_out = attempt_scope.cancelled_caught
-                    if timed_out:
-                        assert spec.timeout is not None
-                        error = StepTimeoutError(name, spec.timeout)
-                    elif isinstance(value, Continue):
-                        error = InvalidResultError(
-                            name, "run", "a result, Retry(...) or Halt(...)", value
-                        )
-                except Exception as exc:  # noqa: BLE001 - a step failure, reported in the outcome
-                    error = exc
-                except BaseException:
-                    self._interrupted.append(name)
-                    if hooks:
-                        instrument.step_attempt_finished(info, name, attempt, "cancelled", None)
-                    raise
+                            with anyio.move_on_after(spec.timeout) as attempt_scope:
+                                value = await step.run(args, ctx)
+                            timed_out = attempt_scope.cancelled_caught
+                        if timed_out:
+                            assert spec.timeout is not None
+                            error = StepTimeoutError(name, spec.timeout)
+                    except Exception as exc:  # noqa: BLE001 - a step failure, in the outcome
+                        error = exc
+                    except BaseException:
+                        self._interrupted.append(name)
+                        if hooks:
+                            instrument.step_attempt_finished(info, name, attempt, "cancelled", None)
+                        raise
+                if error is None and isinstance(value, Continue):
+                    error = InvalidResultError(
+                        name, "run", "a result, Retry(...) or Halt(...)", value
+                    )
                 if error is not None:
                     if hooks:
                         instrument.step_attempt_finished(info, name, attempt, "error", error)

@@ -217,6 +217,9 @@ class _SagaPlan:
         dependents: Positions of the steps that depend directly on each step.
         arguments: How to resolve each step's arguments (see :data:`ArgumentPlan`).
         roots: Positions of the steps without dependencies.
+        unmet: Each step's number of dependencies (a fresh run's counters).
+        arguments_of: Step name to its argument plan.
+        dependents_of: Step name to the positions of its direct dependents.
     """
 
     inputs: frozenset[str]
@@ -226,6 +229,9 @@ class _SagaPlan:
     dependents: tuple[tuple[int, ...], ...]
     arguments: tuple[ArgumentPlan, ...]
     roots: tuple[int, ...]
+    unmet: tuple[int, ...]
+    arguments_of: Mapping[str, ArgumentPlan]
+    dependents_of: Mapping[str, tuple[int, ...]]
 
     @classmethod
     def of(cls, inputs: Sequence[str], steps: Sequence[StepSpec]) -> _SagaPlan:
@@ -248,14 +254,18 @@ class _SagaPlan:
                 else:
                     plan.append((name, ARG_RESULT_PATH, source))
             arguments.append(tuple(plan))
+        names = tuple(index)
         return cls(
             inputs=frozenset(inputs),
-            names=tuple(index),
+            names=names,
             index=index,
             dependencies=dependencies,
             dependents=tuple(tuple(d) for d in dependents),
             arguments=tuple(arguments),
             roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
+            unmet=tuple(len(deps) for deps in dependencies),
+            arguments_of=dict(zip(names, arguments, strict=True)),
+            dependents_of={name: tuple(d) for name, d in zip(names, dependents, strict=True)},
         )
 
 
