@@ -3,6 +3,8 @@
 Each scenario of ``../shared/conformance/supervisor/scenarios`` runs through
 ``supervisor_adapter.py`` on asyncio and on trio, in-process, and its event log
 must equal ``expected/NAME.jsonl`` exactly (as parsed JSON objects, in order).
+So does each scenario of ``extra_supervisor/``: divergences found by
+differential testing against OTP 25, with logs recorded from OTP (see its README).
 The comparison and the diff are ``compare.py``'s own, imported from the shared
 corpus. One scenario per backend also runs through the command line, as
 ``compare.py`` would run it.
@@ -39,12 +41,14 @@ def _load(name: str, path: Path) -> ModuleType:
 compare = _load("supervisor_corpus_compare", CORPUS / "compare.py")
 adapter = _load("supervisor_adapter", ADAPTER)
 
+EXTRA = HERE / "extra_supervisor"
 SCENARIOS = sorted(CORPUS.glob("scenarios/*.json"))
+EXTRA_SCENARIOS = sorted(EXTRA.glob("scenarios/*.json"))
 BACKENDS = ["asyncio", "trio"]
 
 
 def _expected(scenario: Path) -> list[dict[str, Any]]:
-    path = CORPUS / "expected" / (scenario.stem + ".jsonl")
+    path = scenario.parent.parent / "expected" / (scenario.stem + ".jsonl")
     events, error = compare.load_lines(path.read_text(), "expected")
     assert error is None, error
     return list(events)
@@ -67,6 +71,18 @@ def test_corpus_is_present() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])
 def test_scenario_matches_otp(scenario: Path, backend: str) -> None:
+    got = adapter.run_scenario(json.loads(scenario.read_text()), backend)
+    _assert_same(scenario, _expected(scenario), got)
+
+
+def test_extra_scenarios_are_present() -> None:
+    assert EXTRA_SCENARIOS
+    assert all((EXTRA / "expected" / (s.stem + ".jsonl")).exists() for s in EXTRA_SCENARIOS)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scenario", EXTRA_SCENARIOS, ids=[s.stem for s in EXTRA_SCENARIOS])
+def test_extra_scenario_matches_otp(scenario: Path, backend: str) -> None:
     got = adapter.run_scenario(json.loads(scenario.read_text()), backend)
     _assert_same(scenario, _expected(scenario), got)
 

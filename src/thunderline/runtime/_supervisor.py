@@ -339,14 +339,17 @@ class Supervisor(Server["Supervisor"]):
         self.flags = SupervisorFlags(
             strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown
         )
+        # supervisor.erl check_startspec/4: each spec in list order is checked
+        # whole (check_childspec, bad_combination included) before its id is
+        # looked up among the earlier ones (duplicate_child_name).
         seen: set[Hashable] = set()
         for spec in children:
             if not isinstance(spec, ChildSpec):
                 raise ChildSpecError("children", "ChildSpec objects", spec)
+            self._check_significant(spec)
             if spec.id in seen:
                 raise ChildSpecError("id", "ids unique within the supervisor", spec.id, spec.id)
             seen.add(spec.id)
-            self._check_significant(spec)
         self.specs = tuple(children)
         self.label = name or type(self).__qualname__
         self.children: list[_Child] = []
