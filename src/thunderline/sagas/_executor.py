@@ -147,6 +147,7 @@ DEFAULT_MAX_UNDO_ATTEMPTS = 5
 DEFAULT_ROLLBACK_TIMEOUT = 60.0
 
 _run_ids = itertools.count(1)
+_NOTHING_RESUMED: Final[frozenset[str]] = frozenset()
 
 
 class StepStatus(enum.Enum):
@@ -212,6 +213,9 @@ class _Options:
     instrument: SagaInstrument
 
 
+_default_options: list[_Options | None] = [None]  # the last options made from the defaults
+
+
 def _make_options(
     *,
     max_concurrency: int | None,
@@ -222,6 +226,30 @@ def _make_options(
     max_undo_attempts: int,
     instrument: SagaInstrument | None,
 ) -> _Options:
+    if (
+        max_concurrency is None
+        and limiter is None
+        and timeout is None
+        and in_flight == "await"
+        and rollback_timeout == DEFAULT_ROLLBACK_TIMEOUT
+        and max_undo_attempts == DEFAULT_MAX_UNDO_ATTEMPTS
+        and type(max_undo_attempts) is int
+    ):
+        # The defaults (but the instrument): immutable, no limiter, so shared.
+        resolved = instrument if instrument is not None else get_default_instrument()
+        cached = _default_options[0]
+        if cached is not None and cached.instrument is resolved:
+            return cached
+        cached = _Options(
+            limiter=None,
+            timeout=None,
+            in_flight="await",
+            rollback_timeout=DEFAULT_ROLLBACK_TIMEOUT,
+            max_undo_attempts=DEFAULT_MAX_UNDO_ATTEMPTS,
+            instrument=resolved,
+        )
+        _default_options[0] = cached
+        return cached
     if limiter is not None and max_concurrency is not None:
         raise ValueError("pass max_concurrency or limiter, not both")
     if limiter is None:
@@ -402,16 +430,21 @@ class SagaRun:
         self._saga = saga
         self._inputs: Mapping[str, Any] = inputs
         self._opts = options
-        self._completed: list[CompletedStep] = list(state.completed) if state else []
-        self._results: dict[str, Any] = {c.name: c.value for c in self._completed}
-        self._halted_children: dict[str, SagaState] = dict(state.halted_children) if state else {}
+        if state is None:
+            self._completed: list[CompletedStep] = []
+            self._results: dict[str, Any] = {}
+            self._halted_children: dict[str, SagaState] = {}
+        else:
+            self._completed = list(state.completed)
+            self._results = {c.name: c.value for c in self._completed}
+            self._halted_children = dict(state.halted_children)
         self.info = SagaRunInfo(
             saga=saga,
             run_id=next(_run_ids),
             correlation_id=correlation_id or f"{random.getrandbits(128):032x}",
             parent=parent,
             parent_step=parent_step,
-            resumed=frozenset(self._results),
+            resumed=frozenset(self._results) if self._results else _NOTHING_RESUMED,
             resumed_from=state.run.run_id if state is not None and state.run else None,
         )
         self._plan = plan
