@@ -1,9 +1,10 @@
 """Instrumentation hooks: how telemetry (or a test recorder) observes saga runs.
 
 Subclass :class:`SagaInstrument` and override the hooks you need; the base
-class's hooks do nothing, so an uninstrumented run pays one no-op method call
-per hook. Pass it as ``run_saga(..., instrument=...)`` or install a process-wide
-default with :func:`set_default_instrument`::
+class's hooks do nothing, and a run whose instrument is the base class itself
+(the default) skips the hook calls of its forward path altogether. Pass it
+as ``run_saga(..., instrument=...)`` or install a process-wide default with
+:func:`set_default_instrument`::
 
     class Printer(SagaInstrument):
         def step_attempt_finished(self, run, step, attempt, outcome, error):
