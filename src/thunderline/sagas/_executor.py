@@ -97,7 +97,7 @@ import contextlib
 import enum
 import itertools
 import math
-import random
+import os
 import types
 from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -441,7 +441,7 @@ class SagaRun:
         self.info = SagaRunInfo(
             saga=saga,
             run_id=next(_run_ids),
-            correlation_id=correlation_id or f"{random.getrandbits(128):032x}",
+            correlation_id=correlation_id or os.urandom(16).hex(),
             parent=parent,
             parent_step=parent_step,
             resumed=frozenset(self._results) if self._results else _NOTHING_RESUMED,
