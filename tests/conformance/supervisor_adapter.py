@@ -598,6 +598,11 @@ class Clock:
 def _trio_clock(clock: Clock) -> Any:
     import trio
 
+    # anyio's wait_all_tasks_blocked on trio imports trio.testing (and pytest
+    # with it) on first use: up to a second of real time inside the first
+    # segment, which would age its restarts. Import it before the clock starts.
+    import trio.testing
+
     class OffsetClock(trio.abc.Clock):
         """trio's clock: real monotonic time plus the adapter's offset."""
 
