@@ -39,6 +39,10 @@ compare = _load("process_conformance_compare", CORPUS / "compare.py")
 adapter = _load("process_conformance_adapter", ADAPTER)
 
 SCENARIOS = sorted((CORPUS / "scenarios").glob("*.json"))
+# Regression scenarios found by differential testing against real OTP 25 (see
+# extra_process/README.md); their expected logs were recorded from a real BEAM too.
+EXTRA = HERE / "extra_process"
+EXTRA_SCENARIOS = sorted((EXTRA / "scenarios").glob("*.json"))
 
 
 class _Args:
@@ -57,12 +61,21 @@ def _canonical(events: list[dict[str, Any]]) -> list[str]:
 def test_corpus_is_there() -> None:
     assert len(SCENARIOS) >= 100
     assert any(p.name.startswith("probe_") for p in SCENARIOS)
+    assert EXTRA_SCENARIOS
+    for path in EXTRA_SCENARIOS:
+        assert (EXTRA / "expected" / (path.stem + ".jsonl")).is_file(), path
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize(
+    "path",
+    SCENARIOS + EXTRA_SCENARIOS,
+    ids=[p.stem for p in SCENARIOS] + ["extra-" + p.stem for p in EXTRA_SCENARIOS],
+)
 def test_scenario_matches_otp(path: Path, backend: str) -> None:
-    expected_text = (CORPUS / "expected" / (path.stem + ".jsonl")).read_text(encoding="utf-8")
+    expected_text = (path.parent.parent / "expected" / (path.stem + ".jsonl")).read_text(
+        encoding="utf-8"
+    )
     expected, error = compare.load_lines(expected_text, "expected")
     assert error is None, error
     scenario = json.loads(path.read_text(encoding="utf-8"))
