@@ -745,8 +745,15 @@ class Runner:
             if isinstance(message, Command):
                 op = message.op
                 if op["op"] == "react":
-                    armed = op["then"]
-                    result = "{ok,armed}"
+                    # The then-op counts as part of the react op (FORMAT.md 1): a
+                    # name or label it uses that is unbound skips the whole react.
+                    try:
+                        self.check_bound(op["then"])
+                    except Skipped:
+                        result = "skipped"
+                    else:
+                        armed = op["then"]
+                        result = "{ok,armed}"
                 else:
                     if op["op"] == "flush":
                         armed = None
