@@ -61,6 +61,7 @@ from thunderline.runtime._errors import (
     InvalidTimeoutError,
     NameNotRegisteredError,
     NameTakenError,
+    NodeClosingError,
     NoNodeError,
     NoProcessError,
     NotInProcessError,
@@ -68,6 +69,7 @@ from thunderline.runtime._errors import (
     ReceiveTimeout,
     RegistrationError,
     ThunderlineError,
+    UnsupportedBackendError,
     WouldBlock,
 )
 from thunderline.runtime._instrument import BaseInstrument, Instrument
@@ -223,6 +225,7 @@ __all__ = [
     "NoProcessError",
     "NoReply",
     "Node",
+    "NodeClosingError",
     "NodeStatistics",
     "Normal",
     "NotInProcessError",
@@ -252,6 +255,7 @@ __all__ = [
     "SupervisorFlags",
     "ThunderlineError",
     "TreeNode",
+    "UnsupportedBackendError",
     "WouldBlock",
     "add_restart",
     "call",

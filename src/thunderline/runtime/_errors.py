@@ -146,3 +146,22 @@ class ReceiveBusyError(ThunderlineError, RuntimeError):
             f"{pid!r}: receive is already waiting in another task of this process; "
             "spawn a process per concurrent receiver instead"
         )
+
+
+class NodeClosingError(ThunderlineError, RuntimeError):
+    """A process was spawned on a node that is shutting down (closed by our side)."""
+
+    def __init__(self, node_id: int, operation: str) -> None:
+        self.node_id = node_id
+        self.operation = operation
+        super().__init__(
+            f"{operation}: node {node_id} is shutting down; no new process can be spawned"
+        )
+
+
+class UnsupportedBackendError(ThunderlineError, RuntimeError):
+    """thunderline was started under an async library other than asyncio or trio."""
+
+    def __init__(self, library: str) -> None:
+        self.library = library
+        super().__init__(f"thunderline runs on asyncio or trio, not {library!r}")

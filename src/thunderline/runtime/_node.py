@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 import sniffio
 
-from thunderline.runtime._errors import NoNodeError
+from thunderline.runtime._errors import NodeClosingError, NoNodeError
 from thunderline.runtime._instrument import Instrument
 from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
@@ -92,7 +92,7 @@ class Node:
     ) -> tuple[Pid, Ref | None]:
         """Create a process running ``fn(*args)``; link/monitor are set up atomically."""
         if self._closing:
-            raise RuntimeError("the node is shutting down; no new process can be spawned")
+            raise NodeClosingError(self.id, "spawn")
         pid = Pid._make(self.id, next(self._pid_numbers))
         proc = Process(
             self,

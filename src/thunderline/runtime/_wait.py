@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import sniffio
 
+from thunderline.runtime._errors import UnsupportedBackendError
+
 if TYPE_CHECKING:
     from thunderline.runtime._process import Process
 
@@ -127,4 +129,4 @@ def select_waiting() -> Waiting:
         return _TrioWaiting()
     if library == "asyncio":
         return _AsyncioWaiting()
-    raise RuntimeError(f"thunderline runs on asyncio or trio, not {library!r}")
+    raise UnsupportedBackendError(library)
