@@ -494,7 +494,7 @@ async def _terminate(
             "%s %r: terminate(%r) raised %r", _label(server), proc.pid, reason, exc, exc_info=exc
         )
         raise ProcessExit(Crashed(exc)) from exc
-    if not is_quiet(reason):
+    if not is_quiet(reason) and logger.isEnabledFor(logging.ERROR):
         logger.error(
             "server %s %r terminating with reason %r",
             _label(server),

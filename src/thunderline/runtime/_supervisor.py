@@ -678,6 +678,8 @@ class Supervisor(Server["Supervisor"]):
 
     def _report(self, context: str, reason: Any, child: _Child) -> None:
         level = logging.INFO if is_quiet(reason) else logging.ERROR
+        if not logger.isEnabledFor(level):
+            return  # logger.log would drop it too: skip building the record
         offender = {
             "id": child.spec.id,
             "pid": child.pid,
