@@ -360,6 +360,10 @@ class LedgerRecord:
         """Whether this is the genesis record (seq 0)."""
         return self.seq == 0
 
+    def row(self) -> tuple[object, ...]:
+        """The stored columns, in :data:`COLUMNS` order (what the backends insert)."""
+        return tuple(getattr(self, column) for column in COLUMNS)
+
     def event(self) -> Event:
         """Parse and validate the recorded event.
 

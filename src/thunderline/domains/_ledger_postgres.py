@@ -211,7 +211,7 @@ class PostgresLedger(LedgerBackend):
                         sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS),
                         sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
                     ),
-                    _values(genesis),
+                    genesis.row(),
                 )
 
     def _meta(self) -> dict[str, str]:
@@ -254,7 +254,7 @@ class PostgresLedger(LedgerBackend):
                                 self._columns,
                                 sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
                             ),
-                            [_values(record) for record in new],
+                            [record.row() for record in new],
                         )
         except psycopg.Error as exc:
             raise LedgerBackendError(self.location, "append", _one_line(exc)) from None
@@ -320,16 +320,3 @@ def _has_tables(conn: psycopg.Connection[Any], schema: str) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _values(record: LedgerRecord) -> tuple[object, ...]:
-    return (
-        record.seq,
-        record.event_id,
-        record.canonical,
-        record.prev_hash,
-        record.event_hash,
-        record.event_signature,
-        record.key_id,
-        record.ledger_version,
-    )

@@ -185,7 +185,7 @@ class SqliteLedger(LedgerBackend):
                 genesis = genesis_record(key)
                 conn.execute(
                     f"INSERT INTO ledger_records ({_COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    _values(genesis),
+                    genesis.row(),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -223,7 +223,7 @@ class SqliteLedger(LedgerBackend):
             new, result = self._build_batch(key, tail, prepared, existing)
             conn.executemany(
                 f"INSERT INTO ledger_records ({_COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_values(record) for record in new],
+                [record.row() for record in new],
             )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -277,16 +277,3 @@ class SqliteLedger(LedgerBackend):
 
     def _close(self) -> None:
         self._conn.close()
-
-
-def _values(record: LedgerRecord) -> tuple[object, ...]:
-    return (
-        record.seq,
-        record.event_id,
-        record.canonical,
-        record.prev_hash,
-        record.event_hash,
-        record.event_signature,
-        record.key_id,
-        record.ledger_version,
-    )
