@@ -28,9 +28,16 @@ from thunderline.runtime._errors import (
     NotInProcessError,
 )
 from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_node, current_node_var, current_process_var
+from thunderline.runtime._node import current_node, current_node_var
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Envelope, Monitor, Predicate, Process, ProcessExit
+from thunderline.runtime._process import (
+    Envelope,
+    Monitor,
+    Predicate,
+    Process,
+    ProcessExit,
+    current_process_var,
+)
 from thunderline.runtime._reasons import NOPROC
 
 __all__ = [
@@ -206,19 +213,7 @@ def send(dest: Pid | str, message: Any) -> None:
         proc = _resolve(dest, "send")
     if proc is None:
         return
-    instrument = proc.node.instrument
-    if instrument is not None:
-        sender = current_process_var.get()
-        carrier = instrument.capture(
-            sender.pid if sender is not None else None,
-            proc.pid,
-            proc.name if proc.name is not None else repr(proc.pid),
-            "send",
-        )
-        if carrier is not None:
-            proc.deliver(Envelope(message, carrier))
-            return
-    proc.deliver(message)
+    proc.post(message, "send")
 
 
 def _compile(patterns: tuple[Any, ...]) -> Predicate | None:

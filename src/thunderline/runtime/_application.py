@@ -45,8 +45,9 @@ from thunderline.runtime._child_spec import BRUTAL_KILL, INFINITY, ChildSpec, Ch
 from thunderline.runtime._errors import NoNodeError, ReceiveTimeout, ThunderlineError
 from thunderline.runtime._instrument import Instrument
 from thunderline.runtime._messages import Exit
-from thunderline.runtime._node import current_process_var, open_node
+from thunderline.runtime._node import open_node
 from thunderline.runtime._pid import Pid
+from thunderline.runtime._process import current_process_var
 from thunderline.runtime._reasons import KILL, SHUTDOWN, Crashed
 from thunderline.runtime._server import InitFailedError, start_link
 from thunderline.runtime._supervisor import Supervisor, exit_action

@@ -38,7 +38,7 @@ from thunderline.runtime._errors import NodeClosingError, NoNodeError
 from thunderline.runtime._instrument import Instrument
 from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
-from thunderline.runtime._process import Monitor, Process, ProcessExit
+from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
 from thunderline.runtime._reasons import NORMAL, SHUTDOWN, Crashed, is_quiet
 from thunderline.runtime._wait import select_waiting
 
@@ -47,7 +47,6 @@ __all__ = ["Node", "current_node", "open_node", "run"]
 logger: Final = logging.getLogger("thunderline.runtime")
 
 current_node_var: ContextVar[Node | None] = ContextVar("thunderline_node", default=None)
-current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
 
 T = TypeVar("T")
 

@@ -26,6 +26,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -85,6 +86,9 @@ class Monitor:
 
 
 _NO_EXIT: Final[Any] = object()
+
+#: The process the running code belongs to (set in each process's own task).
+current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
 
 
 class Process:
@@ -168,6 +172,25 @@ class Process:
         waiter = self._waiter
         if waiter is not None:
             self.node.waiting.wake(waiter)
+
+    def post(self, message: Any, operation: str) -> None:
+        """Deliver a message sent by the calling code (``send``, ``call``, ``cast``, ``reply``).
+
+        With an instrument installed, the sender's trace context is captured
+        and travels with the message in an :class:`Envelope`.
+        """
+        instrument = self.node.instrument
+        if instrument is not None:
+            sender = current_process_var.get()
+            carrier = instrument.capture(
+                sender.pid if sender is not None else None,
+                self.pid,
+                self.name if self.name is not None else repr(self.pid),
+                operation,
+            )
+            if carrier is not None:
+                message = Envelope(message, carrier)
+        self.deliver(message)
 
     def exit_signal(self, sender: Pid, reason: Any, *, linked: bool) -> None:
         """Apply an exit signal from ``sender`` (OTP Reference Manual, "Receiving Exit Signals").

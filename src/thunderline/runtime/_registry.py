@@ -31,9 +31,8 @@ from typing import Any, Literal
 import attrs
 
 from thunderline.runtime._errors import NotInProcessError, ThunderlineError
-from thunderline.runtime._node import current_process_var
 from thunderline.runtime._pid import Pid
-from thunderline.runtime._process import Process
+from thunderline.runtime._process import Process, current_process_var
 
 __all__ = ["KeyTakenError", "Registry", "RegistryStatistics"]
 

@@ -49,9 +49,9 @@ from thunderline.runtime._errors import (
     ThunderlineError,
 )
 from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_node, current_process_var
+from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Envelope, Monitor, Process, ProcessExit
+from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
 from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
 
 __all__ = [
@@ -698,7 +698,7 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     caller.monitors_out[ref] = mon
     target.monitors_in[ref] = mon
     caller.aliases.add(ref)
-    _deliver(caller, target, _Call(From(caller.pid, ref), request), "call")
+    target.post(_Call(From(caller.pid, ref), request), "call")
 
     def match(message: Any) -> bool:
         mtype = type(message)
@@ -725,21 +725,6 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     raise CallExitError(server, request, timeout, answer.reason)
 
 
-def _deliver(sender: Process | None, target: Process, message: Any, operation: str) -> None:
-    instrument = target.node.instrument
-    if instrument is not None:
-        carrier = instrument.capture(
-            sender.pid if sender is not None else None,
-            target.pid,
-            target.name if target.name is not None else repr(target.pid),
-            operation,
-        )
-        if carrier is not None:
-            target.deliver(Envelope(message, carrier))
-            return
-    target.deliver(message)
-
-
 def cast(server: Pid | str, request: Any) -> None:
     """Send ``request`` to a server's ``handle_cast`` and return at once.
 
@@ -754,14 +739,14 @@ def cast(server: Pid | str, request: Any) -> None:
     node = current_node("cast")
     target = node.processes.get(pid)
     if target is not None:
-        _deliver(current_process_var.get(), target, _Cast(request), "cast")
+        target.post(_Cast(request), "cast")
 
 
 def _reply_from(proc: Process, from_: From, value: Any) -> None:
     """The server loop's reply: no argument checks, the node is the server's."""
     target = proc.node.processes.get(from_.pid)
     if target is not None and from_.tag in target.aliases:
-        _deliver(proc, target, _Reply(from_.tag, value), "reply")
+        target.post(_Reply(from_.tag, value), "reply")
 
 
 def reply(from_: From, value: Any) -> None:
@@ -775,7 +760,7 @@ def reply(from_: From, value: Any) -> None:
     node = current_node("reply")
     target = node.processes.get(from_.pid)
     if target is not None and from_.tag in target.aliases:
-        _deliver(current_process_var.get(), target, _Reply(from_.tag, value), "reply")
+        target.post(_Reply(from_.tag, value), "reply")
 
 
 async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:

@@ -63,9 +63,8 @@ from thunderline.runtime._child_spec import (
 from thunderline.runtime._errors import ReceiveTimeout, ThunderlineError
 from thunderline.runtime._intensity import add_restart, restart_stamp
 from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_process_var
 from thunderline.runtime._pid import Pid
-from thunderline.runtime._process import Process
+from thunderline.runtime._process import Process, current_process_var
 from thunderline.runtime._reasons import (
     KILL,
     SHUTDOWN,
