@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -13,6 +13,7 @@ from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,
     PipelineSpec,
+    PipelineStatistics,
     enqueue,
     pipeline_statistics,
     try_enqueue,
@@ -35,6 +36,19 @@ async def _in_node(main: Any) -> None:
         with anyio.fail_after(30):
             await done.wait()
     assert reasons == [tl.NORMAL], reasons
+
+
+async def _stats_when(
+    name: str, condition: Callable[[PipelineStatistics], bool]
+) -> PipelineStatistics:
+    """The pipeline's statistics once ``condition`` holds (TimeoutError after 20 s)."""
+    with anyio.fail_after(20):
+        while True:
+            stats = await pipeline_statistics(name)
+            if condition(stats):
+                return stats
+            await anyio.wait_all_tasks_blocked()
+            await anyio.sleep(0.005)  # let a batch timer come due
 
 
 async def test_batches_by_size_and_by_time(anyio_backend: str) -> None:
@@ -101,23 +115,13 @@ async def test_backpressure_publisher_waits_and_try_enqueue_overloads(anyio_back
 
         tl.spawn(publisher)
         await blocked.wait()
-        for _ in range(50):
-            stats = await pipeline_statistics("bp")
-            if stats.waiting_publishers == 1:
-                break
-            await anyio.lowlevel.checkpoint()
-        assert stats.waiting_publishers == 1
+        stats = await _stats_when("bp", lambda st: st.waiting_publishers == 1)
         assert not admitted.is_set()
         assert stats.peak_buffered <= 2
         release.set()
         with anyio.fail_after(10):
             await admitted.wait()
-        for _ in range(200):
-            stats = await pipeline_statistics("bp")
-            if stats.processed == 5:
-                break
-            await anyio.sleep(0.01)
-        assert stats.processed == 5
+        stats = await _stats_when("bp", lambda st: st.processed == 5)
         assert stats.peak_buffered == 2
 
     await _in_node(main)
@@ -135,11 +139,7 @@ async def test_failing_handler_is_counted_and_pipeline_survives(anyio_backend: s
         await tl.start_link(Pipeline(spec), name="f")
         await enqueue("f", 0)
         await enqueue("f", 1)
-        for _ in range(200):
-            stats = await pipeline_statistics("f")
-            if stats.processed + stats.failed == 2:
-                break
-            await anyio.sleep(0.01)
+        stats = await _stats_when("f", lambda st: st.processed + st.failed == 2)
         assert (stats.processed, stats.failed, stats.workers) == (1, 1, 1)
 
     await _in_node(main)
