@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -65,3 +66,53 @@ def test_readme_property_test_example_runs() -> None:
 
     check("asyncio")
     check("trio")
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "thunderline"
+
+
+def _where_rows() -> list[tuple[str, str]]:
+    """The (what, where) rows of the README's "Where things happen" table."""
+    text = README.read_text()
+    section = text.split("## Where things happen", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("what", "---"):
+            rows.append((cells[0], cells[1]))
+    return rows
+
+
+def _defined_names(path: Path) -> set[str]:
+    """Top-level functions, classes and assignments of a module, and ``Class.method``."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(f"{node.name}.{item.name}")
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_where_things_happen_table_cites_what_exists() -> None:
+    """Every file of the table exists, and every name after a file is defined in it."""
+    rows = _where_rows()
+    assert len(rows) >= 8
+    for what, where in rows:
+        cited = re.findall(r"`([^`]+)`", where)
+        assert cited, f"row {what!r} cites nothing"
+        current: Path | None = None
+        for token in cited:
+            if token.endswith(".py") or "/" in token:
+                current = SRC / token
+                assert current.is_file(), f"row {what!r}: {token} does not exist"
+                continue
+            assert current is not None, f"row {what!r}: {token!r} comes before any file"
+            assert token in _defined_names(current), (
+                f"row {what!r}: {token!r} is not defined in {current.relative_to(SRC)}"
+            )
