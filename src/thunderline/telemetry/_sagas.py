@@ -558,6 +558,3 @@ class SagaTracer(SagaInstrument):
         span = self._start(SUPERVISED_SPAN, "run", None, self._run_attributes(run))
         span.add_event(event_name, attributes)
         self._supervised[run.run_id] = span
-
-
-SagaTracer.__module__ = "thunderline.telemetry"
