@@ -3,7 +3,7 @@
 Later sources win: defaults < config file < environment < command line. The
 file is given by ``--config`` or ``THUNDERLINE_CONFIG``; its top-level keys are
 the option names (``app``, ``backend``, ``control``, ``log_format``,
-``log_level``, ``data``, ``ledger``, ``otlp_endpoint``, ``tracing``, ``metrics``,
+``log_level``, ``data``, ``ledger``, ``ledger_schema``, ``otlp_endpoint``, ``tracing``, ``metrics``,
 ``control_max_connections``, ``control_idle_timeout``)::
 
     app = "myservice.app:application"
@@ -59,6 +59,7 @@ OPTIONS: Final = {
     "log_level": "THUNDERLINE_LOG_LEVEL",
     "data": "THUNDERLINE_DATA",
     "ledger": "THUNDERLINE_LEDGER",
+    "ledger_schema": "THUNDERLINE_LEDGER_SCHEMA",
     "otlp_endpoint": "THUNDERLINE_OTLP_ENDPOINT",
     "tracing": "THUNDERLINE_TRACING",
     "metrics": "THUNDERLINE_METRICS",
@@ -122,6 +123,7 @@ class DaemonConfig:
         data: the application's data directory (default :func:`default_data_dir`).
         ledger: the ledger's SQLite path or ``postgresql://`` URL, or None for
             the application's default (``ledger.db`` in ``data``).
+        ledger_schema: the PostgreSQL schema of the ledger, or None for the default.
         otlp_endpoint: base OTLP/HTTP URL for traces and metrics (``/v1/traces``
             and ``/v1/metrics`` are appended), overriding the ``OTEL_*``
             endpoints; None to use those.
@@ -139,6 +141,7 @@ class DaemonConfig:
     log_level: str = "INFO"
     data: str | None = None
     ledger: str | None = None
+    ledger_schema: str | None = None
     otlp_endpoint: str | None = None
     tracing: bool = False
     metrics: bool = False

@@ -104,7 +104,8 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
         "app": config.app,
         "control": config.control,
         "data": config.data,
-        "ledger": config.ledger,
+        "ledger": _redact(config.ledger) if config.ledger else None,
+        "ledger_schema": config.ledger_schema,
         **telemetry.settings(),
     }
     status = EXIT_STARTUP_FAILED
@@ -172,13 +173,14 @@ def _redact(location: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def prepare_data_dir(path: str, ledger: str | None = None) -> None:
+def prepare_data_dir(path: str, ledger: str | None = None, schema: str | None = None) -> None:
     """Create the data directory (0700) if missing and export it to the application.
 
     Both ``THUNDERLINE_DATA`` (the daemon's own variable) and
     ``THUNDERLINE_DATA_DIR`` (read by the reference application's
     ``AppConfig.from_env``) are set, so ``--data`` wins over an inherited value;
-    ``THUNDERLINE_LEDGER`` is set to ``ledger`` when given.
+    ``THUNDERLINE_LEDGER`` and ``THUNDERLINE_LEDGER_SCHEMA`` are set to
+    ``ledger`` and ``schema`` when given.
 
     Raises:
         DataDirError: ``path`` is not a directory, cannot be created, or is not
@@ -199,6 +201,8 @@ def prepare_data_dir(path: str, ledger: str | None = None) -> None:
     os.environ["THUNDERLINE_DATA_DIR"] = str(directory)
     if ledger is not None:
         os.environ["THUNDERLINE_LEDGER"] = ledger
+    if schema is not None:
+        os.environ["THUNDERLINE_LEDGER_SCHEMA"] = schema
 
 
 def _cwd_on_path() -> None:
@@ -220,7 +224,7 @@ def run_daemon(config: DaemonConfig) -> int:
     os.umask(0o077)
     if config.data is not None:
         try:
-            prepare_data_dir(config.data, config.ledger)
+            prepare_data_dir(config.data, config.ledger, config.ledger_schema)
         except DataDirError as exc:
             logger.critical("cannot start: %s", exc)
             _flush_logs()

@@ -94,6 +94,13 @@ def register(subparsers: Any) -> None:
         "default: ledger.db in the data directory)",
     )
     parser.add_argument(
+        "--ledger-schema",
+        dest="ledger_schema",
+        metavar="NAME",
+        help=f"PostgreSQL schema of the ledger (${env['ledger_schema']}; "
+        "default thunderline_ledger)",
+    )
+    parser.add_argument(
         "--control-max-connections",
         dest="control_max_connections",
         metavar="N",
