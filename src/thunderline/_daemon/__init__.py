@@ -13,6 +13,7 @@ from thunderline._daemon._config import (
     OPTIONS,
     DaemonConfig,
     default_control_path,
+    default_data_dir,
     load_config,
 )
 from thunderline._daemon._errors import (
@@ -21,6 +22,7 @@ from thunderline._daemon._errors import (
     ControlReplyError,
     ControlSocketError,
     DaemonNotRunningError,
+    DataDirError,
     TelemetrySetupError,
 )
 from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
@@ -54,11 +56,13 @@ __all__ = [
     "ControlSocketError",
     "DaemonConfig",
     "DaemonNotRunningError",
+    "DataDirError",
     "NodeStatistics",
     "ProcessRow",
     "TelemetrySetupError",
     "TreeNode",
     "default_control_path",
+    "default_data_dir",
     "load_config",
     "open_application",
     "query",
