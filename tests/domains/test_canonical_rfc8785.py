@@ -1,9 +1,9 @@
 """Our RFC 8785 canonicalization against Trail of Bits' ``rfc8785`` package (a dev dependency).
 
 ``domains/_canonical.py`` is kept over the package because it is faster on the
-ledger's events (mostly strings: about 1.7x in ``benchmarks``-style timing on
-this project's event shape; float-heavy documents are about 20 % slower) and
-because its errors name the offending path (``$.a[2]``). These tests hold it
+ledger's events (mostly strings: about 2x; float-heavy documents are about 25 %
+slower; ``benchmarks/bench_canonical.py``) and because its errors name the
+offending path (``$.a[2]``). These tests hold it
 to the package: the same bytes for every value both accept, the same values
 rejected, and both agree with RFC 8785's published examples.
 """
