@@ -742,18 +742,6 @@ async def test_async_concurrent_appends(tmp_path: Path) -> None:
         assert sorted(r.seq for r in acknowledged) == list(range(1, 21))
 
 
-def test_essential_benchmark_runs(tmp_path: Path) -> None:
-    from thunderline.domains._ledger_bench import measure_essential
-
-    result = measure_essential(60, batch_size=25, directory=tmp_path)
-    assert result.events == 60
-    assert result.events_per_second > 0
-    assert result.sign_us > 0
-    assert "events/s" in str(result)
-    with open_ledger(tmp_path / "bench-ledger.db", read_only=True) as ledger:
-        assert ledger.verify().last_seq == 60
-
-
 @pytest.mark.parametrize(
     ("error", "attributes", "message"),
     [

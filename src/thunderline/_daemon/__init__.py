@@ -27,15 +27,17 @@ from thunderline._daemon._errors import (
 )
 from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
 from thunderline._daemon._run import run_daemon
-from thunderline.runtime._application import (
+from thunderline.runtime import (
     Application,
     ApplicationExitedError,
     ApplicationSpecError,
     ApplicationStartError,
+    NodeStatistics,
+    ProcessRow,
+    TreeNode,
     open_application,
     run_application,
 )
-from thunderline.runtime._introspect import NodeStatistics, ProcessRow, TreeNode
 
 __all__ = [
     "COMMANDS",

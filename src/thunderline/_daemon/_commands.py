@@ -14,9 +14,8 @@ import thunderline.runtime as tl
 import thunderline.sagas as sagas
 from thunderline._daemon._protocol import COMMANDS, AfterReply, RequestError
 from thunderline._version import __version__
-from thunderline.domains import gate
-from thunderline.runtime._application import Application
-from thunderline.runtime._introspect import (
+from thunderline.runtime import (
+    Application,
     node_statistics,
     process_row,
     process_table,
@@ -245,9 +244,10 @@ class Commands:
                 "(thunderline.domains:application)",
             )
 
-        # imported here: the daemon runs any application; only publish needs the reference one
-
         async def publish_all() -> dict[str, Any]:
+            # imported here: the daemon runs any application; only publish needs Gate
+            from thunderline.domains import gate
+
             acknowledged: list[str] = []
             errors: list[str] = []
             failed = 0

@@ -41,7 +41,7 @@ from thunderline._daemon._logging import setup_logging
 from thunderline._daemon._server import ControlServer
 from thunderline._daemon._telemetry import DaemonTelemetry, start_telemetry
 from thunderline._version import __version__
-from thunderline.runtime._application import (
+from thunderline.runtime import (
     ApplicationExitedError,
     ApplicationSpecError,
     ApplicationStartError,

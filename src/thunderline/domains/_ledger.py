@@ -97,7 +97,6 @@ import abc
 import enum
 import functools
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -1349,8 +1348,3 @@ async def open_async_ledger(
         )
     )
     return AsyncLedger(backend)
-
-
-def report_json(report: VerifyReport) -> str:
-    """Return the report as one line of JSON."""
-    return json.dumps(report.to_dict(), sort_keys=True)
