@@ -44,7 +44,7 @@ class Style:
         self.enabled = enabled
 
     def __call__(self, text: str, *styles: str) -> str:
-        if not self.enabled or not styles or not text:
+        if not self.enabled or not styles or not text.strip():
             return text
         codes = ";".join(_CODES[name] for name in styles)
         return f"\x1b[{codes}m{text}\x1b[0m"
@@ -64,7 +64,8 @@ def table(
         parts = []
         for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
             padded = cell if index == last else cell.ljust(width)
-            parts.append(style(cell, *styles(index, cell)) + padded[len(cell) :])
+            text = cell.rstrip()  # trailing blanks stay outside the codes (and get stripped)
+            parts.append(style(text, *styles(index, cell)) + padded[len(text) :])
         return "  ".join(parts).rstrip()
 
     lines = [line(headers, lambda _i, _c: ("bold",))]
