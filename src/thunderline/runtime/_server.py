@@ -52,7 +52,15 @@ from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
-from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
+from thunderline.runtime._reasons import (
+    KILLED,
+    NOPROC,
+    NORMAL,
+    Crashed,
+    Normal,
+    crash_of,
+    is_quiet,
+)
 
 __all__ = [
     "IGNORE",
@@ -178,6 +186,20 @@ class _Cast:
         return f"_Cast({self.request!r})"
 
 
+class _GetState:
+    """The system request behind :func:`get_state` (OTP ``sys:get_state``), answered by the loop."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "get_state"
+
+
+_GET_STATE: Final = _GetState()
+#: Pids of the processes running a server loop (what :func:`get_state` may ask).
+_SERVER_PIDS: Final[set[Pid]] = set()
+
+
 class _Reply:
     __slots__ = ("tag", "value")
 
@@ -296,6 +318,14 @@ class CallingSelfError(CallError):
         return "a process cannot call itself (calling_self)"
 
 
+class NotAServerError(ThunderlineError, TypeError):
+    """:func:`get_state` was asked of a process that does not run a :class:`Server` loop."""
+
+    def __init__(self, server: object) -> None:
+        self.server = server
+        super().__init__(f"get_state: {server!r} is not a running Server")
+
+
 class StopTimeoutError(ThunderlineError, TimeoutError):
     """:func:`stop` timed out waiting for the server to end."""
 
@@ -354,7 +384,7 @@ class Server(Generic[S]):
         """Clean up before the server ends with ``reason`` (not guaranteed to run; see module)."""
 
     def format_status(self, state: S) -> Any:
-        """What crash reports show of ``state``; override to redact secrets."""
+        """What crash reports and :func:`get_state` show of ``state``; override to redact."""
         return state
 
 
@@ -378,7 +408,11 @@ async def _server_main(
         raise
     if isinstance(result, Ok):
         _ack(proc, starter, tag, ("ok", proc.pid))
-        await _loop(server, proc, result.state, result.continue_)
+        _SERVER_PIDS.add(proc.pid)
+        try:
+            await _loop(server, proc, result.state, result.continue_)
+        finally:
+            _SERVER_PIDS.discard(proc.pid)
         return
     if isinstance(result, Ignore):
         _release_name(proc)
@@ -430,6 +464,9 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
             message = await proc.receive(None, None)
             mtype = type(message)
             if mtype is _Call:
+                if message.request is _GET_STATE:  # a system request, not for handle_call
+                    _reply_from(proc, message.from_, _status(server, state))
+                    continue
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
                 if isinstance(answer, Reply):
@@ -463,6 +500,14 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
         reason = Crashed(exc)
         await _terminate(server, proc, reason, state, message)
         raise ProcessExit(reason) from exc
+
+
+def _status(server: Server[Any], state: Any) -> Any:
+    """``format_status(state)``; a failing hook is reported in its place, never a crash."""
+    try:
+        return server.format_status(state)
+    except Exception as exc:  # noqa: BLE001 - the server must not die of an introspection
+        return f"<format_status raised {exc!r}>"
 
 
 class _Stopping(Exception):
@@ -508,6 +553,7 @@ async def _terminate(
                 "last_message": repr(last_message),
                 "state": repr(server.format_status(state)),
             },
+            exc_info=crash_of(reason),  # the formatted traceback, as OTP's crash report
         )
 
 
@@ -723,6 +769,37 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
             demonitor(ref, flush=True)
         return answer.value
     raise CallExitError(server, request, timeout, answer.reason)
+
+
+async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
+    """The state of a running :class:`Server`, as its ``format_status`` shows it.
+
+    OTP's ``sys:get_state`` (with ``format_status`` applied, as ``sys:get_status``
+    does, so secrets a server redacts for crash reports stay redacted). The
+    server answers between two callbacks, from its loop; none of its callbacks
+    runs for it.
+
+    Raises:
+        NotAServerError: ``server`` is not running a server loop (a plain
+            process, or a server still in ``init``).
+        CallTimeoutError / CallNoProcError / CallExitError: as for :func:`call`.
+    """
+    caller = current_process_var.get()
+    if caller is None:
+        raise NotInProcessError("get_state")
+    if type(server) is str:
+        pid = caller.node.names.get(server)
+        if pid is None:
+            raise CallNoProcError(server, _GET_STATE, timeout)
+    elif type(server) is Pid:
+        pid = server
+    else:
+        raise InvalidDestinationError(server, "get_state")
+    if pid not in _SERVER_PIDS:
+        if pid not in caller.node.processes:
+            raise CallNoProcError(server, _GET_STATE, timeout)
+        raise NotAServerError(server)
+    return await call(pid, _GET_STATE, timeout)
 
 
 def cast(server: Pid | str, request: Any) -> None:

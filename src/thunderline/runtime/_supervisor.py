@@ -71,6 +71,7 @@ from thunderline.runtime._reasons import (
     Crashed,
     Killed,
     Shutdown,
+    crash_of,
     is_quiet,
 )
 from thunderline.runtime._server import (
@@ -701,6 +702,7 @@ class Supervisor(Server["Supervisor"]):
                 "offender": offender,
                 "child_id": child.spec.id,
             },
+            exc_info=crash_of(reason),  # the child's traceback, as OTP's supervisor report
         )
 
     # -------------------------------------------------------------- the API
@@ -912,9 +914,11 @@ def supervisor_spec(
     """A :class:`ChildSpec` for a nested supervisor (type supervisor, shutdown infinity)."""
 
     Supervisor(children, name=name, **flags)  # invalid flags or specs fail here, not at start
+    # reports name the supervisor by its registered name, else by its id
+    label = name if name is not None else str(id)
 
     async def start() -> Pid | None:
-        return await start_link(Supervisor(children, name=name, **flags), name=name)
+        return await start_link(Supervisor(children, name=label, **flags), name=name)
 
     return ChildSpec(id=id, start=start, restart=restart, type=ChildType.SUPERVISOR)
 
