@@ -20,7 +20,6 @@ budget, so a flooded process cannot starve the others.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -29,7 +28,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 from anyio.lowlevel import checkpoint
 
 from thunderline.runtime._errors import ReceiveBusyError, ReceiveTimeout, WouldBlock
@@ -40,7 +38,17 @@ from thunderline.runtime._reasons import KILLED, Kill, Normal
 if TYPE_CHECKING:
     from thunderline.runtime._node import Node
 
-__all__ = ["RECEIVE_BUDGET", "Envelope", "Monitor", "Process", "ProcessExit"]
+__all__ = [
+    "RECEIVE_BUDGET",
+    "Envelope",
+    "Monitor",
+    "Process",
+    "ProcessExit",
+    "add_link",
+    "add_monitor",
+    "drop_link",
+    "drop_monitor",
+]
 
 logger: Final = logging.getLogger("thunderline.runtime")
 
@@ -85,6 +93,43 @@ class Monitor:
         self.reported = reported
 
 
+# Links and monitors have one home: these four functions are the only code that
+# adds or drops them (both sides at once); finalize in _node releases them on death.
+
+
+def add_link(a: Process, b: Process) -> None:
+    """Link ``a`` and ``b`` (both sides; a second link between them is the same link)."""
+    a.links[b.pid] = None
+    b.links[a.pid] = None
+
+
+def drop_link(proc: Process, pid: Pid) -> None:
+    """Remove the link between ``proc`` and ``pid`` on both sides, if any."""
+    proc.links.pop(pid, None)
+    other = proc.node.processes.get(pid)
+    if other is not None:
+        other.links.pop(proc.pid, None)
+
+
+def add_monitor(ref: Ref, owner: Process, target: Process, reported: Pid | str) -> Monitor:
+    """``owner`` monitors ``target`` under ``ref``; ``Down.pid`` will show ``reported``."""
+    mon = Monitor(ref, owner.pid, target.pid, reported)
+    owner.monitors_out[ref] = mon
+    target.monitors_in[ref] = mon
+    return mon
+
+
+def drop_monitor(owner: Process, ref: Ref) -> bool:
+    """Remove ``owner``'s monitor ``ref`` on both sides; True if it was active."""
+    mon = owner.monitors_out.pop(ref, None)
+    if mon is None:
+        return False
+    target = owner.node.processes.get(mon.target)
+    if target is not None:
+        target.monitors_in.pop(ref, None)
+    return True
+
+
 _NO_EXIT: Final[Any] = object()
 
 #: The process the running code belongs to (set in each process's own task).
@@ -99,8 +144,7 @@ class Process:
         "_carrier_active",
         "_carrier_token",
         "_exit_limit",
-        "_scope",
-        "_task",
+        "_runner",
         "_waiter",
         "aliases",
         "exit_callbacks",
@@ -136,8 +180,7 @@ class Process:
         self.handled = 0
         self.exit_reason: Any = _NO_EXIT
         self._exit_limit = 0
-        self._scope: anyio.CancelScope | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._runner: Any = None  # the backend's handle to interrupt the task
         self._waiter: Any = None
         self._budget = RECEIVE_BUDGET
         self._carrier_active = False
@@ -171,7 +214,7 @@ class Process:
         self.mailbox.append(item)
         waiter = self._waiter
         if waiter is not None:
-            self.node.waiting.wake(waiter)
+            self.node.backend.wake(waiter)
 
     def post(self, message: Any, operation: str) -> None:
         """Deliver a message sent by the calling code (``send``, ``call``, ``cast``, ``reply``).
@@ -230,16 +273,13 @@ class Process:
         self._exit_limit = len(self.mailbox)
         waiter = self._waiter
         if waiter is not None:
-            self.node.waiting.wake(waiter)
+            self.node.backend.wake(waiter)
         else:
             self._interrupt()
 
     def _interrupt(self) -> None:
         """Make the process's next checkpoint raise (it is dying)."""
-        if self._task is not None:
-            self._task.cancel()
-        elif self._scope is not None:
-            self._scope.cancel()
+        self.node.backend.interrupt(self)
 
     # ---------------------------------------------------------------- receive
 
@@ -348,7 +388,7 @@ class Process:
     ) -> Any:
         deadline = math.inf
         if timeout is not None:
-            deadline = self.node.waiting.now() + timeout
+            deadline = self.node.backend.now() + timeout
         while True:
             exiting = self.exit_reason is not _NO_EXIT
             stop = self._exit_limit if exiting else len(self.mailbox)
@@ -359,11 +399,11 @@ class Process:
             if exiting:
                 raise ProcessExit(self.exit_reason)
             scanned = stop
-            if timeout is not None and (timeout == 0 or self.node.waiting.now() >= deadline):
+            if timeout is not None and (timeout == 0 or self.node.backend.now() >= deadline):
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)
-            if not await self.node.waiting.wait(self, deadline):
+            if not await self.node.backend.wait(self, deadline):
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
 

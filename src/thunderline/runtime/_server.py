@@ -51,7 +51,14 @@ from thunderline.runtime._errors import (
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
+from thunderline.runtime._process import (
+    Process,
+    ProcessExit,
+    add_monitor,
+    current_process_var,
+    drop_link,
+    drop_monitor,
+)
 from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
 
 __all__ = [
@@ -603,8 +610,7 @@ async def _start(
         demonitor(mref, flush=True)
         target = node.processes.get(pid)
         if target is not None:
-            target.links.pop(caller.pid, None)
-            caller.links.pop(pid, None)
+            drop_link(caller, pid)
             target.kill(KILLED)
         raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
     if type(answer) is Down:
@@ -694,9 +700,7 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     # Only messages that arrive after this point can answer (receive marker).
     mark = len(caller.mailbox)
     ref = node.make_ref()
-    mon = Monitor(ref, caller.pid, target.pid, target.pid)
-    caller.monitors_out[ref] = mon
-    target.monitors_in[ref] = mon
+    add_monitor(ref, caller, target, target.pid)
     caller.aliases.add(ref)
     target.post(_Call(From(caller.pid, ref), request), "call")
 
@@ -714,12 +718,8 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     finally:
         caller.aliases.discard(ref)
     if type(answer) is _Reply:
-        if caller.monitors_out.pop(ref, None) is not None:
-            # Still active, so no Down was delivered: nothing to flush.
-            watched = node.processes.get(mon.target)
-            if watched is not None:
-                watched.monitors_in.pop(ref, None)
-        else:
+        # An active monitor delivered no Down: only a fired one needs a flush.
+        if not drop_monitor(caller, ref):
             demonitor(ref, flush=True)
         return answer.value
     raise CallExitError(server, request, timeout, answer.reason)
