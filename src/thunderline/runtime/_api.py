@@ -87,6 +87,8 @@ def _check_pid(target: object, operation: str) -> Pid:
 
 
 def _check_timeout(timeout: object, operation: str) -> float | None:
+    if type(timeout) is float and 0.0 <= timeout < math.inf:  # the common case, NaN fails
+        return timeout
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any
 
-from thunderline.runtime._timers import Timers
+from thunderline.runtime._timers import EXPIRED, Entry, Timers
 
 if TYPE_CHECKING:
     from thunderline.runtime._backends import ProcessFn
@@ -27,12 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncioBackend"]
 
-_EXPIRED: Final[Any] = object()
-
 
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
-        future.set_result(_EXPIRED)
+        future.set_result(EXPIRED)
 
 
 class AsyncioBackend:
@@ -116,19 +114,9 @@ class AsyncioBackend:
         if not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self, proc: Process, deadline: float) -> bool:
+    def park(self, proc: Process, deadline: float) -> tuple[Awaitable[Any], Entry | None]:
         future: asyncio.Future[Any] = self._loop.create_future()
         proc._waiter = future
         if deadline == math.inf:
-            try:
-                await future
-                return True
-            finally:
-                proc._waiter = None
-        timers = self.timers
-        entry = timers.schedule(deadline, _expire, future)
-        try:
-            return (await future) is not _EXPIRED
-        finally:
-            proc._waiter = None
-            timers.cancel(entry)
+            return future, None
+        return future, self.timers.schedule(deadline, _expire, future)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
 
-from thunderline.runtime._timers import Timers
+from thunderline.runtime._timers import EXPIRED, Entry, Timers
 
 if TYPE_CHECKING:
     from thunderline.runtime._backends import ProcessFn
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from thunderline.runtime._process import Process
 
 __all__ = ["TrioBackend"]
-
-_EXPIRED: Final[Any] = object()
 
 
 class _Waiter:
@@ -49,7 +47,7 @@ class _Waiter:
 def _expire(waiter: _Waiter) -> None:
     if not waiter.done:
         waiter.done = True
-        trio.lowlevel.reschedule(waiter.task, outcome.Value(_EXPIRED))
+        trio.lowlevel.reschedule(waiter.task, outcome.Value(EXPIRED))
 
 
 class TrioBackend:
@@ -136,19 +134,10 @@ class TrioBackend:
             waiter.done = True
             trio.lowlevel.reschedule(waiter.task)
 
-    async def wait(self, proc: Process, deadline: float) -> bool:
+    def park(self, proc: Process, deadline: float) -> tuple[Awaitable[Any], Entry | None]:
         waiter = _Waiter(trio.lowlevel.current_task())
         proc._waiter = waiter
+        parked = trio.lowlevel.wait_task_rescheduled(waiter.abort)
         if deadline == math.inf:
-            try:
-                await trio.lowlevel.wait_task_rescheduled(waiter.abort)
-                return True
-            finally:
-                proc._waiter = None
-        timers = self.timers
-        entry = timers.schedule(deadline, _expire, waiter)
-        try:
-            return (await trio.lowlevel.wait_task_rescheduled(waiter.abort)) is not _EXPIRED
-        finally:
-            proc._waiter = None
-            timers.cancel(entry)
+            return parked, None
+        return parked, self.timers.schedule(deadline, _expire, waiter)

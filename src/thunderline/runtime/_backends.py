@@ -13,7 +13,7 @@ A backend provides the five primitives the runtime is built on:
     start a process's task (which runs :meth:`Node.run_process`);
 ``interrupt``
     make a process's next checkpoint raise (it is dying);
-``wait`` / ``wake``
+``park`` / ``wake``
     block a process in ``receive`` on the loop's cheapest native primitive
     and wake it (a bare future on asyncio, ``wait_task_rescheduled`` on trio);
 ``now``
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sniffio
 
 from thunderline.runtime._errors import UnsupportedBackendError
-from thunderline.runtime._timers import Timers
+from thunderline.runtime._timers import Entry, Timers
 
 if TYPE_CHECKING:
     from thunderline.runtime._node import Node
@@ -66,8 +66,15 @@ class Backend(Protocol):
     def wake(self, waiter: Any) -> None:
         """Wake the process blocked on ``waiter`` (idempotent)."""
 
-    async def wait(self, proc: Process, deadline: float) -> bool:
-        """Block ``proc`` until woken (True) or until ``deadline`` passes (False)."""
+    def park(self, proc: Process, deadline: float) -> tuple[Awaitable[Any], Entry | None]:
+        """Prepare to block ``proc`` until woken or until ``deadline`` passes.
+
+        Sets ``proc._waiter`` and returns an awaitable that resumes with
+        :data:`~._timers.EXPIRED` when the deadline passed (anything else: woken),
+        plus the timer entry to cancel afterwards (None without a deadline). The
+        caller awaits it directly (no coroutine frame of the backend's in
+        between), then resets ``proc._waiter`` and cancels the entry.
+        """
 
     def close(self) -> None:
         """Stop the native timer and drop every timer (the node is closing)."""

@@ -34,6 +34,7 @@ from thunderline.runtime._errors import ReceiveBusyError, ReceiveTimeout, WouldB
 from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._reasons import KILLED, Kill, Normal
+from thunderline.runtime._timers import EXPIRED
 
 if TYPE_CHECKING:
     from thunderline.runtime._node import Node
@@ -381,17 +382,13 @@ class Process:
             self._budget = RECEIVE_BUDGET
             await checkpoint()
             scanned = start
-        return await self._receive_wait(predicate, timeout, adopt, scanned)
-
-    async def _receive_wait(
-        self, predicate: Predicate | None, timeout: float | None, adopt: bool, scanned: int
-    ) -> Any:
-        deadline = math.inf
-        if timeout is not None:
-            deadline = self.node.backend.now() + timeout
+        # The waiting loop (inlined: every coroutine frame between the caller and
+        # the native wait is paid again on each resume).
+        backend = self.node.backend
+        deadline = math.inf if timeout is None else backend.now() + timeout
         while True:
             exiting = self.exit_reason is not _NO_EXIT
-            stop = self._exit_limit if exiting else len(self.mailbox)
+            stop = self._exit_limit if exiting else len(mailbox)
             index = self._find(predicate, scanned, stop)
             if index >= 0:
                 self._budget = RECEIVE_BUDGET
@@ -399,11 +396,18 @@ class Process:
             if exiting:
                 raise ProcessExit(self.exit_reason)
             scanned = stop
-            if timeout is not None and (timeout == 0 or self.node.backend.now() >= deadline):
+            if timeout is not None and (timeout == 0 or backend.now() >= deadline):
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)
-            if not await self.node.backend.wait(self, deadline):
+            parked, entry = backend.park(self, deadline)
+            try:
+                woken = (await parked) is not EXPIRED
+            finally:
+                self._waiter = None
+                if entry is not None:
+                    backend.timers.cancel(entry)
+            if not woken:
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
 

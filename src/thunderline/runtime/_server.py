@@ -434,7 +434,10 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
                 result = await server.handle_continue(continue_, state)
                 state, continue_ = _noreply(result, callback, name, state)
                 continue
-            message = await proc.receive(None, None)
+            if proc.mailbox and proc.ready_for_fast_take():
+                message = proc.take_first()
+            else:
+                message = await proc.receive(None, None)
             mtype = type(message)
             if mtype is _Call:
                 callback = "handle_call"

@@ -30,9 +30,12 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["Timers"]
+__all__ = ["EXPIRED", "Timers"]
 
 logger: Final = logging.getLogger("thunderline.runtime")
+
+#: What a parked wait resumes with when its deadline passed (see the backends' ``park``).
+EXPIRED: Final[Any] = object()
 
 #: A heap entry: [deadline, seq, callback or None when cancelled, arg].
 Entry = list[Any]
