@@ -35,6 +35,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--events", type=int, default=1, help="heartbeat events (default 1)")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--loop",
+        choices=("default", "uvloop"),
+        default="default",
+        help="asyncio event loop: uvloop needs pip install 'thunderline[uvloop]'",
+    )
     parser.add_argument("--data", type=Path, help="data directory (default: a temporary one)")
     parser.add_argument("--otlp-endpoint", help="also export spans to this OTLP/HTTP base URL")
     parser.add_argument(
@@ -188,7 +194,10 @@ def run_demo(args: argparse.Namespace) -> int:
             tracing,
             backend=args.backend,
             instrument=instrument,
+            uvloop=args.loop == "uvloop",
         )
+    except tl.LoopUnavailableError as exc:
+        raise CommandError(f"--loop {args.loop}: {exc}") from None
     finally:
         telemetry.shutdown()
     first_trace = summary["trace_ids"][0]

@@ -535,7 +535,7 @@ def send_after(delay: float, dest: Pid | str, message: Any) -> Ref:
         target = node.processes.get(dest)
         if target is None:
             return ref
-        target.timers.add(ref)
+        target.add_timer(ref)
     timers = node.backend.timers
     node.timers[ref] = timers.schedule(
         node.backend.now() + checked, _fire_timer, (node, ref, dest, message)
@@ -601,6 +601,8 @@ class ProcessInfo:
         monitored_by: the pids that monitor it.
         trap_exit: whether it traps exits.
         parent: the process that spawned it (None for one spawned from outside).
+        hibernating: it holds no task until a message or a signal wakes it
+            (a hibernated server; its ``status`` is ``waiting``).
     """
 
     pid: Pid
@@ -614,6 +616,7 @@ class ProcessInfo:
     monitored_by: tuple[Pid, ...]
     trap_exit: bool
     parent: Pid | None
+    hibernating: bool = False
 
 
 def process_info(pid: Pid) -> ProcessInfo | None:
@@ -634,6 +637,7 @@ def process_info(pid: Pid) -> ProcessInfo | None:
         monitored_by=tuple(m.owner for m in proc.monitors_in.values()),
         trap_exit=proc.trap_exit,
         parent=proc.parent,
+        hibernating=proc.hibernating,
     )
 
 

@@ -23,6 +23,8 @@ task outlives it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import importlib.util
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,11 +34,12 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from thunderline.runtime._backends import Backend, select_backend
-from thunderline.runtime._errors import NodeClosingError, NoNodeError
+from thunderline.runtime._errors import LoopUnavailableError, NodeClosingError, NoNodeError
 from thunderline.runtime._instrument import Instrument
 from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
 from thunderline.runtime._process import (
+    Hibernating,
     Process,
     ProcessExit,
     add_link,
@@ -67,6 +70,8 @@ class Node:
         self._pid_numbers = itertools.count(1)
         self._ref_numbers = itertools.count(1)
         self._closing = False
+        #: The context hibernated processes wake up in (set by open_node).
+        self.context = contextvars.copy_context()
 
     # ------------------------------------------------------------ identities
 
@@ -123,13 +128,25 @@ class Node:
             await awaitable
         except ProcessExit as exc:
             return exc.reason
+        except Hibernating as hibernating:
+            return hibernating
         except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
             return Crashed(exc)
         return NORMAL
 
+    def resume(
+        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        """Start a new task for a hibernated process (in the node's own context, not the
+        waker's: nothing of the sender's context variables leaks into it)."""
+        self.context.run(self.backend.spawn, self, proc, fn, args)
+
     def enter(self, proc: Process) -> None:
         """The process's task starts running (called by the backend, in that task)."""
         current_process_var.set(proc)
+        if proc._resume is not None:  # woken from hibernation: not a new process
+            proc._resume = None
+            return
         instrument = self.instrument
         if instrument is not None:
             self.call_hook(instrument.process_started, proc.pid, proc.parent, proc.label)
@@ -141,6 +158,11 @@ class Node:
             reason = proc.exit_reason
         elif reason is None:
             reason = NORMAL
+        elif type(reason) is Hibernating:
+            proc.hibernate(reason.fn, reason.args)
+            if proc.mailbox:  # a message came while the task was ending
+                proc._thaw()
+            return
         # OTP writes crash reports for processes that fail by themselves; one
         # terminated by an exit signal runs no code and reports nothing.
         self.finalize(proc, reason, report=not killed_by_signal)
@@ -163,13 +185,14 @@ class Node:
             except Exception:
                 logger.exception("exit callback of %r failed", pid)
         proc.exit_callbacks.clear()
-        timers = self.backend.timers
-        for timer_ref in proc.timers:
-            entry = self.timers.pop(timer_ref, None)
-            if entry is not None:
-                timers.cancel(entry)
-        proc.timers.clear()
-        proc.aliases.clear()
+        if proc.timers:
+            timers = self.backend.timers
+            for timer_ref in proc.timers:
+                entry = self.timers.pop(timer_ref, None)
+                if entry is not None:
+                    timers.cancel(entry)
+            proc.timers.clear()
+        proc._call_ref = None
         for ref, mon in proc.monitors_out.items():
             target = self.processes.get(mon.target)
             if target is not None:
@@ -267,11 +290,22 @@ async def open_node(*, instrument: Instrument | None = None) -> AsyncIterator[No
     async with backend.open():
         node = Node(backend, instrument)
         token = current_node_var.set(node)
+        node.context = contextvars.copy_context()
         try:
             yield node
         finally:
             current_node_var.reset(token)
             node.close()
+
+
+def check_uvloop(backend: str) -> None:
+    """Raise :class:`LoopUnavailableError` unless uvloop can run ``backend``."""
+    if backend != "asyncio":
+        raise LoopUnavailableError("uvloop", f"it is an asyncio loop, not one for {backend}")
+    if importlib.util.find_spec("uvloop") is None:
+        raise LoopUnavailableError(
+            "uvloop", "it is not installed (pip install 'thunderline[uvloop]')"
+        )
 
 
 def run(
@@ -280,6 +314,7 @@ def run(
     backend: str = "asyncio",
     instrument: Instrument | None = None,
     backend_options: dict[str, Any] | None = None,
+    uvloop: bool = False,
 ) -> T:
     """Run ``main(*args)`` as the first process of a new node and return its result.
 
@@ -292,9 +327,17 @@ def run(
         backend: ``"asyncio"`` or ``"trio"``.
         instrument: optional :class:`Instrument`.
         backend_options: passed to :func:`anyio.run`.
+        uvloop: run asyncio on uvloop (anyio's ``use_uvloop``; ``pip install
+            'thunderline[uvloop]'``). Same as ``backend_options={"use_uvloop": True}``.
+
+    Raises:
+        LoopUnavailableError: ``uvloop=True`` with trio, or uvloop is not installed.
     """
     if backend not in ("asyncio", "trio"):
         raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+    if uvloop or (backend_options or {}).get("use_uvloop"):
+        backend_options = {**(backend_options or {}), "use_uvloop": True}
+        check_uvloop(backend)
     outcome: dict[str, Any] = {}
 
     async def body() -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RECEIVE_BUDGET",
     "Envelope",
+    "Hibernating",
     "Monitor",
     "Process",
     "ProcessExit",
@@ -132,6 +133,25 @@ def drop_monitor(owner: Process, ref: Ref) -> bool:
 
 
 _NO_EXIT: Final[Any] = object()
+_RESUMING: Final[Any] = object()
+#: The mailbox of a hibernated process with no message (swapped back on wake).
+_FROZEN_MAILBOX: Final[Any] = ()
+#: The timers of a process that never had one (a set is made on the first).
+_NO_TIMERS: Final[Any] = frozenset()
+
+
+class Hibernating(BaseException):
+    """Raised by a process function to hibernate: end the task, keep the process.
+
+    The process then runs ``fn(*args)`` in a new task when a message or an
+    exit signal arrives (see :meth:`Process.hibernate`).
+    """
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.args = args
+
 
 #: The process the running code belongs to (set in each process's own task).
 current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
@@ -142,12 +162,13 @@ class Process:
 
     __slots__ = (
         "_budget",
+        "_call_ref",
         "_carrier_active",
         "_carrier_token",
         "_exit_limit",
+        "_resume",
         "_runner",
         "_waiter",
-        "aliases",
         "exit_callbacks",
         "exit_reason",
         "handled",
@@ -175,8 +196,9 @@ class Process:
         self.monitors_in: dict[Ref, Monitor] = {}
         self.trap_exit = False
         self.name: str | None = None
-        self.timers: set[Ref] = set()
-        self.aliases: set[Ref] = set()
+        self.timers: set[Ref] = _NO_TIMERS
+        self._call_ref: Ref | None = None  # the alias of the call waiting for its reply
+        self._resume: Any = None  # hibernated: (fn, args) to run when woken
         self.exit_callbacks: list[Callable[[Pid, Any], None]] = []
         self.handled = 0
         self.exit_reason: Any = _NO_EXIT
@@ -204,14 +226,66 @@ class Process:
         """``waiting`` (blocked in receive), ``exiting`` or ``running``."""
         if self.exit_reason is not _NO_EXIT:
             return "exiting"
-        if self._waiter is not None:
+        if self._waiter is not None or self._resume is not None:
             return "waiting"
         return "running"
+
+    @property
+    def aliases(self) -> tuple[Ref, ...]:
+        """The reply aliases that are active (the call this process is waiting in)."""
+        return () if self._call_ref is None else (self._call_ref,)
+
+    @property
+    def hibernating(self) -> bool:
+        """True while the process holds no task (see :meth:`hibernate`)."""
+        return self._resume is not None and self._resume is not _RESUMING
+
+    def add_timer(self, ref: Ref) -> None:
+        """Remember a timer aimed at this process (cancelled when it ends)."""
+        if self.timers is _NO_TIMERS:
+            self.timers = set()
+        self.timers.add(ref)
+
+    # ------------------------------------------------------------ hibernation
+
+    def hibernate(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Keep the process without a task: ``fn(*args)`` runs in a new task when it wakes.
+
+        Called by the node when the process's task returned :class:`Hibernating`.
+        What remains is this record (mailbox, links, monitors, timers, name)
+        and what ``args`` holds; an empty mailbox is swapped for a shared empty
+        tuple. The next :meth:`deliver` or :meth:`kill` wakes it (:meth:`_thaw`).
+        """
+        self._resume = (fn, *args)  # one tuple, not two
+        if not self.mailbox:
+            self.mailbox = _FROZEN_MAILBOX
+        # A dict keeps the table it grew to after its entries are gone: an empty
+        # one is replaced by a fresh (table-less) one.
+        if not self.monitors_in:
+            self.monitors_in = {}
+        if not self.monitors_out:
+            self.monitors_out = {}
+        if not self.links:
+            self.links = {}
+        self._budget = RECEIVE_BUDGET
+
+    def _thaw(self) -> None:
+        """Wake a hibernated process: restore its mailbox and start its resume task."""
+        resume = self._resume
+        if resume is _RESUMING:
+            return  # its task is already starting
+        self._resume = _RESUMING
+        if self.mailbox is _FROZEN_MAILBOX:
+            self.mailbox = deque()
+        self.node.resume(self, resume[0], resume[1:])
 
     # --------------------------------------------------------------- delivery
 
     def deliver(self, item: Any) -> None:
-        """Append a message (or an :class:`Envelope`) to the mailbox and wake a waiting receive."""
+        """Append a message (or an :class:`Envelope`) to the mailbox and wake a waiting receive
+        (or the process itself, when it hibernates)."""
+        if self._resume is not None:
+            self._thaw()
         self.mailbox.append(item)
         waiter = self._waiter
         if waiter is not None:
@@ -275,6 +349,8 @@ class Process:
         waiter = self._waiter
         if waiter is not None:
             self.node.backend.wake(waiter)
+        elif self._resume is not None:
+            self._thaw()  # its new task starts exiting: it dies at once
         else:
             self._interrupt()
 

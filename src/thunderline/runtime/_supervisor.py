@@ -323,7 +323,13 @@ class Supervisor(Server["Supervisor"]):
     Raises:
         ChildSpecError: invalid flags, an invalid or duplicate child id, or
             ``significant`` children with ``auto_shutdown=never``.
+
+    A supervisor hibernates after :attr:`hibernate_after` seconds without a
+    message (default 5 s; None: never): an idle supervision tree then holds no
+    task per supervisor. A child's exit, a request or a shutdown wakes it.
     """
+
+    hibernate_after: float | None = 5.0
 
     def __init__(
         self,
