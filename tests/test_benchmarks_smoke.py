@@ -27,6 +27,8 @@ REQUIRED = {
     "hibernated_memory",
     "hibernated_memory_traced",
     "hibernated_call",
+    "uvloop_round_trip",
+    "uvloop_server_call",
     "restart",
     "tracing_idle",
     "tracing_propagation",
