@@ -401,7 +401,7 @@ async def _server_main(
     args: tuple[Any, ...],
     starter: Pid | None,
     tag: Ref,
-    hibernate_after: float | None,
+    hibernate_after: float | None = None,
 ) -> None:
     proc = current_process_var.get()
     assert proc is not None
@@ -466,7 +466,7 @@ async def _loop(
     proc: Process,
     state: Any,
     continue_: Any,
-    hibernate_after: float | None,
+    hibernate_after: float | None = None,
 ) -> None:
     """The gen_server loop. Hibernation (a :class:`Hibernate` result, or no message
     for ``hibernate_after`` seconds) raises :class:`Hibernating` with
