@@ -166,6 +166,7 @@ class Process:
         "_carrier_active",
         "_carrier_token",
         "_exit_limit",
+        "_handoff",
         "_resume",
         "_runner",
         "_waiter",
@@ -198,6 +199,7 @@ class Process:
         self.name: str | None = None
         self.timers: set[Ref] = _NO_TIMERS
         self._call_ref: Ref | None = None  # the alias of the call waiting for its reply
+        self._handoff: Any = None  # a reply handed straight to the parked caller
         self._resume: Any = None  # hibernated: (fn, args) to run when woken
         self.exit_callbacks: list[Callable[[Pid, Any], None]] = []
         self.handled = 0
@@ -309,6 +311,28 @@ class Process:
             if carrier is not None:
                 message = Envelope(message, carrier)
         self.deliver(message)
+
+    def hand_reply(self, tag: Ref, reply: Any) -> bool:
+        """Hand a call's reply straight to this process parked in that call's receive.
+
+        Only when it is parked (``_waiter``), not exiting, untraced, and ``tag``
+        is its active call alias; the alias is consumed (a second reply to the
+        same call is dropped, as a late one is). Returns False when the reply
+        must go through the mailbox instead.
+        """
+        alias = self._call_ref
+        if (
+            self._waiter is None
+            or alias is None
+            or self.exit_reason is not _NO_EXIT
+            or self.node.instrument is not None
+            or not (tag is alias or tag == alias)
+        ):
+            return False
+        self._call_ref = None
+        self._handoff = reply
+        self.node.backend.wake(self._waiter)
+        return True
 
     def exit_signal(self, sender: Pid, reason: Any, *, linked: bool) -> None:
         """Apply an exit signal from ``sender`` (OTP Reference Manual, "Receiving Exit Signals").
@@ -483,6 +507,15 @@ class Process:
                 self._waiter = None
                 if entry is not None:
                     backend.timers.cancel(entry)
+            handoff = self._handoff
+            if handoff is not None and woken:
+                # A call's reply handed over by hand_reply: not via the mailbox.
+                self._handoff = None
+                self._budget = RECEIVE_BUDGET
+                self.handled += 1
+                if self.exit_reason is not _NO_EXIT:
+                    self._interrupt()  # a signal came after the reply: die at the next checkpoint
+                return handoff
             if not woken:
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)

@@ -815,6 +815,7 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
         raise CallTimeoutError(server, request, timeout) from None
     finally:
         caller._call_ref = None
+        caller._handoff = None
     if type(answer) is _Reply:
         # An active monitor delivered no Down: only a fired one needs a flush.
         if not drop_monitor(caller, ref):
@@ -847,7 +848,9 @@ def _reply_from(proc: Process, from_: From, value: Any) -> None:
         tag = from_.tag
         alias = target._call_ref
         if alias is not None and (tag is alias or tag == alias):
-            target.post(_Reply(tag, value), "reply")
+            answer = _Reply(tag, value)
+            if not target.hand_reply(tag, answer):
+                target.post(answer, "reply")
 
 
 def reply(from_: From, value: Any) -> None:
@@ -864,7 +867,9 @@ def reply(from_: From, value: Any) -> None:
         tag = from_.tag
         alias = target._call_ref
         if alias is not None and (tag is alias or tag == alias):
-            target.post(_Reply(tag, value), "reply")
+            answer = _Reply(tag, value)
+            if not target.hand_reply(tag, answer):
+                target.post(answer, "reply")
 
 
 async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
