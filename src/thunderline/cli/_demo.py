@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         help="the event loop the runtime runs on (default asyncio)",
     )
     parser.add_argument(
+        "--loop",
+        choices=("default", "uvloop"),
+        default="default",
+        help="asyncio event loop: uvloop needs pip install 'thunderline[uvloop]'",
+    )
+    parser.add_argument(
         "--data",
         metavar="DIR",
         help="data directory: signing key, SQLite ledger, Link's output "
@@ -307,7 +313,10 @@ def run_demo(args: argparse.Namespace) -> int:
             tracing,
             backend=args.backend,
             instrument=instrument,
+            uvloop=args.loop == "uvloop",
         )
+    except tl.LoopUnavailableError as exc:
+        raise CommandError(f"--loop {args.loop}: {exc}") from None
     finally:
         telemetry.shutdown()
     first_trace = summary["trace_ids"][0]

@@ -124,7 +124,7 @@ class Vault(tl.Server[_State]):
 
     async def handle_info(
         self, message: Any, state: _State
-    ) -> tl.NoReply[_State] | tl.Stop[_State]:
+    ) -> tl.NoReply[_State] | tl.Hibernate[_State] | tl.Stop[_State]:
         """Commit everything pending in one transaction, then answer each appender."""
         if not isinstance(message, _Commit):
             return await super().handle_info(message, state)
