@@ -38,9 +38,14 @@ from typing import Any, Final, Protocol
 import attrs
 
 from thunderline.runtime._api import current_pid
-from thunderline.runtime._errors import InvalidDestinationError, NoProcessError
+from thunderline.runtime._errors import (
+    InvalidDestinationError,
+    NoProcessError,
+    NotInProcessError,
+)
 from thunderline.runtime._node import Node, current_node
 from thunderline.runtime._pid import Pid, Ref
+from thunderline.runtime._process import current_process_var
 
 __all__ = [
     "DEFAULT_SCOPE",
@@ -275,7 +280,10 @@ def pg_set_sync(sync: PgSync | None, scope: Hashable = DEFAULT_SCOPE) -> None:
 
 def _pids(pids: Pid | Iterable[Pid] | None, operation: str) -> list[Pid]:
     if pids is None:
-        return [current_pid()]
+        proc = current_process_var.get()
+        if proc is None:
+            raise NotInProcessError(operation)
+        return [proc.pid]
     found = [pids] if type(pids) is Pid else list(pids)  # type: ignore[arg-type]
     for pid in found:
         if type(pid) is not Pid:

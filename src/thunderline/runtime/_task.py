@@ -194,11 +194,22 @@ def _matcher(ref: Ref) -> Callable[[Any], bool]:
     return match
 
 
-def _kill(task: Task) -> None:
-    """Stop a task for good, without its exit reaching the owner (unlink, kill, flush)."""
-    unlink(task.pid)
+def _signal_kill(task: Task) -> None:
+    unlink(task.pid)  # its death must not reach the owner as an exit signal
     exit(task.pid, KILL)
-    demonitor(task.ref, flush=True)
+
+
+async def _reap(task: Task) -> None:
+    """Wait for a killed task's ``Down``; a reply it sent just before is dropped."""
+    match = _matcher(task.ref)
+    while type(await receive(match, adopt_context=False)) is not Down:
+        pass
+
+
+async def _kill(task: Task) -> None:
+    """Kill a task and return once it is dead (its reply, if any, is dropped)."""
+    _signal_kill(task)
+    await _reap(task)
 
 
 async def _take(task: Task, timeout: float | None) -> TaskOk | TaskExit | None:
@@ -217,7 +228,7 @@ async def task_await(task: Task, timeout: float | None = 5.0) -> Any:
 
     Raises:
         TaskTimeoutError: no reply within ``timeout`` seconds (None waits forever);
-            the task was killed first.
+            the task was killed first and is dead.
         TaskExitError: the task ended without replying (seen only when the
             owner traps exits or the task is not linked).
         TaskOwnerError: the caller did not start the task.
@@ -225,7 +236,7 @@ async def task_await(task: Task, timeout: float | None = 5.0) -> Any:
     _check_owner(task, "task_await")
     outcome = await _take(task, timeout)
     if outcome is None:
-        _kill(task)
+        await _kill(task)
         raise TaskTimeoutError(task, timeout if timeout is not None else math.inf)
     if isinstance(outcome, TaskExit):
         raise TaskExitError(task, outcome.reason)
@@ -331,13 +342,9 @@ async def task_async_stream(
         TaskOptionError: ``max_concurrency`` < 1 or an unknown ``on_timeout``.
     """
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
-        raise ValueError(
-            f"task_async_stream: max_concurrency must be >= 1, got {max_concurrency!r}"
-        )
+        raise TaskOptionError("max_concurrency", "an int >= 1", max_concurrency)
     if on_timeout not in ("exit", "kill_task"):
-        raise ValueError(
-            f"task_async_stream: on_timeout must be 'exit' or 'kill_task', got {on_timeout!r}"
-        )
+        raise TaskOptionError("on_timeout", "'exit' or 'kill_task'", on_timeout)
     waiting = iter(enumerate(items))
     running: dict[Ref, tuple[int, Task, float]] = {}
     done: dict[int, TaskOk | TaskExit] = {}
@@ -380,7 +387,7 @@ async def task_async_stream(
                         if on_timeout == "exit":
                             raise TaskTimeoutError(task, timeout or 0.0) from None
                         del running[ref]
-                        _kill(task)
+                        await _kill(task)
                         outcome: TaskOk | TaskExit = TaskExit(TIMEOUT)
                         if ordered:
                             done[index] = outcome
@@ -399,4 +406,6 @@ async def task_async_stream(
                 yield outcome
     finally:
         for _, task, _ in running.values():
-            _kill(task)
+            _signal_kill(task)
+        for _, task, _ in running.values():
+            await _reap(task)
