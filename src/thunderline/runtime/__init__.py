@@ -85,6 +85,7 @@ from thunderline.runtime._introspect import (
     process_row,
     process_table,
     supervision_tree,
+    to_jsonable,
 )
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import Node, open_node, run
@@ -440,6 +441,7 @@ __all__ = [
     "task_shutdown",
     "task_yield",
     "terminate_child",
+    "to_jsonable",
     "trap_exit",
     "unlink",
     "unregister",
