@@ -50,6 +50,9 @@ EXAMPLES = {
     "SagaBuilder(": "saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
+    "class Door(": "state-machine",
+    "task_async_stream(": "tasks",
+    "pg_monitor(": "process-groups",
 }
 
 

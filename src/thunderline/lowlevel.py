@@ -16,6 +16,8 @@ these names may change faster than the top-level API.
   snapshot types: introspection, as used by ``thunderline ps`` / ``tree`` /
   ``top``.
 * :func:`resolve_application`: turn an application spec into its child spec.
+* :class:`PgScope`, :class:`PgSync`, :func:`pg_scope`, :func:`pg_set_sync`: the
+  process groups' seam for a distribution layer (``docs/toolbox.md``).
 
 All of them are also importable from :mod:`thunderline.runtime`.
 """

@@ -374,3 +374,24 @@ async def test_each_event_is_handled_in_the_trace_its_message_carried(anyio_back
     assert log[0][1].startswith("cast-")
     assert log[1][1].startswith("send-")
     assert log[0][1] != log[1][1]
+
+
+@pytest.mark.parametrize("marker", ["class Door(", "task_async_stream(", "pg_monitor("])
+def test_readme_toolbox_examples_print_the_same_on_trio(marker: str, tmp_path: Any) -> None:
+    """tests/test_readme.py runs the README blocks on asyncio; these also run on trio."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", readme.read_text(), re.S)
+    code, output = next((c, o) for c, o in blocks if marker in c)
+    assert code.count("tl.run(main)") == 1
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("tl.run(main)", 'tl.run(main, backend="trio")'))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == output
