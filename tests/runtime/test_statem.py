@@ -13,7 +13,9 @@ import math
 from typing import Any
 
 import pytest
-from process_helpers import BOUND, in_process, wait_down
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from process_helpers import BOUND, drain, in_process, wait_down
 
 import thunderline.runtime as tl
 
@@ -395,3 +397,64 @@ def test_readme_toolbox_examples_print_the_same_on_trio(marker: str, tmp_path: A
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == output
+
+
+class Postponer(tl.StateMachine[str, frozenset[int]]):
+    """Each event ``(n, kind)``: ``postpone`` postpones itself the first time it is
+    seen, ``change`` flips the state a/b, ``same`` goes to the same state; every
+    handling is reported to the watcher as ``(n, state)``."""
+
+    def __init__(self, watcher: tl.Pid) -> None:
+        self.watcher = watcher
+
+    async def init(self) -> Any:
+        return tl.InitialState("a", frozenset())
+
+    async def handle_event(self, event_type: Any, content: Any, state: str, seen: Any) -> Any:
+        if isinstance(event_type, tl.Call):
+            return tl.KeepStateAndData([tl.ReplyTo(event_type.from_, "done")])
+        n, kind = content
+        tl.send(self.watcher, (n, state))
+        if kind == "postpone" and n not in seen:
+            return tl.KeepState(seen | {n}, [tl.POSTPONE])
+        if kind == "change":
+            return tl.NextState("b" if state == "a" else "a", seen)
+        return tl.NextState(state, seen)
+
+
+def postpone_model(events: list[str]) -> list[tuple[int, str]]:
+    """OTP's rule: postponed events come back, oldest first, after a state change only."""
+    queue = list(enumerate(events))
+    postponed: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    state, log = "a", []
+    while queue:
+        n, kind = queue.pop(0)
+        log.append((n, state))
+        if kind == "postpone" and n not in seen:
+            seen.add(n)
+            postponed.append((n, kind))
+        elif kind == "change":
+            state = "b" if state == "a" else "a"
+            queue[:0], postponed = postponed, []
+    return log
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=st.lists(st.sampled_from(["postpone", "change", "same"]), max_size=20))
+async def test_postponed_events_follow_the_otp_rule(anyio_backend: str, events: list[str]) -> None:
+    async def main() -> list[Any]:
+        pid = await tl.start_machine_link(Postponer(tl.current_pid()))
+        assert pid is not None
+        await tl.suspend_machine(pid)  # every event queued before the first is handled
+        for n, kind in enumerate(events):
+            tl.cast(pid, (n, kind))
+        await tl.resume_machine(pid)
+        await tl.call(pid, "sync")
+        return drain()
+
+    async with tl.open_node():
+        log = await in_process(main)
+    assert log == postpone_model(events)
