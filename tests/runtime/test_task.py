@@ -282,3 +282,22 @@ async def test_every_awaited_task_is_answered_or_killed(
             assert how == "killed"
         if how == "killed":
             assert dead
+
+
+async def test_shutdown_kills_a_task_that_ignores_the_shutdown(anyio_backend: str) -> None:
+    async def stubborn() -> None:
+        tl.trap_exit(True)
+        while True:
+            await tl.receive()  # takes the SHUTDOWN exit as a message and goes on
+
+    async def main() -> Any:
+        task = tl.task_async(stubborn)
+        await anyio.sleep(0)
+        outcome = await tl.task_shutdown(task, timeout=0.02)
+        return outcome, tl.is_alive(task.pid), drain()
+
+    async with tl.open_node():
+        outcome, alive, left = await in_process(main)
+    assert outcome is None
+    assert not alive
+    assert left == []
