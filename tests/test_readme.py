@@ -52,6 +52,9 @@ EXAMPLES = {
     "SagaBuilder(": "saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
+    "class Door(": "state-machine",
+    "task_async_stream(": "tasks",
+    "pg_monitor(": "process-groups",
 }
 
 
