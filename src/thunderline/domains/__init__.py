@@ -54,6 +54,7 @@ from thunderline.domains._pipeline import (
     pipeline_statistics,
     try_enqueue,
 )
+from thunderline.domains.flow import ShuttingDownError
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -81,6 +82,7 @@ __all__ = [
     "PipelineStatistics",
     "Priority",
     "ProblemKind",
+    "ShuttingDownError",
     "SignedHead",
     "SigningKeyError",
     "VerifyReport",
