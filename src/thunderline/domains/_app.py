@@ -47,6 +47,7 @@ class AppConfig:
     Attributes:
         data_dir: the signing key and (by default) the SQLite ledger live here.
         ledger: a path or ``postgresql://`` URL (default ``data_dir/ledger.db``).
+        ledger_schema: the PostgreSQL schema of the ledger's tables.
         sink: the JSON-lines file Link appends to (default ``data_dir/link.jsonl``;
             None for no sink file).
         routes: Flow's routes (default: each event name Bolt has a saga for, i.e.
@@ -59,6 +60,7 @@ class AppConfig:
 
     data_dir: Path = attrs.field(converter=Path)
     ledger: str | None = None
+    ledger_schema: str = "thunderline_ledger"
     sink: Path | None = attrs.field(default=None)
     routes: Sequence[Route] | None = None
     saga_concurrency: int | None = None
@@ -68,8 +70,9 @@ class AppConfig:
     @classmethod
     def from_env(cls) -> AppConfig:
         """``THUNDERLINE_DATA_DIR`` (default: a new temporary directory),
-        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir) and
-        ``THUNDERLINE_SHUTDOWN_TIMEOUT`` (seconds, default 30)."""
+        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir),
+        ``THUNDERLINE_LEDGER_SCHEMA`` (PostgreSQL only, default ``thunderline_ledger``)
+        and ``THUNDERLINE_SHUTDOWN_TIMEOUT`` (seconds, default 30)."""
         data_dir = os.environ.get("THUNDERLINE_DATA_DIR") or tempfile.mkdtemp(prefix="thunderline-")
         timeout_text = os.environ.get("THUNDERLINE_SHUTDOWN_TIMEOUT") or "30"
         try:
@@ -84,6 +87,7 @@ class AppConfig:
         return cls(
             data_dir=Path(data_dir),
             ledger=os.environ.get("THUNDERLINE_LEDGER") or None,
+            ledger_schema=os.environ.get("THUNDERLINE_LEDGER_SCHEMA") or "thunderline_ledger",
             shutdown_timeout=timeout,
         )
 
@@ -94,7 +98,7 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
     ledger = config.ledger or str(data_dir / "ledger.db")
     sink = config.sink if config.sink is not None else data_dir / "link.jsonl"
     children = [
-        vault_spec(ledger, data_dir),
+        vault_spec(ledger, data_dir, schema=config.ledger_schema),
         link_spec(sink, shutdown=config.shutdown_timeout),
         sagas.saga_supervisor_spec(
             "sagas",

@@ -134,9 +134,15 @@ def _span(event: Event, actor: str, *, own_trace: bool = False) -> telemetry.Det
 class Vault(tl.Server[_State]):
     """The ledger actor. Start with :func:`vault_spec` under the application supervisor."""
 
-    def __init__(self, location: str | Path, data_dir: str | Path | None) -> None:
+    def __init__(
+        self,
+        location: str | Path,
+        data_dir: str | Path | None,
+        schema: str = "thunderline_ledger",
+    ) -> None:
         self.location = location
         self.data_dir = data_dir
+        self.schema = schema
 
     async def init(self) -> tl.Ok[_State]:
         """Open (or create) the ledger; the signing key is created on first start.
@@ -146,7 +152,7 @@ class Vault(tl.Server[_State]):
         instead of killing it with the database connection open.
         """
         tl.trap_exit(True)
-        ledger = await open_async_ledger(self.location, data_dir=self.data_dir)
+        ledger = await open_async_ledger(self.location, data_dir=self.data_dir, schema=self.schema)
         try:
             head_seq = (await ledger.head()).seq
         except BaseException:
@@ -284,11 +290,16 @@ def _answer(waiter: tl.From | _AppendBatch, results: list[LedgerRecord | LedgerE
         tl.reply(waiter, Failure(result) if isinstance(result, LedgerError) else result)
 
 
-def vault_spec(location: str | Path, data_dir: str | Path | None = None) -> tl.ChildSpec:
-    """The Vault child spec (registered as ``thunderline.vault``)."""
+def vault_spec(
+    location: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    schema: str = "thunderline_ledger",
+) -> tl.ChildSpec:
+    """The Vault child spec (registered as ``thunderline.vault``); ``schema``: PostgreSQL's."""
 
     async def start() -> tl.Pid | None:
-        return await tl.start_link(Vault(location, data_dir), name=VAULT)
+        return await tl.start_link(Vault(location, data_dir, schema), name=VAULT)
 
     return tl.ChildSpec(id="vault", start=start, shutdown=30.0)
 
