@@ -131,7 +131,7 @@ async def test_malformed_trace_metadata_starts_a_new_trace_t10(
             published.append(event)
             await await_emitted({str(event.id)})
             with anyio.fail_after(EVENT_TIMEOUT):
-                await log.wait_named("bolt.handle_event", 1)
+                await log.wait_named("bolt.run_saga", 1)
 
         await run_app(app_config(tmp_path), body)
         spans = list(log.spans)

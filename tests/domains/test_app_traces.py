@@ -66,10 +66,10 @@ def _assert_one_rooted_tree(spans: list[ReadableSpan], root: ReadableSpan) -> No
 
 
 async def _wait_sagas_done(log: SpanLog, count: int) -> None:
-    # bolt.handle_event ends after the saga's outcome reached Bolt's runner:
-    # once it ended, every span of that event's trace has ended too.
+    # bolt.run_saga ends with the saga's run, the last work of an event's trace
+    # (Flow committed it and Link delivered it before the saga's notify step ended).
     with anyio.fail_after(EVENT_TIMEOUT):
-        await log.wait_named("bolt.handle_event", count)
+        await log.wait_named("bolt.run_saga", count)
 
 
 async def test_one_event_has_spans_of_all_five_domains_in_one_tree(

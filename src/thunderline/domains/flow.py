@@ -90,6 +90,7 @@ __all__ = [
 #: Subscribers by name pattern (fnmatch syntax, e.g. ``"system.*"``).
 SUBSCRIBERS: Final = tl.Registry(keys="duplicate", name="thunderline.flow.subscribers")
 _RECENT_IDS: Final = 10_000
+_BOLT_ATTEMPTS: Final = 40
 
 
 logger: Final = logging.getLogger("thunderline.domains.flow")
@@ -136,23 +137,22 @@ class FlowStatistics:
     pipelines: dict[str, PipelineStatistics]
 
 
-async def _run_one(event: Event) -> None:
-    # A batch mixes events of many traces: continue each event's own trace.
-    with telemetry.continue_from(event.meta):
-        outcome = await bolt.run(event)
-    if not isinstance(outcome, sagas.SagaSucceeded):
-        raise RuntimeError(f"saga for event {event.id} ended with {outcome!r}")
-
-
 async def _to_bolt(batch: Sequence[Event]) -> None:
-    """Run the batch's sagas concurrently, one process each (so Vault commits them together)."""
-    refs = {tl.spawn_monitor(_run_one, event)[1] for event in batch}
-    failures: list[Any] = []
-    while refs:
-        down = await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref in refs)
-        refs.discard(down.ref)
-        if down.reason != tl.NORMAL:
-            failures.append(down.reason)
+    """Run the batch's sagas concurrently through Bolt (one call per batch).
+
+    A Bolt that is restarting is asked again (up to ``_BOLT_ATTEMPTS`` times):
+    a saga still running for an event is joined (its correlation id is the
+    event id), one that completed runs again, and its steps are idempotent.
+    """
+    for attempt in range(_BOLT_ATTEMPTS):
+        try:
+            outcomes = await bolt.run_batch(batch)
+            break
+        except tl.CallError:
+            if attempt == _BOLT_ATTEMPTS - 1:
+                raise
+            await anyio.sleep(0.05)
+    failures = [o for o in outcomes if not isinstance(o, sagas.SagaSucceeded)]
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(batch)} sagas failed: {failures[:3]!r}")
 
