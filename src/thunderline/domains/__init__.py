@@ -33,6 +33,7 @@ from thunderline.domains._ledger import (
     LedgerBackend,
     LedgerBackendError,
     LedgerConfigError,
+    LedgerCorruptError,
     LedgerError,
     LedgerKeyMismatchError,
     LedgerNotFoundError,
@@ -44,7 +45,11 @@ from thunderline.domains._ledger import (
     open_async_ledger,
     open_ledger,
 )
-from thunderline.domains._ledger_signing import LedgerSigningKey, SigningKeyError
+from thunderline.domains._ledger_signing import (
+    LedgerSigningKey,
+    SigningKeyError,
+    load_public_key_pem,
+)
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,
@@ -72,6 +77,7 @@ __all__ = [
     "LedgerBackend",
     "LedgerBackendError",
     "LedgerConfigError",
+    "LedgerCorruptError",
     "LedgerError",
     "LedgerKeyMismatchError",
     "LedgerNotFoundError",
@@ -96,6 +102,7 @@ __all__ = [
     "drain",
     "enqueue",
     "enqueue_many",
+    "load_public_key_pem",
     "open_async_ledger",
     "open_ledger",
     "parse_json",
