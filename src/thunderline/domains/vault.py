@@ -61,7 +61,7 @@ __all__ = [
 logger: Final = logging.getLogger("thunderline.domains.vault")
 
 #: Recently committed records kept in memory, by event id (answers repeated appends).
-_RECENT: Final = 20_000
+_RECENT: Final = 4096
 
 
 @attrs.frozen
