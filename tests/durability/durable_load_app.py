@@ -94,7 +94,10 @@ async def _start_load() -> tl.Pid | None:
         if kill:
             period = float(os.environ.get("LOAD_KILL_PERIOD", "0.5"))
             workers.append(tl.spawn_link(_killer, kill, period, os.environ["LOAD_KILL_STOP"]))
-        message: Any = await tl.receive(tl.Exit)  # the supervisor's shutdown
+        while True:  # until the supervisor's shutdown (the killer may end normally before)
+            message: Any = await tl.receive(tl.Exit)
+            if not (message.pid in workers and message.reason == tl.NORMAL):
+                break
         for pid in workers:
             tl.exit(pid, tl.KILL)
         raise tl.ProcessExit(message.reason)
