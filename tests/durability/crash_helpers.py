@@ -89,6 +89,20 @@ class Trial:
         return self.dir / "errors.txt"
 
     @property
+    def kills_path(self) -> Path:
+        return self.dir / "kills.txt"
+
+    def kills(self) -> int:
+        """How many domain kills the load's killer did so far."""
+        try:
+            return self.kills_path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            return 0
+
+    def wait_kills(self, count: int) -> None:
+        _wait(lambda: self.kills() >= count, f"{count} domain kills", 60.0)
+
+    @property
     def kill_stop(self) -> Path:
         return self.dir / "stop-killing"
 
@@ -114,6 +128,7 @@ class Trial:
                 LOAD_ERRORS=str(self.errors),
                 LOAD_KILL=kill,
                 LOAD_KILL_STOP=str(self.kill_stop),
+                LOAD_KILLS=str(self.kills_path),
             )
         env.update(extra or {})
         control = self.dir / f"control-{self.runs}.sock"

@@ -17,7 +17,8 @@ when this process is killed). A publish that raised is retried with the same
 event (idempotent); ``ShuttingDownError`` ends the publisher, and is appended
 to LOAD_ERRORS as ``shutting_down``; any other error type is appended there too.
 LOAD_KILL=flow,vault,... kills those domains in turn every LOAD_KILL_PERIOD
-seconds (``exit(pid, KILL)``) until the file LOAD_KILL_STOP exists.
+seconds (``exit(pid, KILL)``, each kill appended to LOAD_KILLS) until the file
+LOAD_KILL_STOP exists.
 Without LOAD_ACKS there is no load (a quiet restart).
 """
 
@@ -64,7 +65,7 @@ async def _publisher(index: int, acks: int, errors: int) -> None:
             break
 
 
-async def _killer(names: list[str], period: float, stop_file: str) -> None:
+async def _killer(names: list[str], period: float, stop_file: str, log: int) -> None:
     """Kill each named domain in turn every ``period`` s, until ``stop_file`` exists.
 
     Starts once Flow is registered (the application has started).
@@ -79,6 +80,7 @@ async def _killer(names: list[str], period: float, stop_file: str) -> None:
             pid = tl.whereis(_NAMES[name])
             if pid is not None:
                 tl.exit(pid, tl.KILL)
+                _append(log, name)
 
 
 async def _start_load() -> tl.Pid | None:
@@ -93,7 +95,9 @@ async def _start_load() -> tl.Pid | None:
         kill = [name for name in os.environ.get("LOAD_KILL", "").split(",") if name]
         if kill:
             period = float(os.environ.get("LOAD_KILL_PERIOD", "0.5"))
-            workers.append(tl.spawn_link(_killer, kill, period, os.environ["LOAD_KILL_STOP"]))
+            log = os.open(os.environ["LOAD_KILLS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            stop = os.environ["LOAD_KILL_STOP"]
+            workers.append(tl.spawn_link(_killer, kill, period, stop, log))
         while True:  # until the supervisor's shutdown (the killer may end normally before)
             message: Any = await tl.receive(tl.Exit)
             if not (message.pid in workers and message.reason == tl.NORMAL):
