@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from thunderline._exports import publish
-from thunderline.domains._app import AppConfig, application, application_spec
+from thunderline.domains._app import AppConfig, AppConfigError, application, application_spec
 from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.domains._event import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DOMAIN_SOURCES",
     "AppConfig",
+    "AppConfigError",
     "AsyncLedger",
     "CanonicalizationError",
     "DuplicateEventError",

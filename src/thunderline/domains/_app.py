@@ -37,7 +37,15 @@ from thunderline.domains.flow import Route, default_routes, flow_spec
 from thunderline.domains.link import link_spec
 from thunderline.domains.vault import vault_spec
 
-__all__ = ["AppConfig", "application", "application_spec"]
+__all__ = ["AppConfig", "AppConfigError", "application", "application_spec"]
+
+
+class AppConfigError(tl.ThunderlineError, ValueError):
+    """An environment variable configuring the application has an unusable value."""
+
+    def __init__(self, variable: str, expected: str, received: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable} must be {expected}, got {received!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -80,9 +88,8 @@ class AppConfig:
         except ValueError:
             timeout = -1.0
         if not timeout > 0:
-            raise ValueError(
-                "THUNDERLINE_SHUTDOWN_TIMEOUT must be a number of seconds > 0, "
-                f"got {timeout_text!r}"
+            raise AppConfigError(
+                "THUNDERLINE_SHUTDOWN_TIMEOUT", "a number of seconds > 0", timeout_text
             )
         return cls(
             data_dir=Path(data_dir),
