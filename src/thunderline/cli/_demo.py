@@ -163,7 +163,9 @@ async def _demo(
     with telemetry.continue_from(None):  # not part of any event's trace
         report = await vault.verify()
     tl.unlink(supervisor)
-    tl.exit(supervisor, tl.SHUTDOWN)
+    ref = tl.monitor(supervisor)
+    tl.exit(supervisor, tl.SHUTDOWN)  # drains: every saga of the events ends first
+    await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref == ref, timeout=120)
     return {
         "events": total,
         "reached_link": len(reached),
