@@ -109,7 +109,7 @@ def _operate(daemon: Daemon, location: str, schema: str, backend: str) -> None:
         return node if node["pid"] not in (None, link["pid"]) and node["restarts"] == 1 else None
 
     poll(restarted, "link restarted")
-    shutdown = _ok("kill", "thunderline.gate", "--reason", "shutdown", *control)
+    shutdown = _ok("kill", "thunderline.bolt", "--reason", "shutdown", *control)
     assert "sent exit signal SHUTDOWN" in shutdown
     drawn = _ok("tree", *control)
     assert "error" not in drawn

@@ -38,7 +38,7 @@ PUBLISH_TIMEOUT: Final = 300.0
 #: ``publish``: error messages reported at most.
 PUBLISH_ERRORS_SHOWN: Final = 5
 #: Where the reference application's Gate is registered.
-GATE: Final = "thunderline.gate"
+FLOW: Final = "thunderline.flow"  # the reference application's Flow (Gate publishes through it)
 _PID: Final = re.compile(r"<\d+\.\d+>")
 _REASONS: Final[dict[str, Any]] = {"kill": tl.KILL, "shutdown": tl.SHUTDOWN, "normal": tl.NORMAL}
 
@@ -237,10 +237,10 @@ class Commands:
         count = request.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= PUBLISH_MAX:
             raise RequestError("bad_request", f'"count" must be an integer from 1 to {PUBLISH_MAX}')
-        if tl.whereis(GATE) is None:
+        if tl.whereis(FLOW) is None:
             raise RequestError(
                 "no_gate",
-                f"no Gate is registered as {GATE!r}: publish needs the reference application "
+                f"no Flow is registered as {FLOW!r}: publish needs the reference application "
                 "(thunderline.domains:application)",
             )
 

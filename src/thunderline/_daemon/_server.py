@@ -213,6 +213,13 @@ class ControlServer:
         async with stream:
             with anyio.move_on_after(1.0):
                 await self._send(stream, refusal)
+                # Half-close, then read what the client sent until it closes: closing
+                # a socket with unread input sends a reset, and a reset can discard
+                # the refusal before the client has read it.
+                with contextlib.suppress(Exception):
+                    await stream.send_eof()
+                    while len(await stream.receive(65536)) > 0:
+                        pass
 
     async def _guarded(self, stream: anyio.abc.ByteStream) -> None:
         try:
