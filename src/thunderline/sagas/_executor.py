@@ -456,6 +456,7 @@ class SagaRun:
         self._phase = SagaPhase.CREATED
         self._rolled_back = False
         self._report: RollbackReport | None = None  # what the rollback did
+        self._fail_at_start: BaseException | None = None  # a recovery that compensates
 
     def statistics(self) -> SagaRunStatistics:
         """A snapshot of the run's progress (see :class:`SagaRunStatistics`)."""
@@ -500,6 +501,8 @@ class SagaRun:
         if self._hooks:
             instrument.saga_started(self.info)
             instrument.event(self.info, "saga_started", {})
+        if self._fail_at_start is not None:
+            self._fail_now(self._fail_at_start, None)
         try:
             outcome = await self._execute()
         except BaseException as exc:
@@ -973,6 +976,9 @@ class SagaRun:
     async def _rollback(self) -> RollbackReport:
         self._rolled_back = True
         self._phase = SagaPhase.ROLLING_BACK
+        if self._journal is not None and self.info.parent is None and self._failure is not None:
+            # From here on a recovery compensates, whatever the saga's policy.
+            self._journal.failure(self._failure[1], self._failure[0])
         instrument = self._opts.instrument
         instrument.event(self.info, "rollback_started", {})
         own = await rollback_state(

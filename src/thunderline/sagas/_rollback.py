@@ -135,7 +135,13 @@ class _Undoer:
         for completed in reversed(state.completed):
             if completed.child is not None:
                 before = len(self.failures)
-                child_info = completed.child.run or info
+                child_info = completed.child.run or SagaRunInfo(
+                    saga=completed.child.saga,
+                    run_id=info.run_id,
+                    correlation_id=completed.child.correlation_id,
+                    parent=info,
+                    parent_step=completed.name,
+                )
                 await self.undo_state(
                     completed.child, child_info, (*prefix, completed.name), {}, None
                 )

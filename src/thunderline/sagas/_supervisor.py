@@ -73,7 +73,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Hashable, Mapping
+import os
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -121,6 +122,8 @@ from thunderline.runtime import (
 from ._errors import SagaError
 from ._executor import DEFAULT_MAX_UNDO_ATTEMPTS, DEFAULT_ROLLBACK_TIMEOUT, SagaRun
 from ._instrument import SagaInstrument, get_default_instrument
+from ._journal import SagaJournal, SagaJournalError, open_journal
+from ._recovery import SagaInterruptedError, recovery_state
 from ._registry import (
     DEFAULT_MAX_RECENT,
     Ended,
@@ -184,6 +187,33 @@ class SagaCancelledError(SagaError):
     def __init__(self, correlation_id: str) -> None:
         self.correlation_id = correlation_id
         super().__init__(f"saga {correlation_id!r} was cancelled")
+
+
+class UnknownSagaDefinitionError(SagaJournalError, LookupError):
+    """The journal has unfinished runs of a saga definition the supervisor was not given.
+
+    The supervisor does not start (a run it cannot recover must not be
+    forgotten): pass every such definition, by name and version, in
+    ``definitions``.
+
+    Attributes:
+        location: The journal.
+        missing: ``(saga name, version)`` pairs with unfinished runs.
+        known: The ``(name, version)`` pairs given.
+    """
+
+    def __init__(
+        self, location: str, missing: list[tuple[str, int]], known: list[tuple[str, int]]
+    ) -> None:
+        self.location = location
+        self.missing = missing
+        self.known = known
+        names = ", ".join(f"{name!r} version {version}" for name, version in missing)
+        given = ", ".join(f"{name!r} v{version}" for name, version in known) or "none"
+        super().__init__(
+            f"saga journal {location} has unfinished runs of {names}, but the saga supervisor "
+            f"knows no such definition (definitions given: {given})"
+        )
 
 
 class SagaAwaitTimeoutError(SagaError, TimeoutError):
@@ -258,6 +288,7 @@ class SagaSupervisorStatistics:
         cancelled: Cancellations requested by :func:`cancel_saga`.
         rejected: Starts rejected because the correlation id was running.
         joined: Starts that joined a running saga.
+        recovered: Unfinished journaled runs this supervisor recovered at start-up.
         awaiting: Callers waiting for an outcome now.
         recent: Ended sagas whose outcome is cached.
         max_recent: Bound of that cache.
@@ -276,6 +307,7 @@ class SagaSupervisorStatistics:
     cancelled: int
     rejected: int
     joined: int
+    recovered: int
     awaiting: int
     recent: int
     max_recent: int
@@ -387,8 +419,13 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         max_children: int | None,
         max_recent: int,
         instrument: SagaInstrument | None,
+        journal: str | os.PathLike[str] | SagaJournal | None = None,
+        definitions: Iterable[Saga] = (),
     ) -> None:
         self.label = name or "saga_supervisor"
+        self.journal_target = journal
+        self.journal: SagaJournal | None = None
+        self.definitions = {(saga.name, saga.version): saga for saga in definitions}
         self.max_concurrency = max_concurrency
         self.max_children = max_children
         self.instrument = instrument if instrument is not None else get_default_instrument()
@@ -403,6 +440,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                 "cancelled",
                 "rejected",
                 "joined",
+                "recovered",
             ),
             0,
         )
@@ -433,7 +471,37 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         )
         assert children is not None
         self.children = children
+        if self.journal_target is not None:
+            await self._recover()
         return Ok(self)
+
+    async def _recover(self) -> None:
+        """Open the journal and start a recovery run for each unfinished run (see module doc)."""
+        target = self.journal_target
+        assert target is not None
+        self.journal = target if isinstance(target, SagaJournal) else open_journal(target)
+        journal = self.journal
+        unfinished = journal.runs(unfinished_only=True)
+        unknown = sorted(
+            {(r.saga, r.version) for r in unfinished} - set(self.definitions), key=repr
+        )
+        if unknown:
+            raise UnknownSagaDefinitionError(journal.location, unknown, sorted(self.definitions))
+        for journaled in unfinished:
+            cid = journaled.correlation_id
+            saga = self.definitions[journaled.saga, journaled.version]
+            state, compensate = recovery_state(saga, journaled, journal.records(cid), journal.codec)
+            run = SagaRun(
+                state=state, correlation_id=cid, limiter=self.limiter, instrument=self.instrument
+            )
+            run._journal = journal.recover(cid)
+            if compensate:
+                run._fail_at_start = SagaInterruptedError(cid, saga.name)
+            assert self.children is not None
+            pid = await start_child(self.children, run)
+            assert pid is not None
+            self.counts["recovered"] += 1
+            self._register(run, pid, recovered=True)
 
     # ------------------------------------------------------------- requests
 
@@ -479,6 +547,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             self.counts["rejected"] += 1
             return _Failure(SagaAlreadyRunningError(cid, current.pid))
         assert self.children is not None
+        journaled = None
         try:
             run = SagaRun(
                 request.saga,
@@ -488,22 +557,34 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                 instrument=self.instrument,
                 **request.options,
             )
+            if self.journal is not None:
+                # Refuses unjournalable inputs and a correlation id already journaled.
+                journaled = run._journal = self.journal.begin(request.saga, request.inputs, cid)
             pid = await start_child(self.children, run)
         except Exception as exc:  # noqa: BLE001 - the caller's start fails with it
+            if journaled is not None:
+                journaled.finished(None, exc, None)  # journaled, never ran
             return _Failure(exc)
         assert pid is not None
+        self.counts["started"] += 1
+        return self._handle(self._register(run, pid, recovered=False), joined=False)
+
+    def _register(self, run: SagaRun, pid: Pid, *, recovered: bool) -> Entry:
+        """Monitor and register a started saga process, then let it go (steps 4 above)."""
         entry = Entry(
-            correlation_id=cid,
+            correlation_id=run.info.correlation_id,
             pid=pid,
             monitor=monitor(pid),
             run=run,
             started_at=anyio.current_time(),
         )
         self.registry.register(entry)
-        self.counts["started"] += 1
-        self.instrument.event(run.info, "saga_registered", {"pid": pid, "supervisor": self.label})
+        attributes: dict[str, object] = {"pid": pid, "supervisor": self.label}
+        if recovered:
+            attributes["recovered"] = True
+        self.instrument.event(run.info, "saga_registered", attributes)
         send(pid, _Go())
-        return self._handle(entry, joined=False)
+        return entry
 
     @staticmethod
     def _handle(entry: Entry, *, joined: bool) -> SagaHandle:
@@ -664,6 +745,8 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         self._drain()
         for entry in list(self.registry):
             self._ended(entry, Ended(None, reason, cancelled=entry.cancelled))
+        if self.journal is not None and not isinstance(self.journal_target, SagaJournal):
+            self.journal.close()  # opened by this supervisor
 
     def format_status(self, state: _SagaSupervisor) -> Any:
         """Reports show the running correlation ids and pids."""
@@ -715,6 +798,8 @@ def _make_server(
     max_children: int | None,
     max_recent: int,
     instrument: SagaInstrument | None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
 ) -> _SagaSupervisor:
     if name is not None and (not isinstance(name, str) or not name):
         raise SagaArgumentError(function, "name", "None or a non-empty str", name)
@@ -724,12 +809,37 @@ def _make_server(
         raise SagaArgumentError(function, "max_recent", "an int >= 0", max_recent)
     if instrument is not None and not isinstance(instrument, SagaInstrument):
         raise SagaArgumentError(function, "instrument", "None or a SagaInstrument", instrument)
+    if journal is not None and not isinstance(journal, str | os.PathLike | SagaJournal):
+        raise SagaArgumentError(
+            function,
+            "journal",
+            "None, a SQLite path, a postgresql:// URL or a SagaJournal",
+            journal,
+        )
+    if isinstance(journal, str) and not journal:
+        raise SagaArgumentError(function, "journal", "a non-empty path or URL", journal)
+    if isinstance(definitions, Saga) or not isinstance(definitions, Iterable):
+        raise SagaArgumentError(function, "definitions", "an iterable of Saga", definitions)
+    sagas = list(definitions)
+    known: dict[tuple[str, int], Saga] = {}
+    for saga in sagas:
+        if not isinstance(saga, Saga):
+            raise SagaArgumentError(function, "definitions", "an iterable of Saga", saga)
+        if known.setdefault((saga.name, saga.version), saga) is not saga:
+            raise SagaArgumentError(
+                function,
+                "definitions",
+                "one definition per (name, version)",
+                f"two definitions of {saga.name!r} version {saga.version}",
+            )
     return _SagaSupervisor(
         name=name,
         max_concurrency=max_concurrency,
         max_children=max_children,
         max_recent=max_recent,
         instrument=instrument,
+        journal=journal,
+        definitions=sagas,
     )
 
 
@@ -748,6 +858,8 @@ async def start_saga_supervisor(
     max_children: int | None = None,
     max_recent: int = DEFAULT_MAX_RECENT,
     instrument: SagaInstrument | None = None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
 ) -> Pid:
     """Start a saga supervisor and return its pid.
 
@@ -764,11 +876,19 @@ async def start_saga_supervisor(
         max_recent: How many ended sagas :func:`await_saga` still answers for.
         instrument: Hooks for every run and the supervisor's events (default:
             :func:`get_default_instrument` when the supervisor starts).
+        journal: Journal every run here (see "Durability" in the module
+            docstring): a SQLite file (a directory: ``<dir>/sagas.db``), a
+            ``postgresql://`` URL (schema ``thunderline_sagas``), or an open
+            :class:`SagaJournal` (then the caller closes it). ``None``: no journal.
+        definitions: The saga definitions its unfinished runs may need at
+            start-up, matched by name and version.
 
     Raises:
         SagaArgumentError: an argument has the wrong type or value.
         AlreadyStartedError: ``name`` is taken.
-        InitFailedError: the supervisor could not start.
+        InitFailedError: the supervisor could not start (e.g. the journal has
+            another format version, or unfinished runs of a definition not given:
+            the reason is a :class:`SagaJournalError`).
     """
     server = _make_server(
         "start_saga_supervisor",
@@ -777,6 +897,8 @@ async def start_saga_supervisor(
         max_children=max_children,
         max_recent=max_recent,
         instrument=instrument,
+        journal=journal,
+        definitions=definitions,
     )
     if _in_process():
         pid = await start_link(server, name=name)
@@ -794,6 +916,8 @@ def saga_supervisor_spec(
     max_children: int | None = None,
     max_recent: int = DEFAULT_MAX_RECENT,
     instrument: SagaInstrument | None = None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
 ) -> ChildSpec:
     """A :class:`~thunderline.runtime.ChildSpec` to nest a saga supervisor in an application.
 
@@ -810,6 +934,8 @@ def saga_supervisor_spec(
         "max_children": max_children,
         "max_recent": max_recent,
         "instrument": instrument,
+        "journal": journal,
+        "definitions": tuple(definitions) if isinstance(definitions, Iterable) else definitions,
     }
     _make_server("saga_supervisor_spec", **options)
 
