@@ -350,3 +350,34 @@ def test_a_missing_journal_is_not_created_read_only(tmp_path: Path) -> None:
     with pytest.raises(JournalNotFoundError):
         open_journal(tmp_path / "none.db", read_only=True)
     assert not (tmp_path / "none.db").exists()
+
+
+async def test_recovery_reuses_the_runs_journaled_options(target: dict[str, Any]) -> None:
+    calls: list[int] = []
+
+    async def undo(value: object) -> None:
+        calls.append(1)
+        raise OSError("undo keeps failing")
+
+    async def step() -> str:
+        return "done"
+
+    b = SagaBuilder("opts")
+    b.step("a", step, undo=undo)
+    b.step("b", step, wait_for=["a"])
+    saga = b.build(returns="b")
+    with _open(target) as journal:
+        run = journal.begin(saga, {}, "opts-1", {"max_undo_attempts": 2, "in_flight": "await"})
+        run.attempt_started("a", 1)
+        run.attempt_finished("a", 1, "ok", None, "done")
+    with _open(target) as journal:
+        async with tl.open_node():
+            sup = await start_saga_supervisor(journal=journal, definitions=[saga])
+            with anyio.fail_after(20):
+                outcome = await await_saga(sup, "opts-1")
+        assert isinstance(outcome, SagaFailed)
+        assert outcome.rollback.status is RollbackStatus.INCOMPLETE
+        assert len(calls) == 2
+        row = journal.run("opts-1")
+        assert row is not None
+        assert (row.outcome, row.rollback) == ("failed", "incomplete")

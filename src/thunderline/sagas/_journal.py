@@ -15,6 +15,8 @@ database or in one PostgreSQL schema (default ``thunderline_sagas``):
     one row per correlation id, written when the run starts (so one run per
     correlation id, across crashes): ``saga`` and ``version`` of the
     definition, ``policy`` (its recovery policy), ``inputs`` (JSON),
+    ``options`` (JSON: the run's ``timeout``, ``in_flight``,
+    ``rollback_timeout``, ``max_undo_attempts``, reused by a recovery),
     ``started_at``; then ``outcome`` (``succeeded``, ``failed``, ``halted``;
     NULL while unfinished), ``rollback`` (``rolled_back``, ``incomplete`` or
     NULL), ``detail`` (the error, one line), ``ended_at``, ``recoveries``
@@ -189,6 +191,7 @@ class JournaledRun:
     version: int
     policy: str
     inputs: str
+    options: str
     started_at: float
     outcome: str | None
     rollback: str | None
@@ -372,7 +375,8 @@ class SagaJournal:
             "create",
             f"CREATE TABLE IF NOT EXISTS {self._runs} ("
             "correlation_id TEXT PRIMARY KEY, saga TEXT NOT NULL, version INTEGER NOT NULL, "
-            "policy TEXT NOT NULL, inputs TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL, "
+            "policy TEXT NOT NULL, inputs TEXT NOT NULL, options TEXT NOT NULL, "
+            "started_at DOUBLE PRECISION NOT NULL, "
             "outcome TEXT, rollback TEXT, detail TEXT, ended_at DOUBLE PRECISION, "
             "recoveries INTEGER NOT NULL DEFAULT 0)",
         )
@@ -423,8 +427,16 @@ class SagaJournal:
         except (TypeError, ValueError) as exc:  # e.g. a codec that rejects the mapping
             raise UnjournalableInputError(saga.name, "*", inputs, str(exc)) from None
 
-    def begin(self, saga: Saga, inputs: Mapping[str, Any], correlation_id: str) -> RunJournal:
+    def begin(
+        self,
+        saga: Saga,
+        inputs: Mapping[str, Any],
+        correlation_id: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> RunJournal:
         """Journal the start of a run and return its :class:`RunJournal`.
+
+        ``options`` are the run's options (JSON values), given back to a recovery.
 
         Raises:
             UnjournalableInputError: an input does not encode.
@@ -433,9 +445,17 @@ class SagaJournal:
         text = self.encode_inputs(saga, inputs)
         cursor = self._execute(
             "start a run",
-            f"INSERT INTO {self._runs} (correlation_id, saga, version, policy, inputs, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (correlation_id) DO NOTHING",
-            (correlation_id, saga.name, saga.version, saga.recovery, text, time.time()),
+            f"INSERT INTO {self._runs} (correlation_id, saga, version, policy, inputs, options, "
+            "started_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (correlation_id) DO NOTHING",
+            (
+                correlation_id,
+                saga.name,
+                saga.version,
+                saga.recovery,
+                text,
+                json.dumps(dict(options or {}), sort_keys=True),
+                time.time(),
+            ),
         )
         if cursor.rowcount != 1:
             existing = self.run(correlation_id)
@@ -494,7 +514,7 @@ class SagaJournal:
     # --------------------------------------------------------------- reading
 
     _RUN_COLUMNS = (
-        "correlation_id, saga, version, policy, inputs, started_at, outcome, rollback, "
+        "correlation_id, saga, version, policy, inputs, options, started_at, outcome, rollback, "
         "detail, ended_at, recoveries"
     )
 

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 import os
 from collections.abc import Hashable, Iterable, Mapping
@@ -492,7 +493,11 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             saga = self.definitions[journaled.saga, journaled.version]
             state, compensate = recovery_state(saga, journaled, journal.records(cid), journal.codec)
             run = SagaRun(
-                state=state, correlation_id=cid, limiter=self.limiter, instrument=self.instrument
+                state=state,
+                correlation_id=cid,
+                limiter=self.limiter,
+                instrument=self.instrument,
+                **_recovered_options(journaled.options),
             )
             run._journal = journal.recover(cid)
             if compensate:
@@ -559,7 +564,9 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             )
             if self.journal is not None:
                 # Refuses unjournalable inputs and a correlation id already journaled.
-                journaled = run._journal = self.journal.begin(request.saga, request.inputs, cid)
+                journaled = run._journal = self.journal.begin(
+                    request.saga, request.inputs, cid, request.options
+                )
             pid = await start_child(self.children, run)
         except Exception as exc:  # noqa: BLE001 - the caller's start fails with it
             if journaled is not None:
@@ -751,6 +758,18 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
     def format_status(self, state: _SagaSupervisor) -> Any:
         """Reports show the running correlation ids and pids."""
         return [(entry.correlation_id, entry.pid) for entry in self.registry]
+
+
+def _recovered_options(text: str) -> dict[str, Any]:
+    """A journaled run's options, as :class:`SagaRun` keywords (unknown keys dropped)."""
+    try:
+        options = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(options, dict):
+        return {}
+    keys = ("timeout", "in_flight", "rollback_timeout", "max_undo_attempts")
+    return {key: options[key] for key in keys if key in options}
 
 
 # -------------------------------------------------------------------- the API
