@@ -152,7 +152,12 @@ class _Compensate:
     error: BaseException
 
 
-_Then = _Again | _Compensate | None  # None: the step is done (completed, halted or failed)
+_Then = _Again | _Compensate | None
+_MARKERS: Final = (
+    Retry,
+    Halt,
+    Continue,
+)  # what run() may return besides a result  # None: the step is done (completed, halted or failed)
 
 
 @attrs.frozen
@@ -512,11 +517,13 @@ class SagaRun:
                 with anyio.CancelScope(shield=True):
                     await self._rollback()
             self._phase = SagaPhase.FINISHED
-            self._journal_outcome(None, exc)
+            if self._journal is not None:
+                self._journal_outcome(None, exc)
             instrument.saga_finished(self.info, None, exc)
             raise
         self._phase = SagaPhase.FINISHED
-        self._journal_outcome(outcome, None)
+        if self._journal is not None:
+            self._journal_outcome(outcome, None)
         if self._hooks:
             instrument.saga_finished(self.info, outcome, None)
         return outcome
@@ -617,7 +624,9 @@ class SagaRun:
             # A FunctionStep without timeout ignores its context: call the
             # function right here (the common case, kept cheap).
             function = impl._run if type(impl) is FunctionStep and spec.timeout is None else None
-            slots = None if isinstance(impl, Saga) else self._slots
+            slots = self._slots
+            if slots is not None and isinstance(impl, Saga):
+                slots = None  # a nested saga holds no slot: its own steps do
             attempt = 0
             while True:
                 attempt += 1
@@ -626,7 +635,13 @@ class SagaRun:
                 try:
                     if self._stopping:
                         return
-                    self._begin(name, attempt)
+                    # begin: the attempt starts (journaled first).
+                    self._attempts[name] = attempt
+                    self._status[name] = StepStatus.RUNNING
+                    if self._journal is not None:
+                        self._journal.attempt_started("/".join((*self._path, name)), attempt)
+                    if self._hooks:
+                        self._opts.instrument.step_attempt_started(self.info, name, attempt)
                     if function is not None:
                         try:
                             value = await function(**args)
@@ -655,14 +670,6 @@ class SagaRun:
             self._release(name)
 
     # ------------------------------------------------------ one attempt
-
-    def _begin(self, name: str, attempt: int) -> None:
-        self._attempts[name] = attempt
-        self._status[name] = StepStatus.RUNNING
-        if self._journal is not None:
-            self._journal.attempt_started("/".join((*self._path, name)), attempt)
-        if self._hooks:
-            self._opts.instrument.step_attempt_started(self.info, name, attempt)
 
     def _interrupted_attempt(self, name: str, attempt: int) -> None:
         """The attempt was cancelled (saga timeout, ``in_flight="cancel"``, outside)."""
@@ -755,7 +762,7 @@ class SagaRun:
         journal = self._journal
         hooks = self._hooks
         if error is None:
-            if not isinstance(value, Retry | Halt | Continue):
+            if not isinstance(value, _MARKERS):
                 if journal is not None:
                     journal.attempt_finished(
                         "/".join((*self._path, name)), attempt, "ok", None, value
