@@ -9,6 +9,7 @@ when unreachable unless ``THUNDERLINE_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -24,12 +25,14 @@ from thunderline.sagas import (
     JOURNAL_VERSION,
     UNJOURNALED,
     Input,
+    JournalCodec,
     JournalNotFoundError,
     JournalVersionError,
     RollbackStatus,
     Saga,
     SagaAlreadyRanError,
     SagaAlreadyRunningError,
+    SagaArgumentError,
     SagaBuilder,
     SagaFailed,
     SagaInterruptedError,
@@ -41,6 +44,7 @@ from thunderline.sagas import (
     UnknownSagaDefinitionError,
     await_saga,
     open_journal,
+    saga_supervisor_spec,
     start_saga,
     start_saga_supervisor,
     statistics,
@@ -381,3 +385,111 @@ async def test_recovery_reuses_the_runs_journaled_options(target: dict[str, Any]
         row = journal.run("opts-1")
         assert row is not None
         assert (row.outcome, row.rollback) == ("failed", "incomplete")
+
+
+class Money:
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+class MoneyCodec(JournalCodec):
+    def default(self, value: Any) -> Any:
+        if isinstance(value, Money):
+            return {"__money__": value.cents}
+        return super().default(value)
+
+    def decode(self, text: str) -> Any:
+        return json.loads(
+            text, object_hook=lambda d: Money(d["__money__"]) if "__money__" in d else d
+        )
+
+
+async def test_a_codec_journals_the_applications_own_types(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    async def charge(amount: Money) -> Money:
+        return Money(amount.cents)
+
+    async def refund(value: Money, amount: Money) -> None:
+        seen.append((value.cents, amount.cents))
+
+    async def fails(paid: Money) -> None:
+        raise ValueError("no")
+
+    b = SagaBuilder("pay", inputs=["amount"])
+    b.step("charge", charge, args={"amount": Input("amount")}, undo=refund)
+    b.step("ship", fails, args={"paid": StepResult("charge")})
+    saga = b.build(returns="ship")
+    path = tmp_path / "sagas.db"
+    with open_journal(path, codec=MoneyCodec()) as journal:
+        run = journal.begin(saga, {"amount": Money(250)}, "p1")
+        run.attempt_started("charge", 1)
+        run.attempt_finished("charge", 1, "ok", None, Money(250))
+    async with tl.open_node():
+        sup = await start_saga_supervisor(
+            journal=path, definitions=[saga], journal_codec=MoneyCodec()
+        )
+        with anyio.fail_after(20):
+            outcome = await await_saga(sup, "p1")
+    assert isinstance(outcome, SagaFailed)
+    assert seen == [(250, 250)]
+
+
+async def test_a_stopped_supervisor_journals_its_rolled_back_runs(tmp_path: Path) -> None:
+    entered = anyio.Event()
+    undone: list[str] = []
+
+    async def first() -> str:
+        return "a"
+
+    async def undo(value: object) -> None:
+        undone.append("a")
+
+    async def forever() -> None:
+        entered.set()
+        await anyio.sleep_forever()
+
+    b = SagaBuilder("stuck")
+    b.step("a", first, undo=undo)
+    b.step("b", forever, wait_for=["a"])
+    saga = b.build(returns="b")
+    done = anyio.Event()
+
+    async def operator() -> None:
+        tl.trap_exit(True)
+        sup = await start_saga_supervisor(journal=tmp_path)
+        await start_saga(sup, saga, {}, correlation_id="stuck-1")
+        await entered.wait()
+        await tl.stop(sup, tl.SHUTDOWN)
+        done.set()
+
+    async with tl.open_node():
+        tl.spawn(operator)
+        with anyio.fail_after(20):
+            await done.wait()
+    assert undone == ["a"]
+    with open_journal(tmp_path) as journal:
+        run = journal.run("stuck-1")
+        assert run is not None
+        assert (run.outcome, run.rollback) == ("failed", "rolled_back")
+        assert journal.runs(unfinished_only=True) == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("journal", 42),
+        ("journal", ""),
+        ("definitions", "shop"),
+        ("journal_codec", json),
+    ],
+)
+async def test_supervisor_journal_arguments_are_checked(argument: str, value: object) -> None:
+    async with tl.open_node():
+        with pytest.raises(SagaArgumentError, match=argument):
+            await start_saga_supervisor(**{argument: value})  # type: ignore[arg-type]
+
+
+async def test_two_definitions_of_one_name_and_version_are_refused() -> None:
+    with pytest.raises(SagaArgumentError, match="one definition per"):
+        saga_supervisor_spec(definitions=[shop(Effects()), shop(Effects())])

@@ -123,7 +123,7 @@ from thunderline.runtime import (
 from ._errors import SagaError
 from ._executor import DEFAULT_MAX_UNDO_ATTEMPTS, DEFAULT_ROLLBACK_TIMEOUT, SagaRun
 from ._instrument import SagaInstrument, get_default_instrument
-from ._journal import SagaJournal, SagaJournalError, open_journal
+from ._journal import JournalCodec, SagaJournal, SagaJournalError, open_journal
 from ._recovery import SagaInterruptedError, recovery_state
 from ._registry import (
     DEFAULT_MAX_RECENT,
@@ -422,9 +422,11 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         instrument: SagaInstrument | None,
         journal: str | os.PathLike[str] | SagaJournal | None = None,
         definitions: Iterable[Saga] = (),
+        journal_codec: JournalCodec | None = None,
     ) -> None:
         self.label = name or "saga_supervisor"
         self.journal_target = journal
+        self.journal_codec = journal_codec
         self.journal: SagaJournal | None = None
         self.definitions = {(saga.name, saga.version): saga for saga in definitions}
         self.max_concurrency = max_concurrency
@@ -480,7 +482,11 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         """Open the journal and start a recovery run for each unfinished run (see module doc)."""
         target = self.journal_target
         assert target is not None
-        self.journal = target if isinstance(target, SagaJournal) else open_journal(target)
+        self.journal = (
+            target
+            if isinstance(target, SagaJournal)
+            else open_journal(target, codec=self.journal_codec)
+        )
         journal = self.journal
         unfinished = journal.runs(unfinished_only=True)
         unknown = sorted(
@@ -819,6 +825,7 @@ def _make_server(
     instrument: SagaInstrument | None,
     journal: str | os.PathLike[str] | SagaJournal | None = None,
     definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> _SagaSupervisor:
     if name is not None and (not isinstance(name, str) or not name):
         raise SagaArgumentError(function, "name", "None or a non-empty str", name)
@@ -837,6 +844,8 @@ def _make_server(
         )
     if isinstance(journal, str) and not journal:
         raise SagaArgumentError(function, "journal", "a non-empty path or URL", journal)
+    if journal_codec is not None and not isinstance(journal_codec, JournalCodec):
+        raise SagaArgumentError(function, "journal_codec", "None or a JournalCodec", journal_codec)
     if isinstance(definitions, Saga) or not isinstance(definitions, Iterable):
         raise SagaArgumentError(function, "definitions", "an iterable of Saga", definitions)
     sagas = list(definitions)
@@ -859,6 +868,7 @@ def _make_server(
         instrument=instrument,
         journal=journal,
         definitions=sagas,
+        journal_codec=journal_codec,
     )
 
 
@@ -879,6 +889,7 @@ async def start_saga_supervisor(
     instrument: SagaInstrument | None = None,
     journal: str | os.PathLike[str] | SagaJournal | None = None,
     definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> Pid:
     """Start a saga supervisor and return its pid.
 
@@ -901,6 +912,8 @@ async def start_saga_supervisor(
             :class:`SagaJournal` (then the caller closes it). ``None``: no journal.
         definitions: The saga definitions its unfinished runs may need at
             start-up, matched by name and version.
+        journal_codec: How the journal it opens encodes values (default JSON;
+            see :class:`JournalCodec`).
 
     Raises:
         SagaArgumentError: an argument has the wrong type or value.
@@ -918,6 +931,7 @@ async def start_saga_supervisor(
         instrument=instrument,
         journal=journal,
         definitions=definitions,
+        journal_codec=journal_codec,
     )
     if _in_process():
         pid = await start_link(server, name=name)
@@ -937,6 +951,7 @@ def saga_supervisor_spec(
     instrument: SagaInstrument | None = None,
     journal: str | os.PathLike[str] | SagaJournal | None = None,
     definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> ChildSpec:
     """A :class:`~thunderline.runtime.ChildSpec` to nest a saga supervisor in an application.
 
@@ -955,6 +970,7 @@ def saga_supervisor_spec(
         "instrument": instrument,
         "journal": journal,
         "definitions": tuple(definitions) if isinstance(definitions, Iterable) else definitions,
+        "journal_codec": journal_codec,
     }
     _make_server("saga_supervisor_spec", **options)
 
