@@ -58,6 +58,19 @@ without one, it raises :class:`SagaCrashedError` carrying the exit reason. It
 also works shortly after the end: the registry keeps the last ``max_recent``
 ended sagas (default 256; oldest evicted first).
 
+Durability. With ``journal=`` every start is journaled first (step 3 also
+refuses inputs the journal cannot encode, :class:`UnjournalableInputError`,
+and a correlation id the journal already has, :class:`SagaAlreadyRanError`),
+and every run writes its attempts, undos and outcome to it
+(:mod:`thunderline.sagas._journal`). In ``init``, after the dynamic
+supervisor started, the supervisor reads the runs without an outcome and,
+for each, builds a recovery run from its records by its definition's policy
+(:mod:`thunderline.sagas._recovery`: compensate or resume), starts it,
+registers it under its correlation id and lets it go, exactly as step 4; so
+a new start of a recovering id is a duplicate (S21). A run whose definition
+(name and version) is not in ``definitions`` makes ``init`` fail with
+:class:`UnknownSagaDefinitionError` rather than forget the run.
+
 Instrument. The supervisor's :class:`SagaInstrument` is passed to every run
 and additionally receives, through ``event`` and from the supervisor process,
 ``"saga_registered"`` (attributes ``pid``, ``supervisor``) before the run's
@@ -1044,6 +1057,8 @@ async def start_saga(
         SagaAlreadyRunningError: the id is running and ``on_duplicate="reject"``.
         SagaArgumentError: ``saga``, ``correlation_id`` or ``on_duplicate`` is invalid.
         MissingInputError: inputs are missing or undeclared (nothing is registered).
+        UnjournalableInputError: with a journal, an input it cannot encode.
+        SagaAlreadyRanError: with a journal, the id already has a journaled run.
         ValueError: invalid run options.
         MaxChildrenError: the supervisor already runs ``max_children`` sagas.
     """
