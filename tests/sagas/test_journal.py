@@ -201,6 +201,8 @@ def _crashed_run(journal: SagaJournal, saga: Saga, *, undone: tuple[str, ...] = 
         run.attempt_started(step, 1)
         run.attempt_finished(step, 1, "ok", None, {"step": step, "n": 3, "i": i})
     run.attempt_started("ship", 1)  # in flight when the process died
+    if undone:
+        run.failure("ship", ValueError("ship failed"))
     for step in undone:
         run.undo_started(step, 1)
         run.undo_finished(step, 1, "ok", None)

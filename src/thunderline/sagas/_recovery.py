@@ -6,7 +6,8 @@ Algorithm (:func:`recovery_state`), for one run without an outcome::
         attempt_finished ok / completed at path P -> P stands completed (with its
                                                      value, if journaled)
         undo_finished ok at P                      -> P no longer stands
-        undo_started or failure                    -> the run was rolling back
+        failure                                    -> the run was rolling back (a
+                                                     nested saga's own rollback is not)
     compensate := the definition's policy is "compensate", or the run was
                   rolling back (a failed run is never resumed forward)
     build the state tree, each saga level from its steps:
@@ -111,7 +112,7 @@ def recovery_state(
                 done[record.path] = _Done(record.seq, UNJOURNALED, False)
         elif kind == "undo_finished" and record.status == "ok":
             done.pop(record.path, None)
-        elif kind in ("undo_started", "failure"):
+        elif kind == "failure":  # written when the run's own rollback began
             rolling_back = True
     compensate = saga.recovery == "compensate" or rolling_back
     inputs = codec.decode(run.inputs)
