@@ -495,3 +495,53 @@ async def test_supervisor_journal_arguments_are_checked(argument: str, value: ob
 async def test_two_definitions_of_one_name_and_version_are_refused() -> None:
     with pytest.raises(SagaArgumentError, match="one definition per"):
         saga_supervisor_spec(definitions=[shop(Effects()), shop(Effects())])
+
+
+async def test_a_nested_sagas_own_rollback_does_not_turn_resume_into_compensate(
+    target: dict[str, Any],
+) -> None:
+    effects = Effects()
+
+    async def run_step(name: str) -> str:
+        effects.log.append(("run", name, None))
+        return name
+
+    async def c1() -> str:
+        return await run_step("c1")
+
+    async def c2(x: str) -> str:
+        return await run_step("c2")
+
+    async def o1() -> str:
+        return await run_step("o1")
+
+    async def undo(value: object) -> None:
+        effects.log.append(("undo", str(value), None))
+
+    child = SagaBuilder("child")
+    child.step("c1", c1, undo=undo)
+    child.step("c2", c2, args={"x": StepResult("c1")})
+    parent = SagaBuilder("parent", recovery="resume")
+    parent.step("o1", o1, undo=undo)
+    parent.step("inner", child.build(returns="c2"), wait_for=["o1"])
+    saga = parent.build(returns="inner")
+    with _open(target) as journal:
+        run = journal.begin(saga, {}, "n-1")
+        run.attempt_started("o1", 1)
+        run.attempt_finished("o1", 1, "ok", None, "o1")
+        run.attempt_started("inner", 1)
+        run.attempt_started("inner/c1", 1)
+        run.attempt_finished("inner/c1", 1, "ok", None, "c1")
+        run.attempt_started("inner/c2", 1)
+        run.attempt_finished("inner/c2", 1, "error", ValueError("flaky"), None)
+        run.undo_started("inner/c1", 1)  # the child rolled back; the parent retries it
+        run.undo_finished("inner/c1", 1, "ok", None)
+        run.attempt_finished("inner", 1, "error", ValueError("child failed"), None)
+        run.attempt_started("inner", 2)  # the process dies here
+    with _open(target) as journal:
+        async with tl.open_node():
+            sup = await start_saga_supervisor(journal=journal, definitions=[saga])
+            with anyio.fail_after(20):
+                outcome = await await_saga(sup, "n-1")
+    assert isinstance(outcome, SagaSucceeded)
+    assert [e[:2] for e in effects.log] == [("run", "c1"), ("run", "c2")]
