@@ -27,7 +27,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas
 from thunderline.domains._common import APP, SAGAS
-from thunderline.domains.bolt import bolt_spec
+from thunderline.domains.bolt import DEFAULT_SAGAS, EventJournalCodec, bolt_spec
 from thunderline.domains.flow import Route, default_routes, flow_spec
 from thunderline.domains.gate import gate_spec
 from thunderline.domains.link import link_spec
@@ -50,6 +50,9 @@ class AppConfig:
             ``system.heartbeat``, to the bolt pipeline; see ``flow.default_routes``).
         saga_concurrency: step slots shared by all running sagas.
         saga_instrument: hooks for every saga run (e.g. telemetry's saga tracer).
+        saga_journal: where the saga supervisor journals Bolt's sagas, a path or
+            ``postgresql://`` URL (default ``data_dir/sagas.db``); unfinished
+            runs are recovered when the application starts.
     """
 
     data_dir: Path = attrs.field(converter=Path)
@@ -59,6 +62,7 @@ class AppConfig:
     routes: Sequence[Route] | None = None
     saga_concurrency: int | None = None
     saga_instrument: sagas.SagaInstrument | None = None
+    saga_journal: str | None = None
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -86,6 +90,9 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
             name=SAGAS,
             max_concurrency=config.saga_concurrency,
             instrument=config.saga_instrument,
+            journal=config.saga_journal or data_dir / "sagas.db",
+            definitions=DEFAULT_SAGAS.values(),
+            journal_codec=EventJournalCodec(),
         ),
         bolt_spec(),
         flow_spec(config.routes if config.routes is not None else default_routes()),
