@@ -152,7 +152,15 @@ class _Compensate:
     error: BaseException
 
 
-_Then = _Again | _Compensate | None
+@attrs.frozen(slots=True)
+class _Durable:
+    """What follows an attempt: complete with ``value`` once the journal committed it."""
+
+    value: Any
+    child: SagaState | None
+
+
+_Then = _Again | _Compensate | _Durable | None
 _MARKERS: Final = (
     Retry,
     Halt,
@@ -518,17 +526,20 @@ class SagaRun:
                     await self._rollback()
             self._phase = SagaPhase.FINISHED
             if self._journal is not None:
-                self._journal_outcome(None, exc)
+                with anyio.CancelScope(shield=True):
+                    await self._journal_outcome(None, exc)
             instrument.saga_finished(self.info, None, exc)
             raise
         self._phase = SagaPhase.FINISHED
         if self._journal is not None:
-            self._journal_outcome(outcome, None)
+            await self._journal_outcome(outcome, None)
         if self._hooks:
             instrument.saga_finished(self.info, outcome, None)
         return outcome
 
-    def _journal_outcome(self, outcome: SagaOutcome | None, error: BaseException | None) -> None:
+    async def _journal_outcome(
+        self, outcome: SagaOutcome | None, error: BaseException | None
+    ) -> None:
         # A nested run's outcome is its parent step's attempt end.
         if self._journal is None or self.info.parent is not None:
             return
@@ -536,8 +547,10 @@ class SagaRun:
             assert error is not None
             with contextlib.suppress(Exception):  # a broken journal is the error itself
                 self._journal.finished(None, error, self._report)
+                await self._journal.sync()
             return
         self._journal.finished(outcome, None, None)
+        await self._journal.sync()
 
     async def _execute(self) -> SagaOutcome:
         timeout = self._opts.timeout
@@ -657,6 +670,14 @@ class SagaRun:
                     if type(then) is _Compensate:
                         assert isinstance(impl, Step)
                         then = await self._compensate(spec, impl, args, attempt, then.error)
+                    if type(then) is _Durable:
+                        # Shielded: once its record may be committed, the step completes
+                        # (and is undone if the run fails), whatever cancels it now.
+                        assert self._journal is not None
+                        with anyio.CancelScope(shield=True):
+                            await self._journal.sync()
+                        self._complete(spec, then.value, args, then.child)
+                        then = None
                 finally:
                     if slots is not None:
                         slots.release()
@@ -763,14 +784,15 @@ class SagaRun:
         hooks = self._hooks
         if error is None:
             if not isinstance(value, _MARKERS):
-                if journal is not None:
-                    journal.attempt_finished(
-                        "/".join((*self._path, name)), attempt, "ok", None, value
-                    )
                 if hooks:
                     self._opts.instrument.step_attempt_finished(
                         self.info, name, attempt, "ok", None
                     )
+                if journal is not None:
+                    journal.attempt_finished(
+                        "/".join((*self._path, name)), attempt, "ok", None, value
+                    )
+                    return _Durable(value, child)  # completes once committed
                 self._complete(spec, value, args, child)
                 return None
             if isinstance(value, Continue):
@@ -838,6 +860,7 @@ class SagaRun:
         if isinstance(decision, Continue):
             if self._journal is not None:
                 self._journal.completed("/".join((*self._path, name)), decision.value)
+                return _Durable(decision.value, None)
             self._complete(spec, decision.value, args)
             return None
         if isinstance(decision, Retry):
@@ -987,6 +1010,8 @@ class SagaRun:
         if self._journal is not None and self.info.parent is None and self._failure is not None:
             # From here on a recovery compensates, whatever the saga's policy.
             self._journal.failure(self._failure[1], self._failure[0])
+            with anyio.CancelScope(shield=True):
+                await self._journal.sync()
         instrument = self._opts.instrument
         instrument.event(self.info, "rollback_started", {})
         own = await rollback_state(

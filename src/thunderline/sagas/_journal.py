@@ -29,16 +29,16 @@ database or in one PostgreSQL schema (default ``thunderline_sagas``):
     ``cancelled``), ``value`` (the result of a completed step, JSON, when it
     serializes; ``has_value`` says whether it did), ``detail`` (the error).
 
-Records recovery relies on are committed before the call returns (SQLite in
-WAL mode with ``synchronous=NORMAL``: durable across a process crash;
-PostgreSQL with its default ``synchronous_commit``): the start of a run
-(before its first step), a completion (before any dependent can start), the
-``failure`` record (before the first undo), a successful undo, the outcome
-(before anyone hears of it). The others (an attempt or undo starting, an
-attempt or undo that failed) are held in memory and committed in the same
-transaction as the next of those, in call order: one commit per step instead
-of two. A crash loses only held records, so the journal always reads as the
-history of a process that died a little earlier.
+Writes are group-committed, in call order (SQLite in WAL mode with
+``synchronous=NORMAL``: a commit survives a process crash; PostgreSQL with
+its default ``synchronous_commit``). The start of a run is committed before
+``start_saga`` returns; after that the run waits for the commit of what it
+wrote (:meth:`SagaJournal.sync`) before a completion takes effect (so before
+any dependent starts), before its first undo (the ``failure`` record), after
+each successful undo, and before its outcome is reported. Every run waiting
+at one moment shares one transaction, so concurrent sagas cost one commit
+between them. A crash loses only what was not committed yet, so the journal
+always reads as the history of a process that died a little earlier.
 
 Values go through a :class:`JournalCodec` (JSON by default: None, bool, int,
 finite float, str, and lists, tuples and str-keyed dicts of those; tuples come
@@ -58,6 +58,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import anyio
+import anyio.lowlevel
 import attrs
 
 from ._errors import SagaError
@@ -259,9 +261,15 @@ class RunJournal(Protocol):
     """The journal of one top-level run, as the executor writes it.
 
     ``path`` is the step's path from the root run (``"step"`` or
-    ``"nested/step"``); nested runs write to their root's journal. Each call
-    returns once the record is committed.
+    ``"nested/step"``); nested runs write to their root's journal. A write
+    appends the record; :meth:`sync` returns once everything written so far
+    is committed (the executor syncs before a completion takes effect, before
+    the first undo, after each successful undo and before the outcome is
+    reported).
     """
+
+    async def sync(self) -> None:
+        """Return once every record written so far is committed."""
 
     def attempt_started(self, path: str, attempt: int) -> None:
         """Before an attempt of ``run`` (or of a nested saga) begins."""
@@ -326,7 +334,16 @@ class SagaJournal:
         self._runs = prefix + "saga_runs"
         self._records = prefix + "saga_records"
         self._meta = prefix + "journal_meta"
-        self._held: list[tuple[Any, ...]] = []  # records to commit with the next durable one
+        # Appended, not yet committed: (statement, parameters), in order.
+        self._held: list[tuple[str, tuple[Any, ...]]] = []
+        self._appended = 0
+        self._committed = 0
+        self._committing: anyio.Event | None = None  # a sync() commit is under way
+        self._broken: JournalBackendError | None = None
+        self._insert = self._sql(
+            f"INSERT INTO {self._records} (correlation_id, kind, path, attempt, status, value, "
+            "has_value, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
@@ -356,7 +373,7 @@ class SagaJournal:
         if self._closed:
             return
         try:
-            self._flush("close")
+            self.flush("close")
         except SagaJournalError:
             pass  # the connection is broken; held records die with it, as in a crash
         self._closed = True
@@ -493,89 +510,95 @@ class SagaJournal:
         value: str | None = None,
         has_value: bool = False,
         detail: str | None = None,
-        *,
-        durable: bool = True,
     ) -> None:
-        """Append a record; ``durable``: commit it now, with every record held before it.
+        """Append a record to the held ones (committed by :meth:`sync` or :meth:`flush`)."""
+        self._hold(
+            self._insert,
+            (
+                correlation_id,
+                kind,
+                path,
+                attempt,
+                status,
+                value,
+                int(has_value),
+                detail,
+                time.time(),
+            ),
+        )
 
-        A record that recovery does not need before the next durable one (an
-        attempt or undo starting, an attempt that did not complete) is held in
-        memory and committed in the same transaction as the next durable record
-        (or the outcome): one commit per attempt instead of two, and the journal
-        order is the order of the calls either way. A crash loses only held
-        records, i.e. the journal ends as if the process had died a little
-        earlier.
+    def _finish(
+        self, correlation_id: str, outcome: str, rollback: str | None, detail: str | None
+    ) -> None:
+        self._hold(
+            self._sql(
+                f"UPDATE {self._runs} SET outcome = ?, rollback = ?, detail = ?, ended_at = ? "
+                "WHERE correlation_id = ? AND outcome IS NULL"
+            ),
+            (outcome, rollback, detail, time.time(), correlation_id),
+        )
+
+    def _hold(self, statement: str, params: tuple[Any, ...]) -> None:
+        if self._broken is not None:
+            raise self._broken
+        self._held.append((statement, params))
+        self._appended += 1
+
+    async def sync(self) -> None:
+        """Return once everything appended so far is committed (group commit).
+
+        The first caller to find uncommitted records commits them, after one
+        checkpoint so that every task ready to run adds its records to the same
+        transaction; callers arriving meanwhile wait for that commit, then
+        commit what was added since, in order.
+
+        Raises:
+            JournalBackendError: the database failed; the journal is then
+                broken and every later write raises the same error (what was
+                not committed is lost, as in a crash).
         """
-        row = (
-            correlation_id,
-            kind,
-            path,
-            attempt,
-            status,
-            value,
-            int(has_value),
-            detail,
-            time.time(),
-        )
-        self._held.append(row)
-        if durable:
-            self._flush(f"journal {kind}")
+        target = self._appended
+        while self._committed < target:
+            if self._broken is not None:
+                raise self._broken
+            if self._committing is not None:
+                await self._committing.wait()
+                continue
+            done = self._committing = anyio.Event()
+            try:
+                await anyio.lowlevel.checkpoint()
+                self.flush()
+            finally:
+                self._committing = None
+                done.set()
 
-    def _flush(self, operation: str, extra: tuple[str, Sequence[Any]] | None = None) -> None:
-        """Commit the held records (and ``extra``, a statement and its parameters) at once."""
-        rows, self._held = self._held, []
-        if not rows and extra is None:
+    def flush(self, operation: str = "commit records") -> None:
+        """Commit the held records now, in one transaction."""
+        if self._broken is not None:
+            raise self._broken
+        items, self._held = self._held, []
+        if not items:
             return
-        insert = self._sql(
-            f"INSERT INTO {self._records} (correlation_id, kind, path, attempt, status, value, "
-            "has_value, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        if self._closed:
-            raise JournalBackendError(self.location, operation, "the journal is closed")
         try:
+            if self._closed:
+                raise SagaJournalError("the journal is closed")
             if self._postgres:
-                with self._conn.transaction():
-                    self._write(insert, rows, extra)
+                with self._conn.transaction(), self._conn.cursor() as cursor:
+                    for statement, params in items:
+                        cursor.execute(statement, params)
             else:
                 self._conn.execute("BEGIN")
                 try:
-                    self._write(insert, rows, extra)
+                    for statement, params in items:
+                        self._conn.execute(statement, params)
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - every driver error, named and one line
-            raise JournalBackendError(self.location, operation, _one_line(exc)) from None
-
-    def _write(
-        self,
-        insert: str,
-        rows: list[tuple[Any, ...]],
-        extra: tuple[str, Sequence[Any]] | None,
-    ) -> None:
-        if self._postgres:
-            with self._conn.cursor() as cursor:
-                if rows:
-                    cursor.executemany(insert, rows)
-                if extra is not None:
-                    cursor.execute(self._sql(extra[0]), tuple(extra[1]))
-        else:
-            if rows:
-                self._conn.executemany(insert, rows)
-            if extra is not None:
-                self._conn.execute(extra[0], tuple(extra[1]))
-
-    def _finish(
-        self, correlation_id: str, outcome: str, rollback: str | None, detail: str | None
-    ) -> None:
-        self._flush(
-            "journal the outcome",
-            (
-                f"UPDATE {self._runs} SET outcome = ?, rollback = ?, detail = ?, ended_at = ? "
-                "WHERE correlation_id = ? AND outcome IS NULL",
-                (outcome, rollback, detail, time.time(), correlation_id),
-            ),
-        )
+            self._broken = JournalBackendError(self.location, operation, _one_line(exc))
+            raise self._broken from None
+        self._committed += len(items)
 
     # --------------------------------------------------------------- reading
 
@@ -586,7 +609,7 @@ class SagaJournal:
 
     def run(self, correlation_id: str) -> JournaledRun | None:
         """The run journaled under ``correlation_id``, if any."""
-        self._flush("commit held records")
+        self.flush()
         rows = self._rows(
             "read a run",
             f"SELECT {self._RUN_COLUMNS} FROM {self._runs} WHERE correlation_id = ?",
@@ -596,7 +619,7 @@ class SagaJournal:
 
     def runs(self, *, unfinished_only: bool = False) -> list[JournaledRun]:
         """Every journaled run (or only those without an outcome), oldest first."""
-        self._flush("commit held records")
+        self.flush()
         where = " WHERE outcome IS NULL" if unfinished_only else ""
         rows = self._rows(
             "list runs",
@@ -607,7 +630,7 @@ class SagaJournal:
 
     def records(self, correlation_id: str) -> list[JournalRecord]:
         """The history of one run, in journal order."""
-        self._flush("commit held records")
+        self.flush()
         rows = self._rows(
             "read records",
             "SELECT seq, correlation_id, kind, path, attempt, status, value, has_value, detail, "
@@ -632,8 +655,11 @@ class _RunJournal:
         self._journal = journal
         self._cid = correlation_id
 
+    async def sync(self) -> None:
+        await self._journal.sync()
+
     def attempt_started(self, path: str, attempt: int) -> None:
-        self._journal._record(self._cid, "attempt_started", path, attempt, durable=False)
+        self._journal._record(self._cid, "attempt_started", path, attempt)
 
     def attempt_finished(
         self, path: str, attempt: int, outcome: str, error: BaseException | None, value: Any
@@ -651,7 +677,6 @@ class _RunJournal:
                 attempt,
                 outcome,
                 detail=_describe(error),
-                durable=False,
             )
 
     def completed(self, path: str, value: Any) -> None:
@@ -662,7 +687,7 @@ class _RunJournal:
         self._journal._record(self._cid, "failure", step or "", 0, "error", detail=_describe(error))
 
     def undo_started(self, path: str, attempt: int) -> None:
-        self._journal._record(self._cid, "undo_started", path, attempt, durable=False)
+        self._journal._record(self._cid, "undo_started", path, attempt)
 
     def undo_finished(
         self, path: str, attempt: int, outcome: str, error: BaseException | None
@@ -674,7 +699,6 @@ class _RunJournal:
             attempt,
             outcome,
             detail=_describe(error),
-            durable=outcome == "ok",
         )
 
     def finished(

@@ -215,6 +215,8 @@ class _Undoer:
                 raise
             if result is None:
                 self._finished(info, name, journal_path, attempt, "ok", None)
+                if journal is not None:
+                    await journal.sync()  # an undo journaled as done is never called again
                 self.undone.append(path)
                 return True
             if isinstance(result, Retry):

@@ -588,8 +588,9 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                 )
             pid = await start_child(self.children, run)
         except Exception as exc:  # noqa: BLE001 - the caller's start fails with it
-            if journaled is not None:
+            if journaled is not None and self.journal is not None:
                 journaled.finished(None, exc, None)  # journaled, never ran
+                self.journal.flush()
             return _Failure(exc)
         assert pid is not None
         self.counts["started"] += 1
