@@ -1,8 +1,9 @@
 """A process that runs journaled sagas until done, to be killed (SIGKILL) by test_crash_recovery.
 
-Usage: ``python crash_worker.py DIR PHASE BACKEND SAGAS SEED``
+Usage: ``python crash_worker.py DIR PHASE BACKEND SAGAS SEED [JOURNAL SCHEMA]``
 
-It starts a saga supervisor on ``DIR/sagas.db`` (recovering what a killed
+It starts a saga supervisor on ``DIR/sagas.db`` (or the ``postgresql://``
+URL ``JOURNAL``, in ``SCHEMA``), recovering what a killed
 predecessor left), prints ``READY``, then starts sagas ``s0`` .. ``s<SAGAS-1>``
 (a start refused because the id already ran is skipped; one refused because
 it is being recovered is awaited), awaits each and prints ``DONE``.
@@ -39,6 +40,7 @@ from thunderline.sagas import (
     StepContext,
     StepResult,
     await_saga,
+    open_journal,
     start_saga,
     start_saga_supervisor,
 )
@@ -48,6 +50,8 @@ PHASE = int(sys.argv[2])
 BACKEND = sys.argv[3]
 SAGAS = int(sys.argv[4])
 RNG = random.Random(int(sys.argv[5]) * 1000 + PHASE)
+JOURNAL = sys.argv[6] if len(sys.argv) > 6 else str(DIR / "sagas.db")
+SCHEMA = sys.argv[7] if len(sys.argv) > 7 else "thunderline_sagas"
 EFFECTS = os.open(DIR / "effects", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
@@ -142,7 +146,8 @@ async def one(sup: tl.Pid, i: int) -> None:
 
 async def main() -> None:
     async with tl.open_node():
-        sup = await start_saga_supervisor(journal=DIR / "sagas.db", definitions=DEFINITIONS)
+        journal = open_journal(JOURNAL, schema=SCHEMA)
+        sup = await start_saga_supervisor(journal=journal, definitions=DEFINITIONS)
         print("READY", flush=True)
         async with anyio.create_task_group() as tg:
             for i in range(SAGAS):

@@ -1,6 +1,7 @@
 """Sagas survive ``kill -9``: real crashes at random points, recovery, invariants (S1, S17, S21).
 
-Each trial runs ``crash_worker.py`` (a saga supervisor with a SQLite journal
+Each trial runs ``crash_worker.py`` (a saga supervisor with a SQLite or
+PostgreSQL journal
 running 12 sagas of three shapes: a chain and a nested saga that compensate on
 recovery, a DAG that resumes; half of each fail on purpose) and kills it with
 SIGKILL once its steps have written a randomly chosen number of effect lines,
@@ -23,16 +24,19 @@ machine's). Then, against the effects the steps wrote outside the journal:
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from thunderline.sagas import open_journal
+from thunderline.sagas import SagaJournal, open_journal
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 SAGAS = 12
@@ -53,14 +57,34 @@ def _lines(directory: Path) -> list[list[str]]:
     return [line.split(" ") for line in path.read_text().splitlines()]
 
 
-def _phase(directory: Path, phase: int, backend: str, seed: int, kill_after: int | None) -> bool:
+URL = os.environ.get("THUNDERLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRED = os.environ.get("THUNDERLINE_REQUIRE_SERVICES") == "1"
+
+
+def _phase(
+    directory: Path,
+    phase: int,
+    backend: str,
+    seed: int,
+    kill_after: int | None,
+    journal: list[str],
+) -> bool:
     """Run one worker lifetime; kill it once ``kill_after`` more effect lines exist.
 
     Returns True if it was killed before finishing.
     """
     before = len(_lines(directory))
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(directory), str(phase), backend, str(SAGAS), str(seed)],
+        [
+            sys.executable,
+            str(WORKER),
+            str(directory),
+            str(phase),
+            backend,
+            str(SAGAS),
+            str(seed),
+            *journal,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,30 +111,70 @@ def _phase(directory: Path, phase: int, backend: str, seed: int, kill_after: int
             proc.wait()
 
 
-def _finished(directory: Path) -> set[str]:
-    with open_journal(directory / "sagas.db") as journal:
-        return {run.correlation_id for run in journal.runs() if run.outcome is not None}
+def _open(directory: Path, journal: list[str]) -> SagaJournal:
+    if journal:
+        return open_journal(journal[0], schema=journal[1])
+    return open_journal(directory / "sagas.db")
+
+
+def _finished(directory: Path, journal: list[str]) -> set[str]:
+    with _open(directory, journal) as opened:
+        return {run.correlation_id for run in opened.runs() if run.outcome is not None}
+
+
+@pytest.fixture
+def sqlite_journal() -> list[str]:
+    """Worker arguments for SQLite in the trial directory: none."""
+    return []
+
+
+@pytest.fixture
+def postgres_journal() -> Iterator[list[str]]:
+    """Worker arguments for PostgreSQL: the URL and a schema of its own."""
+    try:
+        import psycopg
+
+        with psycopg.connect(URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any reason to skip
+        if REQUIRED:
+            pytest.fail(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    schema = f"sagas_crash_{uuid.uuid4().hex[:12]}"
+    yield [URL, schema]
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.mark.parametrize(
-    ("seed", "backend"),
-    [(1, "asyncio"), (2, "trio"), (3, "asyncio"), (4, "trio")],
+    ("seed", "backend", "where"),
+    [
+        (1, "asyncio", "sqlite"),
+        (2, "trio", "sqlite"),
+        (3, "asyncio", "sqlite"),
+        (4, "trio", "sqlite"),
+        (5, "asyncio", "postgres"),
+        (6, "trio", "postgres"),
+    ],
 )
-def test_sagas_end_exactly_once_across_kill_9(tmp_path: Path, seed: int, backend: str) -> None:
+def test_sagas_end_exactly_once_across_kill_9(
+    tmp_path: Path, seed: int, backend: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    journal: list[str] = request.getfixturevalue(f"{where}_journal")
     rng = random.Random(seed)
     kills = rng.choice((2, 3))
     finished_before: dict[int, set[str]] = {}  # phase -> sagas with an outcome before it
     interrupted = 0
     for phase in range(kills + 1):
-        finished_before[phase] = _finished(tmp_path) if phase else set()
+        finished_before[phase] = _finished(tmp_path, journal) if phase else set()
         kill_after = None if phase == kills else rng.randint(1, 60 if phase == 0 else 20)
-        interrupted += _phase(tmp_path, phase, backend, seed, kill_after)
+        interrupted += _phase(tmp_path, phase, backend, seed, kill_after, journal)
     assert interrupted >= 1, "no kill landed while sagas ran"
     lines = _lines(tmp_path)
 
-    with open_journal(tmp_path / "sagas.db") as journal:
-        runs = {run.correlation_id: run for run in journal.runs()}
-        records = {cid: journal.records(cid) for cid in runs}
+    with _open(tmp_path, journal) as opened:
+        runs = {run.correlation_id: run for run in opened.runs()}
+        records = {cid: opened.records(cid) for cid in runs}
 
     # Every saga ended, exactly once, completed or fully compensated.
     assert set(runs) == {f"s{i}" for i in range(SAGAS)}

@@ -545,3 +545,33 @@ async def test_a_nested_sagas_own_rollback_does_not_turn_resume_into_compensate(
                 outcome = await await_saga(sup, "n-1")
     assert isinstance(outcome, SagaSucceeded)
     assert [e[:2] for e in effects.log] == [("run", "c1"), ("run", "c2")]
+
+
+async def test_a_journal_that_cannot_be_written_stops_the_run(tmp_path: Path) -> None:
+    from thunderline.sagas import JournalBackendError, SagaRun
+
+    ran: list[str] = []
+
+    async def step() -> str:
+        ran.append("a")
+        return "a"
+
+    async def after(x: str) -> str:
+        ran.append("b")
+        return "b"
+
+    b = SagaBuilder("fragile")
+    b.step("a", step)
+    b.step("b", after, args={"x": StepResult("a")})
+    saga = b.build(returns="b")
+    journal = open_journal(tmp_path)
+    run = SagaRun(saga, {}, correlation_id="f-1")
+    run._journal = journal.begin(saga, {}, "f-1")
+    journal._conn.close()  # the database goes away under the run
+    with pytest.raises(JournalBackendError, match="commit records"):
+        await run.execute()
+    assert ran == ["a"]  # nothing went on past the first record that could not be committed
+    with open_journal(tmp_path) as again:
+        row = again.run("f-1")
+        assert row is not None
+        assert row.outcome is None  # left for the next start-up to recover
