@@ -45,6 +45,7 @@ The algorithm of one run (:meth:`SagaRun.execute`); *how* steps get a task is
                                              an outcome and what follows is decided
         journal "attempt finished" (with the result when completed); hook
         a result            -> complete(step, value): dependents may become ready; done
+                               (with a journal: once the record is committed)
         Halt(reason)        -> halt the run; done
         Retry(reason)       -> again(reason)
         error (raised, timed out, Continue from run, a failed child saga):
