@@ -273,3 +273,14 @@ def test_statistics_and_json_of_snapshots() -> None:
     as_json = to_jsonable(rows)
     assert as_json[1]["links"] == ["<1.1>"]
     assert json.loads(json.dumps(as_json)) == as_json
+
+
+def test_loop_option_defaults_and_uvloop_needs_asyncio() -> None:
+    assert load_config({}, {}).loop == "default"
+    pytest.importorskip("uvloop")
+    assert load_config({"loop": "uvloop"}, {}).loop == "uvloop"
+    assert load_config({}, {"THUNDERLINE_LOOP": "uvloop"}).loop == "uvloop"
+    with pytest.raises(ConfigError, match="uvloop"):
+        load_config({"loop": "uvloop", "backend": "trio"}, {})
+    with pytest.raises(ConfigError, match="loop"):
+        load_config({"loop": "tokio"}, {})
