@@ -50,6 +50,7 @@ EXAMPLES = {
     "class Counter": "counter",
     "async def echo": "echo",
     "SagaBuilder(": "saga",
+    "start_saga_supervisor(journal=": "durable-saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
     "class Door(": "state-machine",
@@ -59,6 +60,8 @@ EXAMPLES = {
 
 
 def _block_id(code: str) -> str:
+    if "start_saga_supervisor(journal=" in code:  # also a saga example: the specific one wins
+        return "durable-saga"
     return next((eid for marker, eid in EXAMPLES.items() if marker in code), "unknown")
 
 

@@ -24,6 +24,7 @@ from thunderline._daemon import (
     query,
 )
 from thunderline.cli._main import CommandError
+from thunderline.cli._sagas import add_journal_arguments, journal_command
 from thunderline.cli._style import Style, colour_enabled, table
 
 
@@ -87,6 +88,7 @@ def register(subparsers: Any) -> None:
     publish.set_defaults(handler=publish_command)
     sagas = subparsers.add_parser("sagas", help="list the sagas running in a daemon")
     _common(sagas)
+    add_journal_arguments(sagas)  # thunderline sagas --journal PATH|URL: a journal instead
     sagas.set_defaults(handler=sagas_command)
     stop = subparsers.add_parser("stop", help="stop a running daemon in order")
     _common(stop)
@@ -261,7 +263,9 @@ def tree_command(args: argparse.Namespace) -> int:
 
 
 def sagas_command(args: argparse.Namespace) -> int:
-    """``thunderline sagas``."""
+    """``thunderline sagas`` (with ``--journal``: a saga journal, see ``_sagas``)."""
+    if args.journal is not None:
+        return journal_command(args)
     result = _query(args, "sagas")
     if args.json:
         _print_json(result)

@@ -32,7 +32,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas
 from thunderline.domains._common import APP, SAGAS
-from thunderline.domains.bolt import bolt_spec
+from thunderline.domains.bolt import DEFAULT_SAGAS, EventJournalCodec, bolt_spec
 from thunderline.domains.flow import Route, default_routes, flow_spec
 from thunderline.domains.link import link_spec
 from thunderline.domains.vault import vault_spec
@@ -62,6 +62,9 @@ class AppConfig:
             ``system.heartbeat``, to the bolt pipeline; see ``flow.default_routes``).
         saga_concurrency: step slots shared by all running sagas.
         saga_instrument: hooks for every saga run (e.g. telemetry's saga tracer).
+        saga_journal: where the saga supervisor journals Bolt's sagas, a path or
+            ``postgresql://`` URL (default ``data_dir/sagas.db``); unfinished
+            runs are recovered when the application starts.
         shutdown_timeout: seconds the drain at shutdown may take (Flow's
             commit and pipelines, then Link's delivery); what is left is logged.
     """
@@ -73,6 +76,7 @@ class AppConfig:
     routes: Sequence[Route] | None = None
     saga_concurrency: int | None = None
     saga_instrument: sagas.SagaInstrument | None = None
+    saga_journal: str | None = None
     shutdown_timeout: float = 30.0
 
     @classmethod
@@ -112,6 +116,9 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
             name=SAGAS,
             max_concurrency=config.saga_concurrency,
             instrument=config.saga_instrument,
+            journal=config.saga_journal or data_dir / "sagas.db",
+            definitions=DEFAULT_SAGAS.values(),
+            journal_codec=EventJournalCodec(),
         ),
         bolt_spec(),
         flow_spec(

@@ -15,10 +15,17 @@ The demo's :data:`HEARTBEAT` saga persists the event to Vault and then
 notifies Link; a step whose call fails because Vault or Link is restarting is
 retried (with a short backoff), so a restart of either domain delays events
 instead of losing them.
+
+The application journals Bolt's sagas (``sagas.db`` in its data dir, events
+encoded by :class:`EventJournalCodec`); :data:`HEARTBEAT` recovers by
+``resume``: after a crash, a heartbeat that had not finished goes on (its
+steps are idempotent by event id), and one that ended is not run again (a
+second start with its id is ``SagaAlreadyRanError``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -34,6 +41,7 @@ __all__ = [
     "DEFAULT_SAGAS",
     "HEARTBEAT",
     "Bolt",
+    "EventJournalCodec",
     "UnknownEventError",
     "bolt_spec",
     "run",
@@ -68,7 +76,7 @@ async def _retry_when_unavailable(error: Exception, **_args: Any) -> sagas.Retry
 
 
 def _heartbeat() -> sagas.Saga:
-    builder = sagas.SagaBuilder("heartbeat", inputs=["event"])
+    builder = sagas.SagaBuilder("heartbeat", inputs=["event"], recovery="resume")
     builder.step(
         "persist",
         _persist,
@@ -88,6 +96,29 @@ def _heartbeat() -> sagas.Saga:
         timeout=30,
     )
     return builder.build(returns="notify")
+
+
+class EventJournalCodec(sagas.JournalCodec):
+    """Journals :class:`Event` values as ``{"thunderline.event": event.to_dict()}``."""
+
+    def default(self, value: Any) -> Any:
+        """An event as its JSON object; anything else as the base codec decides."""
+        if isinstance(value, Event):
+            return {_EVENT_KEY: value.to_dict()}
+        return super().default(value)
+
+    def decode(self, text: str) -> Any:
+        """JSON, with every journaled event rebuilt (and validated) by :meth:`Event.from_dict`."""
+        return json.loads(text, object_hook=_event_hook)
+
+
+_EVENT_KEY: Final = "thunderline.event"
+
+
+def _event_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _EVENT_KEY in obj:
+        return Event.from_dict(obj[_EVENT_KEY])
+    return obj
 
 
 #: Persist to Vault, then notify Link.

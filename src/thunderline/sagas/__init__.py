@@ -10,7 +10,9 @@
     outcome = await run_saga(b.build(returns="charge"), {"sku": "A1"})
 
 See :class:`Step` for the step contract and :mod:`thunderline.sagas._executor`
-for the executor's algorithm.
+for the executor's algorithm. A saga supervisor started with ``journal=``
+journals every run and recovers unfinished ones at start-up
+(:mod:`thunderline.sagas._journal`, :mod:`thunderline.sagas._recovery`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ from ._instrument import (
     get_default_instrument,
     set_default_instrument,
 )
+from ._journal import (
+    JOURNAL_VERSION,
+    JournalBackendError,
+    JournalCodec,
+    JournaledRun,
+    JournalNotFoundError,
+    JournalRecord,
+    JournalVersionError,
+    SagaAlreadyRanError,
+    SagaJournal,
+    SagaJournalError,
+    UnjournalableInputError,
+    open_journal,
+)
+from ._recovery import UNJOURNALED, SagaInterruptedError
 from ._registry import SagaAlreadyRunningError, SagaInfo, UnknownSagaError
 from ._result import (
     CompletedStep,
@@ -77,6 +94,7 @@ from ._supervisor import (
     SagaCrashedError,
     SagaHandle,
     SagaSupervisorStatistics,
+    UnknownSagaDefinitionError,
     await_saga,
     cancel_saga,
     list_sagas,
@@ -88,6 +106,8 @@ from ._supervisor import (
 )
 
 __all__ = [
+    "JOURNAL_VERSION",
+    "UNJOURNALED",
     "ArgumentPathError",
     "ArgumentSource",
     "AttemptOutcome",
@@ -101,6 +121,12 @@ __all__ = [
     "Input",
     "InvalidResultError",
     "InvalidStepError",
+    "JournalBackendError",
+    "JournalCodec",
+    "JournalNotFoundError",
+    "JournalRecord",
+    "JournalVersionError",
+    "JournaledRun",
     "MissingInputError",
     "NestedSagaFailedError",
     "ResumeError",
@@ -111,6 +137,7 @@ __all__ = [
     "Saga",
     "SagaAbortedError",
     "SagaAlreadyExecutedError",
+    "SagaAlreadyRanError",
     "SagaAlreadyRunningError",
     "SagaArgumentError",
     "SagaAwaitTimeoutError",
@@ -125,6 +152,9 @@ __all__ = [
     "SagaHandle",
     "SagaInfo",
     "SagaInstrument",
+    "SagaInterruptedError",
+    "SagaJournal",
+    "SagaJournalError",
     "SagaOutcome",
     "SagaPhase",
     "SagaRun",
@@ -142,9 +172,11 @@ __all__ = [
     "StepTimeoutError",
     "UndoFailedError",
     "UndoOutcome",
+    "UnjournalableInputError",
     "UnknownDependencyError",
     "UnknownInputError",
     "UnknownReturnStepError",
+    "UnknownSagaDefinitionError",
     "UnknownSagaError",
     "Value",
     "await_saga",
@@ -152,6 +184,7 @@ __all__ = [
     "get_default_instrument",
     "list_sagas",
     "lookup",
+    "open_journal",
     "resume_saga",
     "run_saga",
     "saga_supervisor_spec",

@@ -4,103 +4,86 @@
 
     outcome = await run_saga(saga, {"sku": "A1"}, max_concurrency=4, timeout=30)
 
-Algorithm of one run (:meth:`SagaRun.execute`)::
+The algorithm of one run (:meth:`SagaRun.execute`); *how* steps get a task is
+:mod:`thunderline.sagas._scheduling`'s business, undo is
+:mod:`thunderline.sagas._rollback`'s::
 
-    1. Check the inputs. Start from the given state (fresh, or a halted state
-       being resumed: its completed steps are never run again).
-    2. Call instrument.saga_started. If there is a saga-level ``timeout``, run
-       steps 3 to 5 inside a cancel scope with that deadline.
-    3. Steps run in *workers*: the run's own task, and tasks of a task group
-       opened only while two steps or more can run at once.
-       a. Taking steps: unless stopping, every pending step whose dependencies
-          have all completed (counters per step, decremented on completion;
-          the dependency lists are computed once per Saga) may start, in
-          definition order. A step with ``concurrent=False`` starts only when
-          no other step of the run is running, and nothing else starts while
-          it runs. Nothing starts once the saga deadline has passed.
-       b. The run's task takes the ready steps. While they come one at a
-          time, it runs each in turn itself (no task group, no task).
-       c. When two or more can start: open a task group; the run's task is
-          its first worker, with the taken steps as its queue. A worker
-          drives each step of its queue in its own task, as ``await`` would.
-          A step that finishes without suspending kept no other step waiting,
-          so the worker goes on with the next one. At the first step that
-          suspends, every other step of the queue starts at once, each in a
-          new worker task, and the worker goes on driving the suspended step.
-          With its queue done, a worker takes the steps that became ready as
-          its new queue; with nothing to take it ends. The group closes when
-          the last worker does, and the run's task goes back to (b).
-       d. A worker holds its own cancel scope when _stop_waiters may cancel a
-          step inside an attempt or a slot wait (``in_flight="cancel"`` or a
-          limiter): that scope is registered for the step it runs. Otherwise
-          only a step in compensate or in backoff can be cancelled alone, and
-          that wait opens a scope of its own.
-    4. Each step (in its worker):
-       a. If the run is stopping, give up (the step stays pending). Resolve
-          arguments (inputs, results and sub-paths, literals).
-       b. For a nested saga: run it as a child run that shares the limiter and
-          holds no slot itself, so it can never starve its own steps; its
-          success completes the step, its failure (after it rolled back its own
-          steps) fails the step, its halt halts this run.
-       c. Otherwise: acquire a slot of the shared CapacityLimiter (none when
-          the budget is unbounded), run one attempt (bounded by the step
-          ``timeout``), release the slot. A result completes the step; Halt
-          halts the run; an error goes to ``compensate`` (if defined):
-          Continue completes, None fails, Retry retries, raising fails with
-          CompensateFailedError.
-       d. Retry: if 1 + max_retries attempts ran, fail with
-          RetriesExceededError; otherwise sleep at least ``backoff`` seconds
-          and go to (c).
-       e. Before each attempt: if the run is stopping, give up quietly (the
-          step stays pending: not completed, never undone).
-    5. The first failure sets ``stopping`` at once (event "failure_detected"):
-       no new attempt starts from then on (S5). Steps waiting for a slot, in
-       compensate or in backoff are cancelled. Steps inside an attempt are, by policy
-       ``in_flight``: "await" (default) -- their attempt finishes; a result
-       still completes the step (and is undone below), anything else is
-       dropped -- or "cancel" -- cancelled now; a cancelled step is not
-       completed and is not undone. A running nested saga is aborted under
-       "await" (it starts nothing new, finishes its in-flight attempts, rolls
-       back its own steps, and fails with SagaAbortedError) and cancelled under
-       "cancel" (it rolls back its own steps, shielded, then the cancellation
-       goes on). A Halt sets ``stopping`` the same way
-       (in-flight attempts are always awaited) unless a failure wins.
-    6. Saga timeout: the run's cancel scope cancels every step; the run
-       fails with SagaTimeoutError (cancelled steps are not completed).
-    7. When no worker is left (so nothing can complete after the result is
-       reported, S6):
-       - failure -> rollback (8), result SagaFailed(error, step, report);
-       - halt    -> result SagaHalted(reason, step, state) with state.resumable;
-       - else    -> result SagaSucceeded(results[returns], state).
-    8. Rollback: in a cancel scope shielded from outside cancellation and
-       bounded by ``rollback_timeout``, for each completed step in *reverse
-       completion order* (which also undoes every dependent before its
-       dependencies): a nested saga step is undone as a unit by rolling back its
-       child state in the child's own reverse order; a step with ``undo`` gets up
-       to ``max_undo_attempts`` calls until one returns None (raising or
-       returning Retry counts as a failed call). Failures are collected and the
-       rollback goes on. Status ROLLED_BACK if every undo succeeded, else
-       INCOMPLETE, with every error attached and the steps never reached.
-    9. If anything escapes the run (outside cancellation, a crashing
-       instrument), the completed steps are rolled back as in (8) before the
-       exception propagates, and saga_finished gets the exception.
-   10. Call instrument.saga_finished and return the result.
+    execute(run):
+        check the inputs; completed := the given state's completed steps (a
+        halted state being resumed: never run again)
+        saga_started
+        until no step is ready and none is running (bounded by the saga timeout):
+            ready steps: pending, every dependency completed, not stopping,
+                before the deadline; a step with concurrent=False only when no
+                other step runs, and nothing else starts while it runs
+            each ready step, concurrently: run_step(step)
+        on saga timeout: fail(SagaTimeoutError)  -- cancelled steps not completed
+        failure -> rollback(completed), SagaFailed(error, step, report)
+        halt    -> SagaHalted(reason, step, resumable state)
+        else    -> SagaSucceeded(results[returns], state)
+        journal the outcome; saga_finished
+        (anything escaping -- outside cancellation, a crashing hook --: rollback,
+         journal, saga_finished(error), re-raise)
 
-Time comes only from ``anyio.current_time()``/``anyio.sleep()``, so a virtual
-clock (trio's MockClock) makes timeouts and backoffs instant in tests.
+    run_step(step):
+        args := resolve(inputs, results, literals, sub-paths)  -- error: fail
+        for attempt in 1, 2, ...:
+            stopping?                     -> give up (step stays pending)
+            [take a concurrency slot: leaf steps, when the budget is bounded]
+            begin(step, attempt)          -- journal "attempt started", hook
+            value, error := one attempt   -- run(args) within the step timeout,
+                                             or a nested saga's child run
+            then := settle(step, attempt, value, error)
+            then is compensate            -> then := compensate(error)
+            [release the slot]
+            then is done                  -> return
+            then is again(reason)         -> attempts left? else fail with
+                                             RetriesExceededError; wait the
+                                             backoff; next attempt
+
+    settle(step, attempt, value, error):  -- the one place an attempt becomes
+                                             an outcome and what follows is decided
+        journal "attempt finished" (with the result when completed); hook
+        a result            -> complete(step, value): dependents may become ready; done
+                               (with a journal: once the record is committed)
+        Halt(reason)        -> halt the run; done
+        Retry(reason)       -> again(reason)
+        error (raised, timed out, Continue from run, a failed child saga):
+            nested saga     -> again(error)  -- the child already rolled back
+            stopping, or no compensate -> fail(error); done
+            else            -> compensate: Continue(v) completes with v,
+                               Retry(r) -> again(r), None -> fail(error),
+                               raising -> fail(CompensateFailedError)
+
+    fail(error, step): first failure only: stopping := true
+        ("failure_detected": from now on no attempt starts, S5); steps waiting
+        for a slot, in compensate or in backoff are cancelled; attempts in
+        flight follow ``in_flight``: "await" lets them finish (a result still
+        completes the step and is undone), "cancel" cancels them (not completed,
+        not undone); running child sagas stop at once (they start nothing new)
+        and roll back their own steps, their rollback part of this run's report
+    halt(reason, step): stopping := true unless a failure wins; in-flight
+        attempts are awaited
+
+    rollback(completed): shielded, bounded by rollback_timeout: reverse
+        completion order, nested sagas as units, each undo retried up to
+        max_undo_attempts, failures collected (ROLLED_BACK or INCOMPLETE)
+
+Nothing completes after the outcome is reported (S6): the outcome is made when
+no step is running any more. Time comes only from ``anyio.current_time()`` and
+``anyio.sleep()``, so a virtual clock (trio's MockClock) makes timeouts and
+backoffs instant in tests.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
-import enum
 import itertools
 import math
 import os
-import types
-from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import attrs
@@ -117,7 +100,6 @@ from ._errors import (
     SagaAlreadyExecutedError,
     SagaTimeoutError,
     StepTimeoutError,
-    UndoFailedError,
 )
 from ._instrument import SagaInstrument, SagaRunInfo, get_default_instrument
 from ._result import (
@@ -130,8 +112,14 @@ from ._result import (
     SagaState,
     SagaSucceeded,
 )
+from ._rollback import merge_reports, rollback_state
 from ._saga import ARG_INPUT, ARG_RESULT, ARG_VALUE, ArgumentPlan, Saga, StepResult, StepSpec
+from ._scheduling import drive
+from ._status import SagaPhase, StepStatus
 from ._step import Continue, FunctionStep, Halt, Retry, Step, StepContext
+
+if TYPE_CHECKING:
+    from ._journal import RunJournal
 
 __all__ = [
     "SagaPhase",
@@ -151,32 +139,34 @@ _run_ids = itertools.count(1)
 _NOTHING_RESUMED: Final[frozenset[str]] = frozenset()
 
 
-class StepStatus(enum.Enum):
-    """Where one step of a run stands."""
+@attrs.frozen(slots=True)
+class _Again:
+    """What follows an attempt: another one, after the backoff (``reason``: why)."""
 
-    PENDING = "pending"
-    """Not started (or given up before an attempt because the run is stopping)."""
-    WAITING = "waiting"
-    """Started, waiting for a concurrency slot or a backoff delay."""
-    RUNNING = "running"
-    """Inside an attempt (or, for a nested saga, its child run is executing)."""
-    COMPLETED = "completed"
-    """Has a result."""
-    FAILED = "failed"
-    """Failed for good."""
-    UNDONE = "undone"
-    """Completed, then rolled back."""
-    UNDO_FAILED = "undo_failed"
-    """Completed; rolling it back failed or was never reached."""
+    reason: object
 
 
-class SagaPhase(enum.Enum):
-    """Where a run stands."""
+@attrs.frozen(slots=True)
+class _Compensate:
+    """What follows an attempt: the step's ``compensate`` decides about ``error``."""
 
-    CREATED = "created"
-    RUNNING = "running"
-    ROLLING_BACK = "rolling_back"
-    FINISHED = "finished"
+    error: BaseException
+
+
+@attrs.frozen(slots=True)
+class _Durable:
+    """What follows an attempt: complete with ``value`` once the journal committed it."""
+
+    value: Any
+    child: SagaState | None
+
+
+_Then = _Again | _Compensate | _Durable | None
+_MARKERS: Final = (
+    Retry,
+    Halt,
+    Continue,
+)  # what run() may return besides a result  # None: the step is done (completed, halted or failed)
 
 
 @attrs.frozen
@@ -284,19 +274,6 @@ def _make_options(
     )
 
 
-class _NoSlot:
-    """A no-op stand-in for the capacity limiter when the budget is unbounded."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_SLOT: Final = _NoSlot()
-
-
 def _resolve_arguments(
     spec: StepSpec, plan: ArgumentPlan, inputs: Mapping[str, Any], results: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -381,7 +358,7 @@ class SagaRun:
             max_undo_attempts=max_undo_attempts,
             instrument=instrument,
         )
-        self._init(saga, inputs, state, correlation_id, options, None, None)
+        self._init(saga, inputs, state, correlation_id, options, None, None, None)
 
     @classmethod
     def _child(
@@ -392,6 +369,7 @@ class SagaRun:
         options: _Options,
         parent: SagaRunInfo,
         parent_step: str,
+        journal: RunJournal | None,
     ) -> SagaRun:
         run = cls.__new__(cls)
         run._init(
@@ -402,6 +380,7 @@ class SagaRun:
             options,
             parent,
             parent_step,
+            journal,
         )
         return run
 
@@ -414,6 +393,7 @@ class SagaRun:
         options: _Options,
         parent: SagaRunInfo | None,
         parent_step: str | None,
+        journal: RunJournal | None,
     ) -> None:
         if state is not None:
             if not state.resumable:
@@ -431,6 +411,7 @@ class SagaRun:
         self._saga = saga
         self._inputs: Mapping[str, Any] = inputs
         self._opts = options
+        self._journal = journal
         if state is None:
             self._completed: list[CompletedStep] = []
             self._results: dict[str, Any] = {}
@@ -451,11 +432,14 @@ class SagaRun:
         self._plan = plan
         self._path = self.info.path
         self._hooks = type(options.instrument) is not SagaInstrument
+        limiter = options.limiter
+        # An unbounded budget needs no slot: skip the limiter altogether.
+        self._slots = None if limiter is None or limiter.total_tokens == math.inf else limiter
         # Whether _stop_waiters may cancel a step inside an attempt or a slot
-        # wait: then every worker task runs in a cancel scope of its own.
-        # Otherwise only compensate and backoff waits can be cancelled, and
-        # they open a scope just for themselves (_wait_scope).
-        self._scoped = options.in_flight == "cancel" or options.limiter is not None
+        # wait: then every step runs in a cancel scope of its own (see
+        # _scheduling). Otherwise only compensate and backoff waits can be
+        # cancelled, and they open a scope just for themselves (_wait_scope).
+        self.scoped = options.in_flight == "cancel" or limiter is not None
         # Unmet dependencies per pending step; ready: positions of pending steps
         # with none, ascending (definition order), not taken yet.
         self._status: dict[str, StepStatus] = dict.fromkeys(plan.names, StepStatus.PENDING)
@@ -483,9 +467,11 @@ class SagaRun:
         self._stopping = False
         self._failure: tuple[BaseException, str | None] | None = None
         self._halt: tuple[object, str] | None = None
-        self._child_reports: list[tuple[str, RollbackReport]] = []
+        self._child_reports: list[tuple[str | None, RollbackReport]] = []
         self._phase = SagaPhase.CREATED
         self._rolled_back = False
+        self._report: RollbackReport | None = None  # what the rollback did
+        self._fail_at_start: BaseException | None = None  # a recovery that compensates
 
     def statistics(self) -> SagaRunStatistics:
         """A snapshot of the run's progress (see :class:`SagaRunStatistics`)."""
@@ -511,6 +497,8 @@ class SagaRun:
             resumable=resumable,
         )
 
+    # ------------------------------------------------------------- the run
+
     async def execute(self) -> SagaOutcome:
         """Run to a result (see the module docstring for the algorithm).
 
@@ -528,6 +516,8 @@ class SagaRun:
         if self._hooks:
             instrument.saga_started(self.info)
             instrument.event(self.info, "saga_started", {})
+        if self._fail_at_start is not None:
+            self._fail_now(self._fail_at_start, None)
         try:
             outcome = await self._execute()
         except BaseException as exc:
@@ -536,21 +526,41 @@ class SagaRun:
                 with anyio.CancelScope(shield=True):
                     await self._rollback()
             self._phase = SagaPhase.FINISHED
+            if self._journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._journal_outcome(None, exc)
             instrument.saga_finished(self.info, None, exc)
             raise
         self._phase = SagaPhase.FINISHED
+        if self._journal is not None:
+            await self._journal_outcome(outcome, None)
         if self._hooks:
             instrument.saga_finished(self.info, outcome, None)
         return outcome
 
+    async def _journal_outcome(
+        self, outcome: SagaOutcome | None, error: BaseException | None
+    ) -> None:
+        # A nested run's outcome is its parent step's attempt end.
+        if self._journal is None or self.info.parent is not None:
+            return
+        if outcome is None:
+            assert error is not None
+            with contextlib.suppress(Exception):  # a broken journal is the error itself
+                self._journal.finished(None, error, self._report)
+                await self._journal.sync()
+            return
+        self._journal.finished(outcome, None, None)
+        await self._journal.sync()
+
     async def _execute(self) -> SagaOutcome:
         timeout = self._opts.timeout
         if timeout is None:
-            await self._forward()
+            await drive(self)
         else:
             self._deadline = anyio.current_time() + timeout
             with anyio.CancelScope(deadline=self._deadline) as scope:
-                await self._forward()
+                await drive(self)
             if scope.cancelled_caught or self._deadline_passed:
                 self._fail_now(SagaTimeoutError(self._saga.name, timeout, self._interrupted), None)
         instrument = self._opts.instrument
@@ -567,88 +577,10 @@ class SagaRun:
             instrument.event(self.info, "saga_completed", {})
         return SagaSucceeded(value=self._results[self._saga.returns], state=self._state())
 
-    async def _forward(self) -> None:
-        """Algorithm step 3: run steps until none is ready and none is running."""
-        batch = self._take()
-        while batch:
-            if len(batch) == 1:
-                if self._scoped:
-                    with anyio.CancelScope() as scope:
-                        batch = await self._run_alone(batch[0], scope)
-                    if scope.cancelled_caught:
-                        return  # cancelled by _stop_waiters: the run is stopping
-                else:
-                    batch = await self._run_alone(batch[0], None)
-                continue
-            async with anyio.create_task_group() as tg:
-                await self._work(tg, batch)
-            batch = self._take()
+    # ------------------------------------------- what _scheduling.drive uses
 
-    async def _run_alone(self, spec: StepSpec, scope: anyio.CancelScope | None) -> list[StepSpec]:
-        """Run steps in this task while they come one at a time (3b).
-
-        Returns the next batch when it has two steps or more (or none).
-        """
-        while True:
-            if scope is not None:
-                self._scopes[spec.name] = scope
-            await self._run_step(spec)
-            batch = self._take()
-            if len(batch) != 1:
-                return batch
-            spec = batch[0]
-
-    async def _work(self, tg: anyio.abc.TaskGroup, specs: list[StepSpec]) -> None:
-        """A worker of the task group: runs ``specs``, then the steps it takes (3c)."""
-        if self._scoped:
-            with anyio.CancelScope() as scope:
-                await self._work_loop(tg, specs, scope)
-        else:
-            await self._work_loop(tg, specs, None)
-
-    async def _work_loop(
-        self, tg: anyio.abc.TaskGroup, queue: list[StepSpec], scope: anyio.CancelScope | None
-    ) -> None:
-        i = 0
-        try:
-            while True:
-                while i < len(queue):
-                    spec = queue[i]
-                    i += 1
-                    if scope is not None:
-                        self._scopes[spec.name] = scope
-                    # Drive the step in this task, as ``await`` would; if it
-                    # finishes without suspending, no other step had to wait.
-                    step = self._run_step(spec)
-                    try:
-                        suspended_at = step.send(None)
-                    except StopIteration:
-                        continue
-                    # It waits: every other step of the queue starts now, in a
-                    # task of its own, while this task goes on driving it.
-                    for other in queue[i:]:
-                        tg.start_soon(self._work, tg, [other], name=f"saga step {other.name}")
-                    i = len(queue)
-                    await _resume(step, suspended_at)
-                queue = self._take()
-                i = 0
-                if not queue:
-                    return
-        except BaseException:
-            self._abandon(queue[i:])
-            raise
-
-    def _abandon(self, specs: Sequence[StepSpec]) -> None:
-        """Undo the taking of steps that never started (the worker is crashing)."""
-        for spec in specs:
-            self._active -= 1
-            if self._exclusive == spec.name:
-                self._exclusive = None
-            if self._status[spec.name] is StepStatus.WAITING:
-                self._status[spec.name] = StepStatus.PENDING
-
-    def _take(self) -> list[StepSpec]:
-        """Mark the steps that may start now as started and return them (3a)."""
+    def take(self) -> list[StepSpec]:
+        """Mark the steps that may start now as started and return them."""
         ready = self._ready
         if not ready or self._stopping or self._exclusive is not None:
             return []
@@ -673,64 +605,226 @@ class SagaRun:
                 break
         return taken
 
-    async def _run_step(self, spec: StepSpec) -> None:
-        """Algorithm step 4, in the calling task (its cancel scope is registered)."""
+    def register_scope(self, name: str, scope: anyio.CancelScope) -> None:
+        """Step ``name`` runs in ``scope`` from now on (cancelled by _stop_waiters)."""
+        self._scopes[name] = scope
+
+    def abandon(self, specs: Sequence[StepSpec]) -> None:
+        """Undo the taking of steps that never started (their worker is crashing)."""
+        for spec in specs:
+            self._release(spec.name)
+
+    def _release(self, name: str) -> None:
+        self._active -= 1
+        if self._exclusive == name:
+            self._exclusive = None
+        if self._status[name] in (StepStatus.WAITING, StepStatus.RUNNING):
+            self._status[name] = StepStatus.PENDING
+
+    async def run_step(self, spec: StepSpec) -> None:
+        """One taken step, attempt after attempt, until it is done (``run_step`` above)."""
+        name = spec.name
         try:
             if self._stopping:
                 return
-            name = spec.name
             try:
                 args = _resolve_arguments(
                     spec, self._plan.arguments_of[name], self._inputs, self._results
                 )
             except ArgumentPathError as exc:
                 self._fail_now(exc, name)
-                self._status[name] = StepStatus.FAILED
                 return
             impl = spec.impl
-            if (
-                type(impl) is not FunctionStep
-                or spec.timeout is not None
-                or self._opts.limiter is not None
-            ):
-                if isinstance(impl, Saga):
-                    await self._run_nested(spec, impl, args)
-                else:
-                    await self._run_leaf(spec, impl, args)
-                return
-            # The common case, a function without timeout or slot: its first
-            # attempt runs right here; anything but a plain result goes on in
-            # _run_leaf, which handles attempts in general (4c-4e).
-            hooks = self._hooks
-            self._attempts[name] = 1
-            self._status[name] = StepStatus.RUNNING
-            if hooks:
-                self._opts.instrument.step_attempt_started(self.info, name, 1)
-            try:
-                value = await impl._run(**args)
-            except Exception as exc:  # noqa: BLE001 - a step failure, handled in _run_leaf
-                await self._run_leaf(spec, impl, args, (None, exc))
-                return
-            except BaseException:
-                self._interrupted.append(name)
+            # A FunctionStep without timeout ignores its context: call the
+            # function right here (the common case, kept cheap).
+            function = impl._run if type(impl) is FunctionStep and spec.timeout is None else None
+            slots = self._slots
+            if slots is not None and isinstance(impl, Saga):
+                slots = None  # a nested saga holds no slot: its own steps do
+            attempt = 0
+            while True:
+                attempt += 1
+                if slots is not None:
+                    await slots.acquire()
+                try:
+                    if self._stopping:
+                        return
+                    # begin: the attempt starts (journaled first).
+                    self._attempts[name] = attempt
+                    self._status[name] = StepStatus.RUNNING
+                    if self._journal is not None:
+                        self._journal.attempt_started("/".join((*self._path, name)), attempt)
+                    if self._hooks:
+                        self._opts.instrument.step_attempt_started(self.info, name, attempt)
+                    if function is not None:
+                        try:
+                            value = await function(**args)
+                        except Exception as exc:  # noqa: BLE001 - a step failure, settled below
+                            then = self._settle(spec, args, attempt, None, exc)
+                        except BaseException:
+                            self._interrupted_attempt(name, attempt)
+                            raise
+                        else:
+                            then = self._settle(spec, args, attempt, value, None)
+                    else:
+                        then = await self._call(spec, impl, args, attempt)
+                    if type(then) is _Compensate:
+                        assert isinstance(impl, Step)
+                        then = await self._compensate(spec, impl, args, attempt, then.error)
+                    if type(then) is _Durable:
+                        # Shielded: once its record may be committed, the step completes
+                        # (and is undone if the run fails), whatever cancels it now.
+                        assert self._journal is not None
+                        with anyio.CancelScope(shield=True):
+                            await self._journal.sync()
+                        self._complete(spec, then.value, args, then.child)
+                        then = None
+                finally:
+                    if slots is not None:
+                        slots.release()
+                if then is None:
+                    return
+                assert isinstance(then, _Again)
+                if not await self._before_retry(spec, impl, args, attempt, then.reason):
+                    return
+        finally:
+            self._scopes.pop(name, None)
+            self._release(name)
+
+    # ------------------------------------------------------ one attempt
+
+    def _interrupted_attempt(self, name: str, attempt: int) -> None:
+        """The attempt was cancelled (saga timeout, ``in_flight="cancel"``, outside)."""
+        self._interrupted.append(name)
+        if self._journal is not None:
+            self._journal.attempt_finished(
+                "/".join((*self._path, name)), attempt, "cancelled", None, None
+            )
+        if self._hooks:
+            self._opts.instrument.step_attempt_finished(self.info, name, attempt, "cancelled", None)
+
+    async def _call(
+        self, spec: StepSpec, impl: Step | Saga, args: Mapping[str, Any], attempt: int
+    ) -> _Then:
+        """One attempt of a step that needs its context, a timeout, or is a nested saga."""
+        if isinstance(impl, Saga):
+            return await self._call_nested(spec, impl, args, attempt)
+        ctx = self._context(spec, attempt)
+        try:
+            if spec.timeout is None:
+                value = await impl.run(args, ctx)
+            else:
+                with anyio.move_on_after(spec.timeout) as attempt_scope:
+                    value = await impl.run(args, ctx)
+                if attempt_scope.cancelled_caught:
+                    error = StepTimeoutError(spec.name, spec.timeout)
+                    return self._settle(spec, args, attempt, None, error)
+        except Exception as exc:  # noqa: BLE001 - a step failure, settled below
+            return self._settle(spec, args, attempt, None, exc)
+        except BaseException:
+            self._interrupted_attempt(spec.name, attempt)
+            raise
+        return self._settle(spec, args, attempt, value, None)
+
+    async def _call_nested(
+        self, spec: StepSpec, saga: Saga, args: Mapping[str, Any], attempt: int
+    ) -> _Then:
+        """One attempt of a nested saga step: a child run sharing the budget, holding no slot."""
+        name = spec.name
+        child = SagaRun._child(
+            saga,
+            args,
+            self._halted_children.pop(name, None),
+            self._opts,
+            self.info,
+            name,
+            self._journal,
+        )
+        self._children[name] = child
+        try:
+            outcome = await child.execute()
+        except BaseException:
+            # Cancelled (in_flight="cancel", timeout, outside): the child rolled
+            # its own steps back before the cancellation went on; that rollback
+            # belongs to this run's report.
+            if child._report is not None:
+                self._child_reports.append((name, child._report))
+            self._interrupted_attempt(name, attempt)
+            raise
+        finally:
+            del self._children[name]
+        if isinstance(outcome, SagaSucceeded):
+            return self._settle(spec, args, attempt, outcome.value, None, outcome.state)
+        if isinstance(outcome, SagaHalted):
+            self._halted_children[name] = outcome.state
+            return self._settle(spec, args, attempt, Halt(outcome.reason), None)
+        self._child_reports.append((name, outcome.rollback))
+        error = NestedSagaFailedError(
+            name, saga.name, outcome.error, outcome.step, outcome.rollback
+        )
+        return self._settle(spec, args, attempt, None, error)
+
+    def _settle(
+        self,
+        spec: StepSpec,
+        args: Mapping[str, Any],
+        attempt: int,
+        value: Any,
+        error: BaseException | None,
+        child: SagaState | None = None,
+    ) -> _Then:
+        """Where an attempt becomes an outcome, and the one place deciding what follows.
+
+        Journals and reports the attempt's end, then: a result completes the
+        step, Halt halts the run (both: done); Retry asks for another attempt;
+        an error fails the step, asks for another attempt (a nested saga) or
+        for ``compensate``.
+        """
+        name = spec.name
+        journal = self._journal
+        hooks = self._hooks
+        if error is None:
+            if not isinstance(value, _MARKERS):
                 if hooks:
                     self._opts.instrument.step_attempt_finished(
-                        self.info, name, 1, "cancelled", None
+                        self.info, name, attempt, "ok", None
                     )
-                raise
-            if isinstance(value, Retry | Halt | Continue):
-                await self._run_leaf(spec, impl, args, (value, None))
-                return
-            if hooks:
-                self._opts.instrument.step_attempt_finished(self.info, name, 1, "ok", None)
-            self._complete(spec, value, args)
-        finally:
-            self._scopes.pop(spec.name, None)
-            self._active -= 1
-            if self._exclusive == spec.name:
-                self._exclusive = None
-            if self._status[spec.name] in (StepStatus.WAITING, StepStatus.RUNNING):
-                self._status[spec.name] = StepStatus.PENDING
+                if journal is not None:
+                    journal.attempt_finished(
+                        "/".join((*self._path, name)), attempt, "ok", None, value
+                    )
+                    return _Durable(value, child)  # completes once committed
+                self._complete(spec, value, args, child)
+                return None
+            if isinstance(value, Continue):
+                error = InvalidResultError(name, "run", "a result, Retry(...) or Halt(...)", value)
+            else:
+                kind: Literal["halt", "retry"] = "halt" if isinstance(value, Halt) else "retry"
+                if journal is not None:
+                    journal.attempt_finished(
+                        "/".join((*self._path, name)), attempt, kind, None, None
+                    )
+                if hooks:
+                    self._opts.instrument.step_attempt_finished(
+                        self.info, name, attempt, kind, None
+                    )
+                if isinstance(value, Halt):
+                    self._halt_now(value.reason, name)
+                    return None
+                self._status[name] = StepStatus.WAITING
+                return _Again(value.reason)
+        if journal is not None:
+            journal.attempt_finished("/".join((*self._path, name)), attempt, "error", error, None)
+        if hooks:
+            self._opts.instrument.step_attempt_finished(self.info, name, attempt, "error", error)
+        self._status[name] = StepStatus.WAITING
+        impl = spec.impl
+        if isinstance(impl, Saga):
+            return _Again(error)  # the child rolled back its own steps; try it again
+        if self._stopping or not impl.can_compensate:
+            self._fail_now(error, name)
+            return None
+        return _Compensate(error)
 
     def _complete(
         self, spec: StepSpec, value: Any, args: Mapping[str, Any], child: SagaState | None = None
@@ -746,163 +840,36 @@ class SagaRun:
         if self._hooks:
             self._opts.instrument.event(self.info, "step_completed", {"step": spec.name})
 
-    def cancel(self, error: BaseException) -> None:
-        """Fail the run now with ``error``, as if a step had failed.
-
-        No new step starts; in-flight steps are awaited or cancelled according
-        to ``in_flight``; then completed steps are undone in reverse order and
-        :meth:`execute` returns :class:`SagaFailed` with ``error`` (and no
-        failing step). Does nothing if the run already failed.
-        """
-        self._fail_now(error, None)
-
-    def _fail_now(self, error: BaseException, step: str | None) -> None:
-        if step is not None:
-            self._status[step] = StepStatus.FAILED
-        if self._failure is not None:
-            return
-        self._failure = (error, step)
-        self._stopping = True
-        self._opts.instrument.event(self.info, "failure_detected", {"step": step, "error": error})
-        self._stop_waiters()
-
-    def _halt_now(self, reason: object, step: str) -> None:
-        if self._halt is None:
-            self._halt = (reason, step)
-        if not self._stopping:
-            self._stopping = True
-            self._stop_waiters()
-
-    def _stop_waiters(self) -> None:
-        cancel_running = self._failure is not None and self._opts.in_flight == "cancel"
-        for name, scope in self._scopes.items():
-            if self._status[name] is StepStatus.WAITING or cancel_running:
-                scope.cancel()
-        if self._failure is not None and not cancel_running:
-            for child in self._children.values():
-                child._fail_now(SagaAbortedError(child._saga.name, child.info.parent_step), None)
-
-    def _context(self, spec: StepSpec, attempt: int) -> StepContext:
-        return StepContext(
-            saga=self._saga.name,
-            step=spec.name,
-            correlation_id=self.info.correlation_id,
-            run_id=self.info.run_id,
-            path=(*self._path, spec.name),
-            attempt=attempt,
-            max_retries=spec.max_retries,
-        )
-
-    async def _run_leaf(
+    async def _compensate(
         self,
         spec: StepSpec,
         step: Step,
         args: Mapping[str, Any],
-        first: tuple[Any, Exception | None] | None = None,
-    ) -> None:
-        """Attempts of a leaf step (4c-4e); ``first``: the outcome of attempt 1, already run."""
-        instrument = self._opts.instrument
-        hooks = self._hooks
-        info = self.info
+        attempt: int,
+        error: BaseException,
+    ) -> _Then:
+        """The step's own failure handler decides what follows the failed attempt."""
         name = spec.name
-        attempt = 0
-        limiter = self._opts.limiter
-        # An unbounded budget needs no slot: skip the limiter's checkpoints.
-        slots: contextlib.AbstractAsyncContextManager[Any] = (
-            _NO_SLOT if limiter is None or limiter.total_tokens == math.inf else limiter
-        )
-        # A FunctionStep's run ignores its context: call the function directly.
-        function = step._run if type(step) is FunctionStep else None
-        ctx: StepContext | None = None
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            async with slots:
-                ctx = None
-                if first is not None:
-                    value, error = first
-                    first = None
-                    attempt = 1
-                else:
-                    if self._stopping:
-                        return
-                    attempt += 1
-                    self._attempts[name] = attempt
-                    self._status[name] = StepStatus.RUNNING
-                    if hooks:
-                        instrument.step_attempt_started(info, name, attempt)
-                    error = None
-                    try:
-                        timed_out = False
-                        if spec.timeout is None:
-                            if function is not None:
-                                value = await function(**args)
-                            else:
-                                ctx = self._context(spec, attempt)
-                                value = await step.run(args, ctx)
-                        else:
-                            ctx = self._context(spec, attempt)
-                            with anyio.move_on_after(spec.timeout) as attempt_scope:
-                                value = await step.run(args, ctx)
-                            timed_out = attempt_scope.cancelled_caught
-                        if timed_out:
-                            assert spec.timeout is not None
-                            error = StepTimeoutError(name, spec.timeout)
-                    except Exception as exc:  # noqa: BLE001 - a step failure, in the outcome
-                        error = exc
-                    except BaseException:
-                        self._interrupted.append(name)
-                        if hooks:
-                            instrument.step_attempt_finished(info, name, attempt, "cancelled", None)
-                        raise
-                if error is None and isinstance(value, Continue):
-                    error = InvalidResultError(
-                        name, "run", "a result, Retry(...) or Halt(...)", value
-                    )
-                if error is not None:
-                    if hooks:
-                        instrument.step_attempt_finished(info, name, attempt, "error", error)
-                elif isinstance(value, Retry):
-                    if hooks:
-                        instrument.step_attempt_finished(info, name, attempt, "retry", None)
-                elif isinstance(value, Halt):
-                    if hooks:
-                        instrument.step_attempt_finished(info, name, attempt, "halt", None)
-                    self._halt_now(value.reason, name)
-                    return
-                else:
-                    if hooks:
-                        instrument.step_attempt_finished(info, name, attempt, "ok", None)
-                    self._complete(spec, value, args)
-                    return
-                self._status[name] = StepStatus.WAITING
-                if ctx is None:
-                    ctx = self._context(spec, attempt)
-                if error is not None:
-                    if self._stopping or not step.can_compensate:
-                        self._fail_now(error, name)
-                        return
-                    if self._scoped:
-                        decision = await self._compensate(spec, step, error, args, ctx)
-                    else:
-                        with self._wait_scope(name) as wait:
-                            decision = await self._compensate(spec, step, error, args, ctx)
-                        if wait.cancelled_caught:
-                            return
-                    if isinstance(decision, Continue):
-                        self._complete(spec, decision.value, args)
-                        return
-                    if not isinstance(decision, Retry):
-                        self._fail_now(decision, name)
-                        return
-                    reason: object = decision.reason if decision.reason is not None else error
-                else:
-                    assert isinstance(value, Retry)
-                    reason = value.reason
-            if not await self._before_retry(spec, step, args, ctx, reason):
-                return
+        ctx = self._context(spec, attempt)
+        if self.scoped:
+            decision = await self._call_compensate(spec, step, error, args, ctx)
+        else:
+            with self._wait_scope(name) as wait:
+                decision = await self._call_compensate(spec, step, error, args, ctx)
+            if wait.cancelled_caught:
+                return None
+        if isinstance(decision, Continue):
+            if self._journal is not None:
+                self._journal.completed("/".join((*self._path, name)), decision.value)
+                return _Durable(decision.value, None)
+            self._complete(spec, decision.value, args)
+            return None
+        if isinstance(decision, Retry):
+            return _Again(decision.reason if decision.reason is not None else error)
+        self._fail_now(decision, name)
+        return None
 
-    async def _compensate(
+    async def _call_compensate(
         self,
         spec: StepSpec,
         step: Step,
@@ -933,29 +900,36 @@ class SagaRun:
     async def _before_retry(
         self,
         spec: StepSpec,
-        step: Step,
+        impl: Step | Saga,
         args: Mapping[str, Any],
-        ctx: StepContext,
+        attempt: int,
         reason: object,
     ) -> bool:
-        """Fail the step if retries ran out, else wait out the backoff; True to retry."""
-        if ctx.attempt >= 1 + spec.max_retries:
-            self._fail_now(RetriesExceededError(spec.name, ctx.attempt, reason), spec.name)
+        """Fail the step if its attempts ran out, else wait out the backoff; True to retry."""
+        if attempt >= 1 + spec.max_retries:
+            nested = isinstance(impl, Saga)
+            if nested and not spec.max_retries:
+                assert isinstance(reason, BaseException)
+                self._fail_now(reason, spec.name)
+            else:
+                self._fail_now(RetriesExceededError(spec.name, attempt, reason), spec.name)
             return False
         if self._stopping:
             return False
+        if isinstance(impl, Saga):
+            return True  # a failed child is tried again at once
         try:
-            delay = max(0.0, float(step.backoff(reason, args, ctx)))
+            delay = max(0.0, float(impl.backoff(reason, args, self._context(spec, attempt))))
         except Exception as exc:  # noqa: BLE001 - the step fails with it
             self._fail_now(exc, spec.name)
             return False
         self._opts.instrument.event(
             self.info,
             "retry_scheduled",
-            {"step": spec.name, "attempt": ctx.attempt, "delay": delay},
+            {"step": spec.name, "attempt": attempt, "delay": delay},
         )
         target = anyio.current_time() + delay
-        if self._scoped:
+        if self.scoped:
             while (now := anyio.current_time()) < target:
                 await anyio.sleep(target - now)
         else:
@@ -976,236 +950,91 @@ class SagaRun:
             finally:
                 del self._scopes[name]
 
-    async def _run_nested(self, spec: StepSpec, saga: Saga, args: Mapping[str, Any]) -> None:
-        instrument = self._opts.instrument
-        attempt = 0
-        while not self._stopping:
-            attempt += 1
-            self._attempts[spec.name] = attempt
-            self._status[spec.name] = StepStatus.RUNNING
-            child = SagaRun._child(
-                saga,
-                args,
-                self._halted_children.pop(spec.name, None),
-                self._opts,
-                self.info,
-                spec.name,
-            )
-            instrument.step_attempt_started(self.info, spec.name, attempt)
-            self._children[spec.name] = child
-            try:
-                outcome = await child.execute()
-            except BaseException:
-                self._interrupted.append(spec.name)
-                instrument.step_attempt_finished(self.info, spec.name, attempt, "cancelled", None)
-                raise
-            finally:
-                del self._children[spec.name]
-            if isinstance(outcome, SagaSucceeded):
-                instrument.step_attempt_finished(self.info, spec.name, attempt, "ok", None)
-                self._complete(spec, outcome.value, args, outcome.state)
-                return
-            if isinstance(outcome, SagaHalted):
-                instrument.step_attempt_finished(self.info, spec.name, attempt, "halt", None)
-                self._halted_children[spec.name] = outcome.state
-                self._halt_now(outcome.reason, spec.name)
-                return
-            error = NestedSagaFailedError(
-                spec.name, saga.name, outcome.error, outcome.step, outcome.rollback
-            )
-            instrument.step_attempt_finished(self.info, spec.name, attempt, "error", error)
-            self._child_reports.append((spec.name, outcome.rollback))
-            self._status[spec.name] = StepStatus.WAITING
-            if attempt >= 1 + spec.max_retries:
-                if spec.max_retries:
-                    self._fail_now(RetriesExceededError(spec.name, attempt, error), spec.name)
-                else:
-                    self._fail_now(error, spec.name)
-                return
+    def _context(self, spec: StepSpec, attempt: int) -> StepContext:
+        return StepContext(
+            saga=self._saga.name,
+            step=spec.name,
+            correlation_id=self.info.correlation_id,
+            run_id=self.info.run_id,
+            path=(*self._path, spec.name),
+            attempt=attempt,
+            max_retries=spec.max_retries,
+        )
+
+    # ---------------------------------------------------- stopping the run
+
+    def cancel(self, error: BaseException) -> None:
+        """Fail the run now with ``error``, as if a step had failed.
+
+        No new step starts; in-flight steps are awaited or cancelled according
+        to ``in_flight``; then completed steps are undone in reverse order and
+        :meth:`execute` returns :class:`SagaFailed` with ``error`` (and no
+        failing step). Does nothing if the run already failed.
+        """
+        self._fail_now(error, None)
+
+    def _fail_now(self, error: BaseException, step: str | None) -> None:
+        if step is not None:
+            self._status[step] = StepStatus.FAILED
+        if self._failure is not None:
+            return
+        self._failure = (error, step)
+        self._stopping = True
+        self._opts.instrument.event(self.info, "failure_detected", {"step": step, "error": error})
+        self._stop_waiters()
+
+    def _halt_now(self, reason: object, step: str) -> None:
+        if self._halt is None:
+            self._halt = (reason, step)
+        if not self._stopping:
+            self._stopping = True
+            self._stop_waiters()
+
+    def _stop_waiters(self) -> None:
+        failed = self._failure is not None
+        if failed:
+            # Running child sagas stop now, before any of their steps gets the
+            # chance to start (S5 across nesting); under "cancel" their scope
+            # is cancelled below as well, and they roll back on the way out.
+            for child in self._children.values():
+                child._fail_now(SagaAbortedError(child._saga.name, child.info.parent_step), None)
+        cancel_running = failed and self._opts.in_flight == "cancel"
+        for name, scope in self._scopes.items():
+            if cancel_running or self._status[name] is StepStatus.WAITING:
+                scope.cancel()
+
+    # ------------------------------------------------------------ rollback
 
     async def _rollback(self) -> RollbackReport:
         self._rolled_back = True
         self._phase = SagaPhase.ROLLING_BACK
+        if self._journal is not None and self.info.parent is None and self._failure is not None:
+            # From here on a recovery compensates, whatever the saga's policy.
+            self._journal.failure(self._failure[1], self._failure[0])
+            with anyio.CancelScope(shield=True):
+                await self._journal.sync()
         instrument = self._opts.instrument
         instrument.event(self.info, "rollback_started", {})
-        undone: list[str] = []
-        failures: list[UndoFailedError] = []
-        not_undone: list[str] = []
-        for prefix, report in self._child_reports:
-            undone.extend(f"{prefix}/{p}" for p in report.undone)
-            failures.extend(_prefixed(prefix, f) for f in report.failures)
-            not_undone.extend(f"{prefix}/{p}" for p in report.not_undone)
-        own = await _rollback_state(
-            self._state(), self.info, self._opts, self._undo_attempts, self._status
+        own = await rollback_state(
+            self._state(),
+            self.info,
+            instrument=instrument,
+            rollback_timeout=self._opts.rollback_timeout,
+            max_undo_attempts=self._opts.max_undo_attempts,
+            journal=self._journal,
+            undo_attempts=self._undo_attempts,
+            statuses=self._status,
         )
-        undone.extend(own.undone)
-        failures.extend(own.failures)
-        not_undone.extend(own.not_undone)
-        status = (
-            RollbackStatus.ROLLED_BACK
-            if not failures and not not_undone
-            else RollbackStatus.INCOMPLETE
-        )
+        report = merge_reports([*self._child_reports, (None, own)])
+        self._report = report
         instrument.event(
             self.info,
-            "saga_rolled_back" if status is RollbackStatus.ROLLED_BACK else "rollback_incomplete",
+            "saga_rolled_back"
+            if report.status is RollbackStatus.ROLLED_BACK
+            else "rollback_incomplete",
             {},
         )
-        return RollbackReport(
-            status=status,
-            undone=tuple(undone),
-            failures=tuple(failures),
-            not_undone=tuple(not_undone),
-        )
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], suspended_at: Any) -> Generator[Any, Any, None]:
-    """Go on driving ``coro``, which suspended yielding ``suspended_at``, from the current task.
-
-    The same delegation as ``await coro`` (PEP 380's ``yield from``): whatever
-    the event loop sends or throws in goes to ``coro``, whatever it yields goes
-    to the event loop.
-    """
-    while True:
-        try:
-            sent = yield suspended_at
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - delivered to the coroutine
-            try:
-                suspended_at = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                suspended_at = coro.send(sent)
-            except StopIteration:
-                return
-
-
-def _prefixed(prefix: str, failure: UndoFailedError) -> UndoFailedError:
-    return UndoFailedError(f"{prefix}/{failure.step}", failure.attempts, failure.errors)
-
-
-async def _rollback_state(
-    state: SagaState,
-    info: SagaRunInfo,
-    opts: _Options,
-    undo_attempts: dict[str, int] | None = None,
-    statuses: dict[str, StepStatus] | None = None,
-) -> RollbackReport:
-    """Undo ``state``'s completed steps, newest first, shielded and bounded (algorithm step 8)."""
-    undone: list[str] = []
-    failures: list[UndoFailedError] = []
-    with anyio.CancelScope(
-        shield=True, deadline=anyio.current_time() + opts.rollback_timeout
-    ) as scope:
-        await _undo_completed(
-            state, info, opts, (), undone, failures, undo_attempts or {}, statuses
-        )
-    not_undone: list[str] = []
-    if scope.cancelled_caught:
-        reached = set(undone) | {f.step for f in failures}
-        not_undone = [p for p in _undoable_paths(state, ()) if p not in reached]
-    status = (
-        RollbackStatus.ROLLED_BACK if not failures and not not_undone else RollbackStatus.INCOMPLETE
-    )
-    return RollbackReport(
-        status=status, undone=tuple(undone), failures=tuple(failures), not_undone=tuple(not_undone)
-    )
-
-
-def _undoable_paths(state: SagaState, prefix: tuple[str, ...]) -> list[str]:
-    paths: list[str] = []
-    for completed in reversed(state.completed):
-        if completed.child is not None:
-            paths.extend(_undoable_paths(completed.child, (*prefix, completed.name)))
-        else:
-            impl = state.saga.step(completed.name).impl
-            if isinstance(impl, Step) and impl.can_undo:
-                paths.append("/".join((*prefix, completed.name)))
-    return paths
-
-
-async def _undo_completed(
-    state: SagaState,
-    info: SagaRunInfo,
-    opts: _Options,
-    prefix: tuple[str, ...],
-    undone: list[str],
-    failures: list[UndoFailedError],
-    undo_attempts: dict[str, int],
-    statuses: dict[str, StepStatus] | None,
-) -> None:
-    instrument = opts.instrument
-    for completed in reversed(state.completed):
-        path = "/".join((*prefix, completed.name))
-        spec = state.saga.step(completed.name)
-        if completed.child is not None:
-            child_info = completed.child.run or info
-            before = len(failures)
-            await _undo_completed(
-                completed.child,
-                child_info,
-                opts,
-                (*prefix, completed.name),
-                undone,
-                failures,
-                {},
-                None,
-            )
-            if statuses is not None:
-                statuses[completed.name] = (
-                    StepStatus.UNDONE if len(failures) == before else StepStatus.UNDO_FAILED
-                )
-            continue
-        impl = spec.impl
-        assert isinstance(impl, Step)
-        if not impl.can_undo:
-            continue
-        errors: list[object] = []
-        for attempt in range(1, opts.max_undo_attempts + 1):
-            undo_attempts[completed.name] = attempt
-            ctx = StepContext(
-                saga=state.saga.name,
-                step=completed.name,
-                correlation_id=info.correlation_id,
-                run_id=info.run_id,
-                path=(*info.path, completed.name),
-                attempt=attempt,
-                max_retries=opts.max_undo_attempts - 1,
-            )
-            instrument.undo_started(info, completed.name, attempt)
-            try:
-                result = await impl.undo(completed.value, completed.arguments, ctx)
-            except Exception as exc:  # noqa: BLE001 - collected in the rollback report
-                instrument.undo_finished(info, completed.name, attempt, "error", exc)
-                errors.append(exc)
-                continue
-            except BaseException:
-                instrument.undo_finished(info, completed.name, attempt, "cancelled", None)
-                if statuses is not None:
-                    statuses[completed.name] = StepStatus.UNDO_FAILED
-                raise
-            if result is None:
-                instrument.undo_finished(info, completed.name, attempt, "ok", None)
-                undone.append(path)
-                break
-            if isinstance(result, Retry):
-                instrument.undo_finished(info, completed.name, attempt, "retry", None)
-                errors.append(result.reason)
-                continue
-            invalid = InvalidResultError(completed.name, "undo", "None or Retry(...)", result)
-            instrument.undo_finished(info, completed.name, attempt, "error", invalid)
-            errors.append(invalid)
-        else:
-            failures.append(UndoFailedError(path, opts.max_undo_attempts, errors))
-        if statuses is not None:
-            statuses[completed.name] = (
-                StepStatus.UNDONE if undone and undone[-1] == path else StepStatus.UNDO_FAILED
-            )
+        return report
 
 
 async def run_saga(
@@ -1302,4 +1131,10 @@ async def undo_saga(
     info = state.run or SagaRunInfo(
         saga=state.saga, run_id=next(_run_ids), correlation_id=state.correlation_id
     )
-    return await _rollback_state(state, info, opts)
+    return await rollback_state(
+        state,
+        info,
+        instrument=opts.instrument,
+        rollback_timeout=opts.rollback_timeout,
+        max_undo_attempts=opts.max_undo_attempts,
+    )

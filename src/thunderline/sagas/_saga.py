@@ -45,6 +45,9 @@ __all__ = [
     "Value",
 ]
 
+RECOVERY_POLICIES = ("compensate", "resume")
+"""What a journaled saga supervisor does with an unfinished run after a crash."""
+
 DEFAULT_MAX_RETRIES = 3
 """Retries allowed per step unless the step says otherwise (finite, unlike Reactor)."""
 
@@ -138,6 +141,15 @@ class Saga:
         inputs: Declared input names.
         steps: The steps, in definition order.
         returns: Name of the step whose result is the saga's result.
+        version: The definition's version, journaled with every run; a journal's
+            unfinished runs are recovered by the definition of the same name and
+            version (bump it when a change makes old runs unrecoverable by it).
+        recovery: What a saga supervisor with a journal does on start-up with a
+            run of this saga that has no outcome (its process died):
+            ``"compensate"`` (default: undo its completed steps, newest first)
+            or ``"resume"`` (go on from its journaled completed steps; steps
+            that started and did not complete run again, see
+            :attr:`StepContext.idempotency_key`).
 
     Raises:
         SagaDefinitionError: (a subclass naming the step) for a duplicate name,
@@ -148,11 +160,21 @@ class Saga:
     inputs: tuple[str, ...]
     steps: tuple[StepSpec, ...]
     returns: str
+    version: int = 1
+    recovery: str = "compensate"
     _by_name: Mapping[str, StepSpec] = attrs.field(init=False, repr=False)
     _dependents: Mapping[str, tuple[str, ...]] = attrs.field(init=False, repr=False)
     _plan: _SagaPlan = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise SagaDefinitionError(
+                self.name, f"version must be an int >= 1, got {self.version!r}"
+            )
+        if self.recovery not in RECOVERY_POLICIES:
+            raise SagaDefinitionError(
+                self.name, f"recovery must be 'compensate' or 'resume', got {self.recovery!r}"
+            )
         by_name: dict[str, StepSpec] = {}
         for spec in self.steps:
             _check_name(self.name, spec.name)
@@ -332,6 +354,8 @@ class SagaBuilder:
     Args:
         name: The saga's name.
         inputs: Declared input names.
+        version: The definition's version (see :attr:`Saga.version`).
+        recovery: ``"compensate"`` or ``"resume"`` (see :attr:`Saga.recovery`).
 
     Example::
 
@@ -344,10 +368,19 @@ class SagaBuilder:
         saga = b.build(returns="hello")
     """
 
-    def __init__(self, name: str, *, inputs: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Iterable[str] = (),
+        version: int = 1,
+        recovery: str = "compensate",
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise SagaDefinitionError(str(name), f"expected a non-empty str name, got {name!r}")
         self._name = name
+        self._version = version
+        self._recovery = recovery
         self._inputs = tuple(inputs)
         self._steps: list[StepSpec] = []
 
@@ -462,4 +495,11 @@ class SagaBuilder:
         Raises:
             SagaDefinitionError: see :class:`Saga`.
         """
-        return Saga(name=self._name, inputs=self._inputs, steps=tuple(self._steps), returns=returns)
+        return Saga(
+            name=self._name,
+            inputs=self._inputs,
+            steps=tuple(self._steps),
+            returns=returns,
+            version=self._version,
+            recovery=self._recovery,
+        )

@@ -84,6 +84,8 @@ class StepContext:
         attempt: 1 for the first attempt of ``run``, 2 for the first retry, ...
             In ``undo``, the undo attempt number.
         max_retries: The step's retry bound.
+        operation: ``"run"`` (in ``run``, ``compensate`` and ``backoff``) or
+            ``"undo"``.
     """
 
     saga: str
@@ -93,6 +95,25 @@ class StepContext:
     path: tuple[str, ...]
     attempt: int
     max_retries: int
+    operation: str = "run"
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key naming this step's effect in this saga, stable across attempts and crashes.
+
+        ``"<correlation id>:<path>"`` for ``run`` (the same for every attempt,
+        and for the attempts a recovery re-runs after a crash), with ``":undo"``
+        appended for ``undo``. A step with an external effect passes it to the
+        system it changes (or records it next to the effect) so that running
+        the step twice has the effect once: forward steps run at least once
+        when a crash interrupts them, and so does an undo interrupted by a crash.
+        """
+        # A nested run's correlation id is "<root>/<its parent steps>": strip them.
+        root = self.correlation_id
+        if len(self.path) > 1:
+            root = root[: len(root) - len("/".join(self.path[:-1])) - 1]
+        key = f"{root}:{'/'.join(self.path)}"
+        return key if self.operation == "run" else f"{key}:{self.operation}"
 
     @property
     def retries_remaining(self) -> int:

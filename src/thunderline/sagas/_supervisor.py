@@ -58,6 +58,19 @@ without one, it raises :class:`SagaCrashedError` carrying the exit reason. It
 also works shortly after the end: the registry keeps the last ``max_recent``
 ended sagas (default 256; oldest evicted first).
 
+Durability. With ``journal=`` every start is journaled first (step 3 also
+refuses inputs the journal cannot encode, :class:`UnjournalableInputError`,
+and a correlation id the journal already has, :class:`SagaAlreadyRanError`),
+and every run writes its attempts, undos and outcome to it
+(:mod:`thunderline.sagas._journal`). In ``init``, after the dynamic
+supervisor started, the supervisor reads the runs without an outcome and,
+for each, builds a recovery run from its records by its definition's policy
+(:mod:`thunderline.sagas._recovery`: compensate or resume), starts it,
+registers it under its correlation id and lets it go, exactly as step 4; so
+a new start of a recovering id is a duplicate (S21). A run whose definition
+(name and version) is not in ``definitions`` makes ``init`` fail with
+:class:`UnknownSagaDefinitionError` rather than forget the run.
+
 Instrument. The supervisor's :class:`SagaInstrument` is passed to every run
 and additionally receives, through ``event`` and from the supervisor process,
 ``"saga_registered"`` (attributes ``pid``, ``supervisor``) before the run's
@@ -72,8 +85,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
-from collections.abc import Hashable, Mapping
+import os
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -122,6 +137,8 @@ from thunderline.runtime import (
 from ._errors import SagaError
 from ._executor import DEFAULT_MAX_UNDO_ATTEMPTS, DEFAULT_ROLLBACK_TIMEOUT, SagaRun
 from ._instrument import SagaInstrument, get_default_instrument
+from ._journal import JournalCodec, SagaJournal, SagaJournalError, open_journal
+from ._recovery import SagaInterruptedError, recovery_state
 from ._registry import (
     DEFAULT_MAX_RECENT,
     Ended,
@@ -185,6 +202,33 @@ class SagaCancelledError(SagaError):
     def __init__(self, correlation_id: str) -> None:
         self.correlation_id = correlation_id
         super().__init__(f"saga {correlation_id!r} was cancelled")
+
+
+class UnknownSagaDefinitionError(SagaJournalError, LookupError):
+    """The journal has unfinished runs of a saga definition the supervisor was not given.
+
+    The supervisor does not start (a run it cannot recover must not be
+    forgotten): pass every such definition, by name and version, in
+    ``definitions``.
+
+    Attributes:
+        location: The journal.
+        missing: ``(saga name, version)`` pairs with unfinished runs.
+        known: The ``(name, version)`` pairs given.
+    """
+
+    def __init__(
+        self, location: str, missing: list[tuple[str, int]], known: list[tuple[str, int]]
+    ) -> None:
+        self.location = location
+        self.missing = missing
+        self.known = known
+        names = ", ".join(f"{name!r} version {version}" for name, version in missing)
+        given = ", ".join(f"{name!r} v{version}" for name, version in known) or "none"
+        super().__init__(
+            f"saga journal {location} has unfinished runs of {names}, but the saga supervisor "
+            f"knows no such definition (definitions given: {given})"
+        )
 
 
 class SagaAwaitTimeoutError(SagaError, TimeoutError):
@@ -259,6 +303,7 @@ class SagaSupervisorStatistics:
         cancelled: Cancellations requested by :func:`cancel_saga`.
         rejected: Starts rejected because the correlation id was running.
         joined: Starts that joined a running saga.
+        recovered: Unfinished journaled runs this supervisor recovered at start-up.
         awaiting: Callers waiting for an outcome now.
         recent: Ended sagas whose outcome is cached.
         max_recent: Bound of that cache.
@@ -277,6 +322,7 @@ class SagaSupervisorStatistics:
     cancelled: int
     rejected: int
     joined: int
+    recovered: int
     awaiting: int
     recent: int
     max_recent: int
@@ -388,8 +434,15 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         max_children: int | None,
         max_recent: int,
         instrument: SagaInstrument | None,
+        journal: str | os.PathLike[str] | SagaJournal | None = None,
+        definitions: Iterable[Saga] = (),
+        journal_codec: JournalCodec | None = None,
     ) -> None:
         self.label = name or "saga_supervisor"
+        self.journal_target = journal
+        self.journal_codec = journal_codec
+        self.journal: SagaJournal | None = None
+        self.definitions = {(saga.name, saga.version): saga for saga in definitions}
         self.max_concurrency = max_concurrency
         self.max_children = max_children
         self.instrument = instrument if instrument is not None else get_default_instrument()
@@ -404,6 +457,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                 "cancelled",
                 "rejected",
                 "joined",
+                "recovered",
             ),
             0,
         )
@@ -434,7 +488,45 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         )
         assert children is not None
         self.children = children
+        if self.journal_target is not None:
+            await self._recover()
         return Ok(self)
+
+    async def _recover(self) -> None:
+        """Open the journal and start a recovery run for each unfinished run (see module doc)."""
+        target = self.journal_target
+        assert target is not None
+        self.journal = (
+            target
+            if isinstance(target, SagaJournal)
+            else open_journal(target, codec=self.journal_codec)
+        )
+        journal = self.journal
+        unfinished = journal.runs(unfinished_only=True)
+        unknown = sorted(
+            {(r.saga, r.version) for r in unfinished} - set(self.definitions), key=repr
+        )
+        if unknown:
+            raise UnknownSagaDefinitionError(journal.location, unknown, sorted(self.definitions))
+        for journaled in unfinished:
+            cid = journaled.correlation_id
+            saga = self.definitions[journaled.saga, journaled.version]
+            state, compensate = recovery_state(saga, journaled, journal.records(cid), journal.codec)
+            run = SagaRun(
+                state=state,
+                correlation_id=cid,
+                limiter=self.limiter,
+                instrument=self.instrument,
+                **_recovered_options(journaled.options),
+            )
+            run._journal = journal.recover(cid)
+            if compensate:
+                run._fail_at_start = SagaInterruptedError(cid, saga.name)
+            assert self.children is not None
+            pid = await start_child(self.children, run)
+            assert pid is not None
+            self.counts["recovered"] += 1
+            self._register(run, pid, recovered=True)
 
     # ------------------------------------------------------------- requests
 
@@ -480,6 +572,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
             self.counts["rejected"] += 1
             return _Failure(SagaAlreadyRunningError(cid, current.pid))
         assert self.children is not None
+        journaled = None
         try:
             run = SagaRun(
                 request.saga,
@@ -489,22 +582,37 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
                 instrument=self.instrument,
                 **request.options,
             )
+            if self.journal is not None:
+                # Refuses unjournalable inputs and a correlation id already journaled.
+                journaled = run._journal = self.journal.begin(
+                    request.saga, request.inputs, cid, request.options
+                )
             pid = await start_child(self.children, run)
         except Exception as exc:  # noqa: BLE001 - the caller's start fails with it
+            if journaled is not None and self.journal is not None:
+                journaled.finished(None, exc, None)  # journaled, never ran
+                self.journal.flush()
             return _Failure(exc)
         assert pid is not None
+        self.counts["started"] += 1
+        return self._handle(self._register(run, pid, recovered=False), joined=False)
+
+    def _register(self, run: SagaRun, pid: Pid, *, recovered: bool) -> Entry:
+        """Monitor and register a started saga process, then let it go (steps 4 above)."""
         entry = Entry(
-            correlation_id=cid,
+            correlation_id=run.info.correlation_id,
             pid=pid,
             monitor=monitor(pid),
             run=run,
             started_at=anyio.current_time(),
         )
         self.registry.register(entry)
-        self.counts["started"] += 1
-        self.instrument.event(run.info, "saga_registered", {"pid": pid, "supervisor": self.label})
+        attributes: dict[str, object] = {"pid": pid, "supervisor": self.label}
+        if recovered:
+            attributes["recovered"] = True
+        self.instrument.event(run.info, "saga_registered", attributes)
         send(pid, _Go())
-        return self._handle(entry, joined=False)
+        return entry
 
     @staticmethod
     def _handle(entry: Entry, *, joined: bool) -> SagaHandle:
@@ -665,10 +773,24 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
         self._drain()
         for entry in list(self.registry):
             self._ended(entry, Ended(None, reason, cancelled=entry.cancelled))
+        if self.journal is not None and not isinstance(self.journal_target, SagaJournal):
+            self.journal.close()  # opened by this supervisor
 
     def format_status(self, state: _SagaSupervisor) -> Any:
         """Reports show the running correlation ids and pids."""
         return [(entry.correlation_id, entry.pid) for entry in self.registry]
+
+
+def _recovered_options(text: str) -> dict[str, Any]:
+    """A journaled run's options, as :class:`SagaRun` keywords (unknown keys dropped)."""
+    try:
+        options = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(options, dict):
+        return {}
+    keys = ("timeout", "in_flight", "rollback_timeout", "max_undo_attempts")
+    return {key: options[key] for key in keys if key in options}
 
 
 # -------------------------------------------------------------------- the API
@@ -716,6 +838,9 @@ def _make_server(
     max_children: int | None,
     max_recent: int,
     instrument: SagaInstrument | None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> _SagaSupervisor:
     if name is not None and (not isinstance(name, str) or not name):
         raise SagaArgumentError(function, "name", "None or a non-empty str", name)
@@ -725,12 +850,40 @@ def _make_server(
         raise SagaArgumentError(function, "max_recent", "an int >= 0", max_recent)
     if instrument is not None and not isinstance(instrument, SagaInstrument):
         raise SagaArgumentError(function, "instrument", "None or a SagaInstrument", instrument)
+    if journal is not None and not isinstance(journal, str | os.PathLike | SagaJournal):
+        raise SagaArgumentError(
+            function,
+            "journal",
+            "None, a SQLite path, a postgresql:// URL or a SagaJournal",
+            journal,
+        )
+    if isinstance(journal, str) and not journal:
+        raise SagaArgumentError(function, "journal", "a non-empty path or URL", journal)
+    if journal_codec is not None and not isinstance(journal_codec, JournalCodec):
+        raise SagaArgumentError(function, "journal_codec", "None or a JournalCodec", journal_codec)
+    if isinstance(definitions, Saga) or not isinstance(definitions, Iterable):
+        raise SagaArgumentError(function, "definitions", "an iterable of Saga", definitions)
+    sagas = list(definitions)
+    known: dict[tuple[str, int], Saga] = {}
+    for saga in sagas:
+        if not isinstance(saga, Saga):
+            raise SagaArgumentError(function, "definitions", "an iterable of Saga", saga)
+        if known.setdefault((saga.name, saga.version), saga) is not saga:
+            raise SagaArgumentError(
+                function,
+                "definitions",
+                "one definition per (name, version)",
+                f"two definitions of {saga.name!r} version {saga.version}",
+            )
     return _SagaSupervisor(
         name=name,
         max_concurrency=max_concurrency,
         max_children=max_children,
         max_recent=max_recent,
         instrument=instrument,
+        journal=journal,
+        definitions=sagas,
+        journal_codec=journal_codec,
     )
 
 
@@ -749,6 +902,9 @@ async def start_saga_supervisor(
     max_children: int | None = None,
     max_recent: int = DEFAULT_MAX_RECENT,
     instrument: SagaInstrument | None = None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> Pid:
     """Start a saga supervisor and return its pid.
 
@@ -765,11 +921,21 @@ async def start_saga_supervisor(
         max_recent: How many ended sagas :func:`await_saga` still answers for.
         instrument: Hooks for every run and the supervisor's events (default:
             :func:`get_default_instrument` when the supervisor starts).
+        journal: Journal every run here (see "Durability" in the module
+            docstring): a SQLite file (a directory: ``<dir>/sagas.db``), a
+            ``postgresql://`` URL (schema ``thunderline_sagas``), or an open
+            :class:`SagaJournal` (then the caller closes it). ``None``: no journal.
+        definitions: The saga definitions its unfinished runs may need at
+            start-up, matched by name and version.
+        journal_codec: How the journal it opens encodes values (default JSON;
+            see :class:`JournalCodec`).
 
     Raises:
         SagaArgumentError: an argument has the wrong type or value.
         AlreadyStartedError: ``name`` is taken.
-        InitFailedError: the supervisor could not start.
+        InitFailedError: the supervisor could not start (e.g. the journal has
+            another format version, or unfinished runs of a definition not given:
+            the reason is a :class:`SagaJournalError`).
     """
     server = _make_server(
         "start_saga_supervisor",
@@ -778,6 +944,9 @@ async def start_saga_supervisor(
         max_children=max_children,
         max_recent=max_recent,
         instrument=instrument,
+        journal=journal,
+        definitions=definitions,
+        journal_codec=journal_codec,
     )
     if _in_process():
         pid = await start_link(server, name=name)
@@ -795,6 +964,9 @@ def saga_supervisor_spec(
     max_children: int | None = None,
     max_recent: int = DEFAULT_MAX_RECENT,
     instrument: SagaInstrument | None = None,
+    journal: str | os.PathLike[str] | SagaJournal | None = None,
+    definitions: Iterable[Saga] = (),
+    journal_codec: JournalCodec | None = None,
 ) -> ChildSpec:
     """A :class:`~thunderline.runtime.ChildSpec` to nest a saga supervisor in an application.
 
@@ -811,6 +983,9 @@ def saga_supervisor_spec(
         "max_children": max_children,
         "max_recent": max_recent,
         "instrument": instrument,
+        "journal": journal,
+        "definitions": tuple(definitions) if isinstance(definitions, Iterable) else definitions,
+        "journal_codec": journal_codec,
     }
     _make_server("saga_supervisor_spec", **options)
 
@@ -884,6 +1059,8 @@ async def start_saga(
         SagaAlreadyRunningError: the id is running and ``on_duplicate="reject"``.
         SagaArgumentError: ``saga``, ``correlation_id`` or ``on_duplicate`` is invalid.
         MissingInputError: inputs are missing or undeclared (nothing is registered).
+        UnjournalableInputError: with a journal, an input it cannot encode.
+        SagaAlreadyRanError: with a journal, the id already has a journaled run.
         ValueError: invalid run options.
         MaxChildrenError: the supervisor already runs ``max_children`` sagas.
     """
