@@ -78,7 +78,7 @@ class Monitor:
 
     __slots__ = ("owner", "ref", "reported", "target")
 
-    def __init__(self, ref: Ref, owner: Pid, target: Pid, reported: Pid | str) -> None:
+    def __init__(self, ref: Ref, owner: Pid, target: Pid, reported: Any) -> None:
         self.ref = ref
         self.owner = owner
         self.target = target

@@ -52,7 +52,16 @@ from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
-from thunderline.runtime._reasons import KILLED, NOPROC, NORMAL, Crashed, Normal, is_quiet
+from thunderline.runtime._reasons import (
+    KILLED,
+    NOPROC,
+    NORMAL,
+    Crashed,
+    NoConnection,
+    NoProc,
+    Normal,
+    is_quiet,
+)
 
 __all__ = [
     "IGNORE",
@@ -266,7 +275,7 @@ class CallTimeoutError(CallError, TimeoutError):
         super().__init__(server, request, timeout, "timeout")
 
     def _describe(self) -> str:
-        return f"no reply within {self.timeout} s"
+        return f"no reply within {self.timeout} s (the server may or may not have handled it)"
 
 
 class CallNoProcError(CallError, LookupError):
@@ -284,6 +293,20 @@ class CallExitError(CallError):
 
     def _describe(self) -> str:
         return f"the server exited with {self.reason!r}"
+
+
+class CallNodeDownError(CallExitError):
+    """The server's node was lost during the call (OTP ``{nodedown, Node}``).
+
+    ``reason`` is ``NOCONNECTION``. The request may or may not have been
+    handled: it may have reached the server before the connection was lost.
+    """
+
+    def _describe(self) -> str:
+        return (
+            "the connection to the server's node was lost (noconnection): "
+            "the request may or may not have been handled"
+        )
 
 
 class CallingSelfError(CallError):
@@ -655,7 +678,9 @@ def _server_pid(server: object, operation: str) -> Pid | None:
     raise InvalidDestinationError(server, operation)
 
 
-async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
+async def call(
+    server: Pid | str | tuple[str, str], request: Any, timeout: float | None = 5.0
+) -> Any:
     """Send ``request`` to a server and wait for its reply (OTP ``gen_server:call``).
 
     The caller monitors the server for the duration of the call. A reply that
@@ -679,10 +704,19 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     if timeout is not None:
         timeout = _check_timeout(timeout, "call")
     node = caller.node
+    dist = node.dist
     if type(server) is Pid:
         target = node.processes.get(server)
+        if target is None and dist is not None and server._node != node.id:
+            return await _remote_call(caller, server, request, timeout)
     elif type(server) is str:
         holder = node.names.get(server)
+        target = node.processes.get(holder) if holder is not None else None
+    elif dist is not None and type(server) is tuple:
+        where = dist.resolve(server)
+        if type(where) is not str:
+            return await _remote_call(caller, server, request, timeout)
+        holder = node.names.get(where)
         target = node.processes.get(holder) if holder is not None else None
     else:
         raise InvalidDestinationError(server, "call")
@@ -725,7 +759,43 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     raise CallExitError(server, request, timeout, answer.reason)
 
 
-def cast(server: Pid | str, request: Any) -> None:
+async def _remote_call(caller: Process, server: Any, request: Any, timeout: float | None) -> Any:
+    """A call to a process of another node (through ``node.dist``).
+
+    As a local call: a monitor whose reference is also the reply alias, the
+    request, then the first of reply, ``Down`` or timeout. ``Down`` with
+    ``NOCONNECTION`` (the node was lost, or was down already) raises
+    :class:`CallNodeDownError`, ``NOPROC`` :class:`CallNoProcError`.
+    """
+    dist = caller.node.dist
+    assert dist is not None
+    mark = len(caller.mailbox)
+    ref = monitor(server)
+    caller.aliases.add(ref)
+    dist.send(server, _Call(From(caller.pid, ref), request))
+
+    def match(message: Any) -> bool:
+        mtype = type(message)
+        return (mtype is _Reply and message.tag == ref) or (mtype is Down and message.ref == ref)
+
+    try:
+        answer = await caller.receive(match, timeout, adopt=False, start=mark)
+    except ReceiveTimeout:
+        demonitor(ref, flush=True)
+        raise CallTimeoutError(server, request, timeout) from None
+    finally:
+        caller.aliases.discard(ref)
+    if type(answer) is _Reply:
+        demonitor(ref, flush=True)
+        return answer.value
+    if isinstance(answer.reason, NoConnection):
+        raise CallNodeDownError(server, request, timeout, answer.reason)
+    if isinstance(answer.reason, NoProc):
+        raise CallNoProcError(server, request, timeout)
+    raise CallExitError(server, request, timeout, answer.reason)
+
+
+def cast(server: Pid | str | tuple[str, str], request: Any) -> None:
     """Send ``request`` to a server's ``handle_cast`` and return at once.
 
     Never raises for a missing server (OTP ``gen_server:cast``).
@@ -733,10 +803,19 @@ def cast(server: Pid | str, request: Any) -> None:
     Raises:
         InvalidDestinationError: ``server`` is neither a Pid nor a str.
     """
+    node = current_node("cast")
+    dist = node.dist
+    if dist is not None and (
+        (type(server) is Pid and server._node != node.id)
+        or (type(server) is tuple and type(dist.resolve(server)) is not str)
+    ):
+        dist.send(server, _Cast(request))
+        return
+    if dist is not None and type(server) is tuple:
+        server = dist.resolve(server)
     pid = _server_pid(server, "cast")
     if pid is None:
         return
-    node = current_node("cast")
     target = node.processes.get(pid)
     if target is not None:
         target.post(_Cast(request), "cast")
@@ -744,9 +823,13 @@ def cast(server: Pid | str, request: Any) -> None:
 
 def _reply_from(proc: Process, from_: From, value: Any) -> None:
     """The server loop's reply: no argument checks, the node is the server's."""
-    target = proc.node.processes.get(from_.pid)
-    if target is not None and from_.tag in target.aliases:
-        target.post(_Reply(from_.tag, value), "reply")
+    node = proc.node
+    target = node.processes.get(from_.pid)
+    if target is not None:
+        if from_.tag in target.aliases:
+            target.post(_Reply(from_.tag, value), "reply")
+    elif node.dist is not None and from_.pid._node != node.id:
+        node.dist.send(from_.pid, _Reply(from_.tag, value))
 
 
 def reply(from_: From, value: Any) -> None:
@@ -759,8 +842,11 @@ def reply(from_: From, value: Any) -> None:
         raise TypeError(f"reply: expected a From, got {type(from_).__name__} {from_!r}")
     node = current_node("reply")
     target = node.processes.get(from_.pid)
-    if target is not None and from_.tag in target.aliases:
-        target.post(_Reply(from_.tag, value), "reply")
+    if target is not None:
+        if from_.tag in target.aliases:
+            target.post(_Reply(from_.tag, value), "reply")
+    elif node.dist is not None and from_.pid._node != node.id:
+        node.dist.send(from_.pid, _Reply(from_.tag, value))
 
 
 async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
