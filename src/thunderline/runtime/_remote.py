@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from thunderline.runtime._messages import Down, Exit
+from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref, next_node_id
 from thunderline.runtime._process import Monitor
 from thunderline.runtime._reasons import (
@@ -50,6 +51,8 @@ __all__ = [
     "Monitor",
     "add_link",
     "add_monitor",
+    "add_watch",
+    "current_node",
     "deliver",
     "deliver_named",
     "exit_signal",
@@ -244,6 +247,15 @@ def add_monitor(node: Node, target: Pid | str, owner: Pid, ref: Ref) -> bool:
     if proc is None or type(pid) is not Pid:
         return False
     proc.monitors_in[ref] = Monitor(ref, owner, pid, pid)
+    return True
+
+
+def add_watch(node: Node, owner: Pid, target: Pid, ref: Ref) -> bool:
+    """Record the local ``owner``'s monitor ``ref`` on the remote ``target``; False if dead."""
+    proc = node.processes.get(owner)
+    if proc is None:
+        return False
+    proc.monitors_out[ref] = Monitor(ref, owner, target, target)
     return True
 
 
