@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, settings
 
 # No per-example deadlines: the suite runs on loaded 2-core machines, and a
-# slow example is not a failure (STYLE 16: no timing assertions in tests).
+# slow example is not a failure (tests assert no timing).
 settings.register_profile(
     "thunderline", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("thunderline")
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 @pytest.fixture(

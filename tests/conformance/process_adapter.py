@@ -1,18 +1,18 @@
-"""Process-conformance adapter: run a scenario of ../shared/conformance/process on thunderline.
+"""Process-conformance adapter: run a scenario of otp25/process/ on thunderline.
 
 Usage::
 
     python tests/conformance/process_adapter.py [--backend asyncio|trio] SCENARIO.json
 
-It implements the adapter contract of ``../shared/conformance/process/README.md``
-and prints the event log of ``FORMAT.md`` section 3 on stdout (diagnostics go to
+It implements the adapter contract of ``otp25/README.md`` and prints the
+event log of ``otp25/process/FORMAT.md`` section 3 on stdout (diagnostics go to
 stderr). Every scenario process is a real thunderline process and every ``s…``
 server a real :class:`thunderline.runtime.Server`; the adapter only translates
 ops into runtime calls and runtime values into Erlang term syntax. The
 semantics (exit signals, links, monitors, names, gen_server behaviour) are the
 runtime's own.
 
-Settling (FORMAT.md section 4) waits until every task of the node is blocked
+Settling (otp25/process/FORMAT.md section 4) waits until every task of the node is blocked
 (``anyio.wait_all_tasks_blocked``) and no server is sleeping in a ``{sleep,Ms,X}``
 request; servers sleep for real.
 """
@@ -745,7 +745,7 @@ class Runner:
             if isinstance(message, Command):
                 op = message.op
                 if op["op"] == "react":
-                    # The then-op counts as part of the react op (FORMAT.md 1): a
+                    # The then-op counts as part of the react op (otp25/process/FORMAT.md 1): a
                     # name or label it uses that is unbound skips the whole react.
                     try:
                         self.check_bound(op["then"])
@@ -791,7 +791,7 @@ class Runner:
     # -- settling
 
     async def settle(self) -> None:
-        """Wait until everything the op set off has happened (FORMAT.md section 4)."""
+        """Wait until everything the op set off has happened (otp25/process/FORMAT.md section 4)."""
         while True:
             await anyio.wait_all_tasks_blocked()
             if self.sleepers == 0:
@@ -867,7 +867,7 @@ class Runner:
 
 
 class ScenarioServer(Server[None]):
-    """An ``s…`` server (FORMAT.md section 2, "Servers")."""
+    """An ``s…`` server (otp25/process/FORMAT.md section 2, "Servers")."""
 
     def __init__(self, runner: Runner, name: str, trap: bool, init: Any) -> None:
         self.runner = runner

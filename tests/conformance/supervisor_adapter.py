@@ -1,11 +1,11 @@
-"""Supervisor-conformance adapter: run a scenario of ../shared/conformance/supervisor.
+"""Supervisor-conformance adapter: run a scenario of otp25/supervisor/.
 
 Usage::
 
     python tests/conformance/supervisor_adapter.py [--backend asyncio|trio] SCENARIO.json
 
-It implements the adapter contract of ``../shared/conformance/supervisor/README.md``
-and prints the event log of ``FORMAT.md`` section 2 on stdout (diagnostics go to
+It implements the adapter contract of ``otp25/README.md`` and prints the
+event log of ``otp25/supervisor/FORMAT.md`` section 2 on stdout (diagnostics go to
 stderr). The supervisor is the real :class:`thunderline.runtime.Supervisor`,
 every child a real thunderline process linked to it, every crash a real exit
 (the child raises ``ProcessExit(reason)``; ``kill`` is a real ``exit(pid, KILL)``
@@ -28,7 +28,7 @@ everything queued before it) and waits until every task is blocked
 (``anyio.wait_all_tasks_blocked``); it repeats while the supervisor still has
 queued messages (a ``try_again_restart`` it sent itself).
 
-Logical time (FORMAT.md section 3): the supervisor reads time only from
+Logical time (otp25/supervisor/FORMAT.md section 3): the supervisor reads time only from
 ``anyio.current_time()``. The adapter runs the event loop on a clock it can move
 forward: on trio a custom ``trio.abc.Clock``, on asyncio an event loop whose
 ``time()`` adds an offset. A long sleep moves the offset forward by its length,
@@ -578,7 +578,7 @@ class Driver:
 class Clock:
     """The event loop's clock: real monotonic time plus an offset that long sleeps move forward.
 
-    Segments (FORMAT.md section 3) start on a whole second, so a segment that
+    Segments (otp25/supervisor/FORMAT.md section 3) start on a whole second, so a segment that
     really lasts less than ``period`` seconds has all its restart stamps within
     ``period`` of each other, as logical time says.
     """

@@ -1,13 +1,13 @@
 """Every supervisor scenario recorded from real Erlang/OTP must come out of thunderline unchanged.
 
-Each scenario of ``../shared/conformance/supervisor/scenarios`` runs through
-``supervisor_adapter.py`` on asyncio and on trio, in-process, and its event log
-must equal ``expected/NAME.jsonl`` exactly (as parsed JSON objects, in order).
-So does each scenario of ``extra_supervisor/``: divergences found by
-differential testing against OTP 25, with logs recorded from OTP (see its README).
-The comparison and the diff are ``compare.py``'s own, imported from the shared
-corpus. One scenario per backend also runs through the command line, as
-``compare.py`` would run it.
+Each scenario of ``otp25/supervisor/scenarios`` (data in this repository, see
+``otp25/README.md``) runs through ``supervisor_adapter.py`` on asyncio and on
+trio, in-process, and its event log must equal ``expected/NAME.jsonl`` exactly
+(as parsed JSON objects, in order). So does each scenario of
+``extra_supervisor/``: divergences found by differential testing against OTP 25,
+with logs recorded from OTP (see its README). The comparison and the diff on a
+mismatch are ``eventlog.py``'s. One scenario per backend also runs through the
+command line.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from eventlog import explain_mismatch, parse_log, render
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CORPUS = SHARED / "conformance" / "supervisor"
+CORPUS = HERE / "otp25" / "supervisor"
 ADAPTER = HERE / "supervisor_adapter.py"
 
 
@@ -38,7 +38,6 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-compare = _load("supervisor_corpus_compare", CORPUS / "compare.py")
 adapter = _load("supervisor_adapter", ADAPTER)
 
 EXTRA = HERE / "extra_supervisor"
@@ -49,18 +48,13 @@ BACKENDS = ["asyncio", "trio"]
 
 def _expected(scenario: Path) -> list[dict[str, Any]]:
     path = scenario.parent.parent / "expected" / (scenario.stem + ".jsonl")
-    events, error = compare.load_lines(path.read_text(), "expected")
-    assert error is None, error
-    return list(events)
+    return parse_log(path.read_text(encoding="utf-8"), str(path))
 
 
 def _assert_same(scenario: Path, expected: list[dict[str, Any]], got: list[dict[str, Any]]) -> None:
-    e = [compare.canon(x) for x in expected]
-    g = [compare.canon(x) for x in got]
-    if e != g:
-        index, what = compare.first_divergence(e, g)
-        diff = compare.diff_text(e, g, 2, 60)
-        pytest.fail(f"{scenario.stem}: mismatch at event {index}: {what}\n{diff}", pytrace=False)
+    problem = explain_mismatch(render(expected), render(got))
+    if problem is not None:
+        pytest.fail(f"{scenario.stem}: {problem}", pytrace=False)
 
 
 def test_corpus_is_present() -> None:
@@ -99,7 +93,6 @@ def test_command_line_contract(backend: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    got, error = compare.load_lines(done.stdout, "adapter")
-    assert error is None, error
+    got = parse_log(done.stdout, "adapter")
     assert all(line.startswith("{") for line in done.stdout.splitlines())
     _assert_same(scenario, _expected(scenario), list(got))

@@ -1,6 +1,6 @@
 """Hypothesis: random graphs of linked / monitoring / trapping processes and one crash.
 
-A small pure model applies OTP's rules (otp-semantics 1.3 rows 2-7, 1.5) to
+A small pure model applies OTP's rules (docs/guarantees.md: exit-signal rows 2-7, monitors) to
 predict who dies with which reason, which ``Exit`` messages each trapping
 survivor holds and which ``Down`` each surviving monitor owner holds; the real
 runtime must produce exactly that.

@@ -1,4 +1,4 @@
-"""C-L* (links and the exit-signal table of otp-semantics 1.3) and C-T* (trap_exit).
+"""C-L* (links and the exit-signal table of docs/guarantees.md) and C-T* (trap_exit).
 
 Agents (``process_helpers.agent``) run the link/unlink/exit calls inside the
 processes concerned; every other message stays in their mailboxes, so the

@@ -1,5 +1,5 @@
 """Supervisors on real processes: one test per conformance case C-SV1..C-SV18 (and the
-supervisor-related gen_server cases C-G9..C-G11) of the spec, plus reports,
+supervisor-related gen_server cases C-G9..C-G11) of docs/guarantees.md, plus reports,
 responsiveness and escalation. Every test runs on asyncio and on trio.
 
 Nothing here sleeps and hopes: a test that crashes a child monitors it and waits

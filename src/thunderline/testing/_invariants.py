@@ -1,7 +1,7 @@
 """Invariant checkers for saga runs recorded by a :class:`SagaRecorder`.
 
 Each checker raises :class:`InvariantViolation` naming the invariant (S1..S20 of
-the saga spec), the saga, the run and the step at fault::
+``docs/guarantees.md``), the saga, the run and the step at fault::
 
     recorder = SagaRecorder()
     await run_saga(saga, inputs, instrument=recorder, max_concurrency=4)
