@@ -66,4 +66,4 @@ async def main(name: str) -> None:
 if __name__ == "__main__":
     url, name, backend = sys.argv[1], sys.argv[2], sys.argv[3]
     tick = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
-    tl.run(main, name, backend=backend, setup=dist.distribution(name, url, tick=tick))
+    tl.run(main, name, backend=backend, node=name, cluster=url, tick=tick)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -46,6 +47,8 @@ OPTIONS: Final = {
     "otlp_endpoint": "THUNDERLINE_OTLP_ENDPOINT",
     "tracing": "THUNDERLINE_TRACING",
     "metrics": "THUNDERLINE_METRICS",
+    "node": "THUNDERLINE_NODE",
+    "cluster": "THUNDERLINE_CLUSTER",
 }
 #: Options that are booleans.
 FLAGS: Final = frozenset({"tracing", "metrics"})
@@ -66,6 +69,8 @@ CONFIG_ENV: Final = "THUNDERLINE_CONFIG"
 BACKENDS: Final = ("asyncio", "trio")
 LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_CLUSTER: Final = "nats://127.0.0.1:4222"
+_NODE_NAME: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def default_control_path(env: Mapping[str, str] | None = None) -> str:
@@ -97,6 +102,8 @@ class DaemonConfig:
         tracing: export traces (RuntimeInstrument, SagaTracer, log correlation).
         metrics: export runtime and saga metrics.
         config_file: the TOML file read, or None.
+        node: join a cluster under this node name (``thunderline.dist``), or None.
+        cluster: the cluster's NATS URL (``nats://host:port[/cluster]``).
     """
 
     app: str = DEFAULT_APP
@@ -109,6 +116,8 @@ class DaemonConfig:
     tracing: bool = False
     metrics: bool = False
     config_file: str | None = None
+    node: str | None = None
+    cluster: str = DEFAULT_CLUSTER
 
 
 def _check_url(source: str, option: str, value: str) -> str:
@@ -145,6 +154,20 @@ def _check(source: str, option: str, value: Any) -> Any:
             return level
         case "otlp_endpoint":
             return _check_url(source, option, text())
+        case "node":
+            if not isinstance(value, str) or not _NODE_NAME.match(value):
+                raise ConfigError(
+                    source, option, "a node name: [a-z][a-z0-9_-]* (at most 64)", value
+                )
+            return value
+        case "cluster":
+            url = text()
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
+                raise ConfigError(
+                    source, option, "a NATS URL, e.g. nats://host:4222[/cluster]", value
+                )
+            return url
         case "tracing" | "metrics":
             if isinstance(value, bool):
                 return value

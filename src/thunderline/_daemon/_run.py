@@ -18,10 +18,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,6 +39,8 @@ from thunderline._daemon._logging import setup_logging
 from thunderline._daemon._server import ControlServer
 from thunderline._daemon._telemetry import DaemonTelemetry, start_telemetry
 from thunderline._version import __version__
+from thunderline.dist import DistributionError, open_distribution
+from thunderline.runtime import open_node
 from thunderline.runtime._application import (
     ApplicationExitedError,
     ApplicationSpecError,
@@ -112,18 +116,22 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                 assert commands is not None
                 return await commands(request)
 
-            async with ControlServer(config.control, dispatch) as server:
+            async with (
+                ControlServer(config.control, dispatch) as server,
+                _cluster(config, telemetry) as joined,
+            ):
                 shutdown.server = server
                 async with open_application(spec, instrument=telemetry.instrument) as app:
                     commands = Commands(app, settings, shutdown.request)
                     logger.info(
-                        "thunderline %s running %s (application %r) on %s; control socket %s; %s",
+                        "thunderline %s running %s (application %r) on %s; control socket %s; %s%s",
                         __version__,
                         config.app,
                         app.id,
                         config.backend,
                         config.control,
                         telemetry.describe(),
+                        joined,
                     )
                     async with anyio.create_task_group() as serving:
                         serving.start_soon(server.serve)
@@ -142,12 +150,30 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                 EXIT_APPLICATION_DIED,
             )
             status = EXIT_APPLICATION_DIED
-        except (ApplicationStartError, ApplicationSpecError, ControlSocketError) as exc:
+        except (
+            ApplicationStartError,
+            ApplicationSpecError,
+            ControlSocketError,
+            DistributionError,
+        ) as exc:
             logger.critical("cannot start: %s", exc)
             status = EXIT_STARTUP_FAILED
         finally:
             watchers.cancel_scope.cancel()
     return status
+
+
+@contextlib.asynccontextmanager
+async def _cluster(config: DaemonConfig, telemetry: DaemonTelemetry) -> AsyncIterator[str]:
+    """With ``--node``: a node joined to ``--cluster`` for the application to run on."""
+    if config.node is None:
+        yield ""
+        return
+    async with (
+        open_node(instrument=telemetry.instrument) as node,
+        open_distribution(node, config.node, config.cluster) as dist,
+    ):
+        yield f"; node {dist.name!r} of cluster {dist.cluster!r} (creation {dist.creation})"
 
 
 def prepare_data_dir(path: str) -> None:
