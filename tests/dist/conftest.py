@@ -85,5 +85,3 @@ async def start_node(cluster_url: str, anyio_backend: str) -> AsyncIterator[obje
         with contextlib.suppress(Exception):
             node.signal(18)  # SIGCONT, in case a test left it stopped
         node.kill()
-
-

@@ -39,7 +39,8 @@ async def test_send_call_cast_and_ordering(cluster_url: str, start_node: Any) ->
             tl.cast(("ctr", "b"), ("add", 100))
             assert await tl.call(("ctr", "b"), ("add", 1)) == 103
             echo = await dist.whereis_global("g_b")
-            assert echo is not None and dist.node_of(echo) == "b"
+            assert echo is not None
+            assert dist.node_of(echo) == "b"
             tl.send(echo, ("ping", me, (1, [2.5, {"k": None}])))
             assert await receive() == ("pong", (1, [2.5, {"k": None}]))
             # unknown names never raise on send; a call says noproc
@@ -183,7 +184,8 @@ async def test_restarted_node_is_a_new_incarnation(cluster_url: str, start_node:
             await start_node("b")
             assert await receive(dist.NodeUp) == dist.NodeUp("b")
             new = await dist.whereis_global("g_b")
-            assert new is not None and new != old
+            assert new is not None
+            assert new != old
             ref = tl.monitor(old)
             assert await receive(tl.Down) == tl.Down(ref, old, tl.NOPROC)
             tl.send(old, ("ping", tl.current_pid(), 1))  # dropped

@@ -2,6 +2,7 @@
 
 What crosses a node boundary: ``None``, ``bool``, ``int``, ``float``, ``str``,
 ``bytes``, lists, tuples (extension 3, so they come back as tuples), dicts,
+integers beyond 64 bits (extension 6, as decimal text),
 :class:`~thunderline.Pid` and :class:`~thunderline.Ref` (extensions 1 and 2,
 carrying the owning node's *name and creation*, so a pid means the same
 process on every node and a pid of an old incarnation never aliases a new
@@ -47,6 +48,7 @@ _EXT_REF: Final = 2
 _EXT_TUPLE: Final = 3
 _EXT_TYPE: Final = 4
 _EXT_CRASH: Final = 5
+_EXT_BIGINT: Final = 6
 
 
 class DecodeError(ValueError):
@@ -155,6 +157,8 @@ class Codec:
         kind = type(obj)
         if kind is tuple:
             return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
+        if kind is int:  # beyond 64 bits
+            return msgpack.ExtType(_EXT_BIGINT, str(obj).encode())
         if kind is Pid:
             node_number, number = pid_parts(obj)
             name, creation = self._identity(node_number, obj)
@@ -195,6 +199,12 @@ class Codec:
     # ------------------------------------------------------------ decoding
 
     def _ext(self, code: int, data: bytes) -> Any:
+        if code == _EXT_BIGINT:
+            if len(data) > 4300:  # Python's int(str) limit
+                raise DecodeError("integer too long")
+            return int(data.decode("ascii"))
+        if code not in (_EXT_PID, _EXT_REF, _EXT_TUPLE, _EXT_TYPE, _EXT_CRASH):
+            raise DecodeError(f"unknown extension type {code}")
         inner = self._unpack(data)
         if code == _EXT_TUPLE:
             return tuple(inner)
