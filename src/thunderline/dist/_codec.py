@@ -22,6 +22,7 @@ twice is the same pid, and the local node's own pids decode to its local pids.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -102,22 +103,38 @@ for _name, (_cls, _fields_of, _rebuild) in wire_types().items():
     _register("tl." + _name, _cls, _fields_of, _rebuild)
 
 
-def register_type(cls: type, name: str | None = None) -> type:
-    """Allow instances of the attrs class ``cls`` in messages to other nodes.
+def register_type(
+    cls: type,
+    name: str | None = None,
+    *,
+    fields: Callable[[Any], list[Any]] | None = None,
+    build: Callable[..., Any] | None = None,
+) -> type:
+    """Allow instances of ``cls`` in messages to other nodes.
 
     Every node of the cluster must register the class under the same ``name``
-    (default: its qualified name with module). Returns ``cls`` (usable as a
-    decorator). Values travel as the name and the init fields in order.
+    (default: its qualified name with module). Returns ``cls``. Values travel
+    as the name and their field values in order: for an attrs class its init
+    fields; for any other class give ``fields(obj) -> list`` and
+    ``build(*values) -> obj``. A registered exception class also crosses
+    nodes inside a ``Crashed`` exit reason as itself (others arrive as
+    :class:`RemoteError`).
 
     Raises:
-        TypeError: ``cls`` is not an attrs class, or the name is taken by another class.
+        TypeError: ``cls`` is neither attrs nor given ``fields`` and ``build``,
+            or the name is taken by another class.
     """
-    if not attrs.has(cls):
-        raise TypeError(f"register_type: {cls!r} is not an attrs class")
     wire_name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
     known = _types_by_name.get(wire_name)
     if known is not None and known[0] is not cls:
         raise TypeError(f"register_type: the name {wire_name!r} is taken by {known[0]!r}")
+    if fields is not None and build is not None:
+        _register(wire_name, cls, fields, build)
+        return cls
+    if not attrs.has(cls):
+        raise TypeError(
+            f"register_type: {cls!r} is not an attrs class (give fields= and build= for others)"
+        )
     init_fields = [f for f in attrs.fields(cls) if f.init]
     names = [f.name for f in init_fields]
     aliases = [f.alias for f in init_fields]
@@ -170,9 +187,10 @@ class Codec:
         if kind is Crashed:
             exc = obj.exception
             if isinstance(exc, RemoteError):
-                fields = [exc.type_name, exc.message, exc.traceback]
+                fields = [exc.type_name, exc.message, exc.traceback, None]
             else:
-                fields = [type(exc).__qualname__, str(exc), obj.traceback]
+                payload = exc if type(exc) in _names_by_type else None
+                fields = [type(exc).__qualname__, str(exc), obj.traceback, payload]
             return msgpack.ExtType(_EXT_CRASH, self._pack(fields))
         wire_name = _names_by_type.get(kind)
         if wire_name is not None:
@@ -217,7 +235,9 @@ class Codec:
                 make_pid(node_number, number) if code == _EXT_PID else make_ref(node_number, number)
             )
         if code == _EXT_CRASH:
-            type_name, message, traceback = inner
+            type_name, message, traceback, payload = inner
+            if isinstance(payload, BaseException):
+                return Crashed(payload)
             return Crashed(RemoteError(str(type_name), str(message), str(traceback)))
         if code == _EXT_TYPE:
             if not inner or type(inner[0]) is not str:

@@ -230,7 +230,8 @@ async def open_transport(
         try:
             yield transport
         finally:
-            await transport._close(abrupt())
+            with anyio.CancelScope(shield=True):
+                await transport._close(abrupt())
         return
     # trio: an asyncio loop in a helper thread
     import trio
