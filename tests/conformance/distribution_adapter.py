@@ -147,7 +147,8 @@ class DistRunner(Runner):
     async def start_node(self, name: str) -> NodeHandle:
         handle = NodeHandle(name)
         self.handles[name] = handle
-        assert self.task_group is not None and self.root_ctx is not None
+        assert self.task_group is not None
+        assert self.root_ctx is not None
         started = anyio.Event()
         # From the root context: not inside the driver's process (a node's
         # helpers must be processes of that node).
@@ -348,10 +349,9 @@ class DistRunner(Runner):
         if kind == "global_send":
             message = parse_term(op["msg"])
             try:
-                await dist.send_global(op["name"], message)
+                return await dist.send_global(op["name"], message)
             except tl.NameNotRegisteredError:
                 raise OpRaised("exit", (Atom("badarg"), (Atom(op["name"]), message))) from None
-            return message
         return await super().evaluate(op, actor)
 
     async def do_call(self, op: dict[str, Any]) -> Any:
@@ -474,7 +474,8 @@ class DistRunner(Runner):
         parts: list[Any] = [len(self.lines)]
         for handle in self.up():
             node = handle.node
-            assert node is not None and handle.dist is not None
+            assert node is not None
+            assert handle.dist is not None
             helpers = (handle.settler, handle.agent)
             procs = [p for pid, p in node.processes.items() if pid not in helpers]
             parts.append(
@@ -505,9 +506,8 @@ class DistRunner(Runner):
             for receiver in handles:
                 if receiver is sender:
                     continue
-                if receiver.dist is None or receiver.name not in (
-                    sender.dist.peers if sender.dist else {}
-                ):
+                peers = sender.dist.peers if sender.dist is not None else {}
+                if receiver.name not in peers:
                     continue
                 mark = ("mark", serial, sender.name)
                 expected.setdefault(receiver.name, set()).add(mark)

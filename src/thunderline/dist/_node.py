@@ -97,6 +97,10 @@ __all__ = ["DistNode", "NodeDown", "NodeUp", "current_dist", "open_distribution"
 
 logger: Final = logging.getLogger("thunderline.dist")
 
+#: Node-down reasons after which the lost node's global names are released (it
+#: crashed, left, or is hung); after a disconnect both sides live on and keep them.
+_RELEASES_NAMES: Final = frozenset({"connection_closed", "shutdown", "net_tick_timeout"})
+
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 #: Default seconds between heartbeats.
@@ -176,6 +180,11 @@ class DistNode:
         self.codec = Codec()
         self.peers: dict[str, Peer] = {}
         self.fenced: dict[str, tuple[int, int]] = {}
+        # Disconnected on purpose (disconnect_node, here or there): heartbeats
+        # do not bring them back; the first contact either way does (OTP's
+        # dist_auto_connect). ``seen``: the last heartbeat's (creation, epoch).
+        self.passive: set[str] = set()
+        self.seen: dict[str, tuple[int, int]] = {}
         self.transport: Transport | None = None
         self.max_payload = 1024 * 1024
         self.node_watchers: dict[str, list[Pid]] = {}
@@ -195,6 +204,18 @@ class DistNode:
 
     def up_peer(self, name: str) -> Peer | None:
         return self.peers.get(name)
+
+    def _contact(self, name: str) -> Peer | None:
+        """The peer ``name`` for an outbound signal; reconnects a passive one that is alive."""
+        peer = self.peers.get(name)
+        if peer is not None or name not in self.passive:
+            return peer
+        seen = self.seen.get(name)
+        fence = self.fenced.get(name)
+        if seen is None or (fence is not None and seen <= fence):
+            return None
+        self.passive.discard(name)
+        return self._peer_up(name, seen[0], seen[1])
 
     def nodes(self) -> list[str]:
         return sorted(self.peers)
@@ -255,7 +276,7 @@ class DistNode:
             self._notify(watcher, NodeDown(peer.name, reason))
         for watcher in list(self.nodes_watchers):
             self._notify(watcher, NodeDown(peer.name, reason))
-        if self.global_names is not None:
+        if self.global_names is not None and reason in _RELEASES_NAMES:
             self.global_names.node_down(peer.name, peer.creation)
 
     def _all_down(self, reason: str) -> None:
@@ -295,7 +316,7 @@ class DistNode:
         identity = NODES.identity(_node_number(pid))
         if identity is None:
             return None, False
-        peer = self.peers.get(identity[0])
+        peer = self._contact(identity[0])
         if peer is None:
             return None, False
         return peer, peer.creation == identity[1]
@@ -316,7 +337,7 @@ class DistNode:
         name, node_name = self._named(dest, "resolve")
         if node_name == self.name:
             return name
-        peer = self.peers.get(node_name)
+        peer = self._contact(node_name)
         if peer is not None:
             return make_pid(peer.number, 0)
         return make_pid(NODES.number(node_name, 0), 0)
@@ -333,7 +354,7 @@ class DistNode:
         if node_name == self.name:
             deliver_named(self.node, name, message)
             return
-        peer = self.peers.get(node_name)
+        peer = self._contact(node_name)
         if peer is not None:
             self._signal(peer, "sn", name, payload, headers=headers)
 
@@ -369,7 +390,7 @@ class DistNode:
                 self._signal(peer, "m", encode(owner), encode(target), encode(ref))
             return
         name, node_name = self._named(target, "monitor")
-        named_peer = self.peers.get(node_name)
+        named_peer = self._contact(node_name)
         if named_peer is None:
             fire_down(self.node, owner, ref, NOCONNECTION)
         else:
@@ -449,6 +470,9 @@ class DistNode:
             if peer is not None and (peer.creation, peer.epoch) == (creation, epoch):
                 self._peer_down(peer, "shutdown", tell=False, fence=True)
             return
+        self.seen[src] = (creation, epoch)
+        if src in self.passive:
+            return
         had = self.peers.get(src)
         peer = self._accept(src, creation, epoch)
         if kind == "hello" and peer is not None and had is peer:
@@ -475,8 +499,10 @@ class DistNode:
             if self.transport is not None:
                 self.transport.discard_outbox()
             self._all_down("disconnect")
+            self.passive.add(src)
             self._publish_heartbeat("hello")
             return
+        self.passive.discard(src)  # a signal from it: it contacted this node
         peer = self._accept(src, src_creation, src_epoch)
         if peer is None:
             return
@@ -552,7 +578,7 @@ class DistNode:
         monitor: bool,
         timeout: float,
     ) -> tuple[Pid, Ref | None]:
-        peer = self.peers.get(node_name)
+        peer = self._contact(node_name)
         if node_name == self.name:
             fn = self.functions.get(function)
             if fn is None:
@@ -660,6 +686,7 @@ class DistNode:
         if peer is None:
             return False
         self._peer_down(peer, "disconnect", tell=True, fence=True)
+        self.passive.add(node_name)
         return True
 
     # ============================================================ lifecycle
@@ -705,6 +732,8 @@ class DistNode:
         """Wait until ``node_name`` is up (at most ``timeout`` seconds)."""
         if node_name == self.name:
             return True
+        self._contact(node_name)
+        self.passive.discard(node_name)
         with anyio.move_on_after(timeout):
             while node_name not in self.peers:
                 self._publish_heartbeat("hello")
