@@ -40,6 +40,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from process_adapter import (
     _PROC_NAME,
     Atom,
@@ -333,7 +334,9 @@ class DistRunner(Runner):
             dist.monitor_nodes(bool(op.get("value", True)))
             return Atom("ok")
         if kind == "disconnect":
-            return dist.disconnect_node(op["node"])
+            done = dist.disconnect_node(op["node"])
+            await anyio.lowlevel.checkpoint()  # a caller killed by its own disconnect dies here
+            return done
         if kind == "connect":
             return await dist.connect_node(op["node"], 5.0)
         if kind == "global_register":
@@ -390,6 +393,22 @@ class DistRunner(Runner):
                 ),
             )
             raise OpRaised("exit", (reason, mfa)) from None
+
+    async def do_stop(self, op: dict[str, Any]) -> Any:
+        reason = to_reason(parse_term(op.get("reason", "normal")))
+        timeout_ms = op.get("timeout", "infinity")
+        timeout = None if timeout_ms == "infinity" else timeout_ms / 1000
+        try:
+            await tl.stop(self.dest(op["to"], op.get("node")), reason, timeout)
+        except tl.NoProcessError:
+            raise OpRaised("exit", tl.NOPROC) from None
+        except tl.CallingSelfError:
+            raise OpRaised("exit", Atom("calling_self")) from None
+        except tl.StopTimeoutError:
+            raise OpRaised("exit", Atom("timeout")) from None
+        except tl.CallExitError as exc:
+            raise OpRaised("exit", exc.reason) from None
+        return Atom("ok")
 
     async def _remote_plain(self, name: str, trap: bool) -> None:
         tl.trap_exit(trap)
@@ -589,7 +608,7 @@ class DistRunner(Runner):
             info = handle.ctx.run(tl.process_info, self.procs[name])
             if info is None:
                 continue
-            if info.links:
+            if name != "driver" and info.links:
                 partners = sorted(info.links, key=lambda p: rank.get(self.fmt(p), 1 << 30))
                 links[name] = [self.fmt(p) for p in partners]
             if info.monitors:

@@ -291,13 +291,14 @@ def node_lost(node: Node, lost: Iterable[int]) -> None:
         for ref, mon in list(proc.monitors_in.items()):
             if mon.owner._node in numbers:
                 del proc.monitors_in[ref]
+        # Links first, then monitors (ERTS's order for one lost connection).
+        for partner in [p for p in proc.links if p._node in numbers]:
+            del proc.links[partner]
+            proc.exit_signal(partner, NOCONNECTION, linked=True)
         for ref, mon in list(proc.monitors_out.items()):
             if mon.target._node in numbers:
                 del proc.monitors_out[ref]
                 proc.deliver(Down(ref, mon.reported, NOCONNECTION))
-        for partner in [p for p in proc.links if p._node in numbers]:
-            del proc.links[partner]
-            proc.exit_signal(partner, NOCONNECTION, linked=True)
 
 
 def spawn(

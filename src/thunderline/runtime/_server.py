@@ -849,7 +849,9 @@ def reply(from_: From, value: Any) -> None:
         node.dist.send(from_.pid, _Reply(from_.tag, value))
 
 
-async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
+async def stop(
+    server: Pid | str | tuple[str, str], reason: Any = NORMAL, timeout: float | None = None
+) -> None:
     """Stop a server synchronously: it runs ``terminate(reason, state)`` and exits with ``reason``.
 
     Returns once the server has ended.
@@ -863,15 +865,29 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
     caller = current_process_var.get()
     if caller is None:
         raise NotInProcessError("stop")
-    pid = _server_pid(server, "stop")
-    if pid is None:
-        raise NoProcessError(server, "stop")
-    if pid == caller.pid:
-        raise CallingSelfError(server, ("stop", reason), timeout)
+    dist = caller.node.dist
+    remote = dist is not None and (
+        (type(server) is Pid and server._node != caller.node.id)
+        or (type(server) is tuple and type(dist.resolve(server)) is not str)
+    )
     mark = len(caller.mailbox)
-    mref = monitor(pid)
-    target = caller.node.processes[pid]
-    target.deliver(_StopRequest(reason))
+    if remote:
+        # Another node's server: the same protocol through node.dist.
+        assert dist is not None
+        assert not isinstance(server, str)
+        mref = monitor(server)
+        dist.send(server, _StopRequest(reason))
+    else:
+        if dist is not None and type(server) is tuple:
+            server = dist.resolve(server)
+        pid = _server_pid(server, "stop")
+        if pid is None:
+            raise NoProcessError(server, "stop")
+        if pid == caller.pid:
+            raise CallingSelfError(server, ("stop", reason), timeout)
+        mref = monitor(pid)
+        target = caller.node.processes[pid]
+        target.deliver(_StopRequest(reason))
     try:
         down = await caller.receive(
             lambda m: type(m) is Down and m.ref == mref, timeout, adopt=False, start=mark
@@ -879,5 +895,7 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
     except ReceiveTimeout:
         demonitor(mref, flush=True)
         raise StopTimeoutError(server, timeout if timeout is not None else 0.0) from None
+    if remote and isinstance(down.reason, NoProc):
+        raise NoProcessError(server, "stop")
     if down.reason != reason and not (isinstance(reason, Normal) and down.reason == NORMAL):
         raise CallExitError(server, ("stop", reason), timeout, down.reason)
