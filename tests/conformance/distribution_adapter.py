@@ -611,7 +611,7 @@ class DistRunner(Runner):
             if name != "driver" and info.links:
                 partners = sorted(info.links, key=lambda p: rank.get(self.fmt(p), 1 << 30))
                 links[name] = [self.fmt(p) for p in partners]
-            if info.monitors:
+            if name != "driver" and info.monitors:
                 pids = [m for m in info.monitors if isinstance(m, tl.Pid)]
                 by_name = sorted(self.fmt(m) for m in info.monitors if not isinstance(m, tl.Pid))
                 pids.sort(key=lambda p: rank.get(self.fmt(p), 1 << 30))

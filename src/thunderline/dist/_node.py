@@ -502,7 +502,11 @@ class DistNode:
             self.passive.add(src)
             self._publish_heartbeat("hello")
             return
-        self.passive.discard(src)  # a signal from it: it contacted this node
+        if src in self.passive:
+            fence = self.fenced.get(src)
+            if fence is not None and (src_creation, src_epoch) <= fence:
+                return  # from the connection that was cut
+            self.passive.discard(src)  # a new connection contacted this node
         peer = self._accept(src, src_creation, src_epoch)
         if peer is None:
             return
