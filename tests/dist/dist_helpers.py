@@ -15,9 +15,14 @@ BOUND = 20.0
 
 
 @contextlib.asynccontextmanager
-async def local_node(url: str, name: str = "a", **options: Any) -> AsyncIterator[dist.DistNode]:
+async def local_node(
+    url: str, name: str = "a", instrument: Any = None, **options: Any
+) -> AsyncIterator[dist.DistNode]:
     """This test's own node, joined to the cluster at ``url``."""
-    async with tl.open_node() as node, dist.open_distribution(node, name, url, **options) as d:
+    async with (
+        tl.open_node(instrument=instrument) as node,
+        dist.open_distribution(node, name, url, **options) as d,
+    ):
         yield d
 
 

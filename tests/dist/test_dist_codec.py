@@ -125,3 +125,43 @@ async def test_other_protocol_version_is_refused_with_a_log_line(
                 await anyio.sleep(0.01)
         assert "protocol version 99" in caplog.text
         assert a.nodes() == []
+
+
+class Carriers(tl.BaseInstrument):
+    """Hands out a W3C-like carrier per send and records what receivers adopt."""
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def capture(self, sender: Any, dest: Any, dest_label: str, operation: str) -> Any:
+        return {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+    def message_received(self, pid: Any, label: str, carrier: Any) -> Any:
+        self.received.append(carrier)
+        return None
+
+
+@pytest.mark.anyio
+async def test_remote_message_is_handled_in_the_senders_context(cluster_url: str) -> None:
+    """W3C trace context travels in NATS headers; the receiver adopts the sender's carrier."""
+    receiver_side = Carriers()
+    async with (
+        local_node(cluster_url, "a", instrument=Carriers()) as a,
+        local_node(cluster_url, "b", instrument=receiver_side),
+    ):
+
+        async def sender() -> None:
+            tl.send(("sink", "b"), "traced")
+
+        a.functions["sender"] = sender
+
+        async def body() -> None:
+            assert await dist.connect_node("a", 20)
+            tl.register("sink", tl.current_pid())
+            await dist.spawn_remote("a", "sender")
+            assert await receive() == "traced"
+
+        await in_process(body)
+    traced = [c for c in receiver_side.received if c and "traceparent" in c]
+    assert traced, receiver_side.received
+    assert traced[-1]["traceparent"].startswith("00-0af7651916cd43dd")

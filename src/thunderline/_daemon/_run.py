@@ -199,6 +199,12 @@ def run_daemon(config: DaemonConfig) -> int:
     handler = setup_logging(config.log_format, log_level_number(config.log_level), sys.stderr)
     if config.data is not None:
         prepare_data_dir(config.data)
+    if config.node is not None:
+        # Each node's spans name it: service.instance.id (unless already set).
+        attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        if "service.instance.id=" not in attributes:
+            pair = f"service.instance.id={config.node}"
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{attributes},{pair}" if attributes else pair
     try:
         telemetry = start_telemetry(config, os.environ, handler)
     except TelemetrySetupError as exc:

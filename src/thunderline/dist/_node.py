@@ -73,8 +73,10 @@ from thunderline.runtime import (
     NOPROC,
     InvalidDestinationError,
     Node,
+    NotInProcessError,
     Pid,
     Ref,
+    current_pid,
 )
 from thunderline.runtime._remote import (
     add_link,
@@ -344,7 +346,7 @@ class DistNode:
 
     def send(self, dest: Pid | tuple[str, str], message: Any) -> None:
         payload = self.codec.encode(message)
-        headers = self._trace_headers(message)
+        headers = self._trace_headers(dest)
         if type(dest) is Pid:
             peer, current = self._peer_of(dest)
             if peer is not None and current:
@@ -409,11 +411,22 @@ class DistNode:
             encode = self.codec.encode
             self._signal(peer, "d", encode(owner), encode(ref), encode(reason))
 
-    def _trace_headers(self, message: Any) -> dict[str, str] | None:
-        hook = self.trace_hook
-        return hook() if hook is not None else None
-
-    trace_hook: Callable[[], dict[str, str] | None] | None = None
+    def _trace_headers(self, dest: Any) -> dict[str, str] | None:
+        """The sender's trace context as NATS headers (W3C ``traceparent`` ...), if traced."""
+        instrument = self.node.instrument
+        if instrument is None:
+            return None
+        try:
+            sender: Pid | None = current_pid()
+        except NotInProcessError:
+            sender = None
+        target = dest if type(dest) is Pid else self.resolve(dest)
+        if type(target) is not Pid:
+            return None
+        carrier = instrument.capture(sender, target, repr(dest), "send")
+        if not isinstance(carrier, dict):
+            return None
+        return {str(k): str(v) for k, v in carrier.items()}
 
     # ============================================================= inbound
 
@@ -561,13 +574,7 @@ class DistNode:
             logger.warning("node %s: unknown signal %r from %s", self.name, kind, peer.name)
 
     def _deliver_traced(self, pid: Any, message: Any, headers: Any) -> None:
-        hook = self.adopt_hook
-        if hook is not None and headers:
-            hook(pid, message, headers)
-        else:
-            deliver(self.node, pid, message)
-
-    adopt_hook: Callable[[Any, Any, Any], None] | None = None
+        deliver(self.node, pid, message, dict(headers) if headers else None)
 
     # ========================================================= remote spawn
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref, next_node_id
-from thunderline.runtime._process import Monitor
+from thunderline.runtime._process import Envelope, Monitor
 from thunderline.runtime._reasons import (
     KILL,
     KILLED,
@@ -188,17 +188,22 @@ def crashed(exception: BaseException) -> Crashed:
 # -------------------------------------------------------------------- inbound
 
 
-def deliver(node: Node, pid: Pid, message: Any) -> None:
+def deliver(node: Node, pid: Pid, message: Any, carrier: Any = None) -> None:
     """A message from another node for the local ``pid`` (dropped if it is dead).
 
-    A call reply whose caller gave up (the alias is gone) is dropped, as locally.
+    A call reply whose caller gave up (the alias is gone) is dropped, as
+    locally. ``carrier``: the sender's trace context (instrument carrier) that
+    travelled with the message; the receiver handles it in that context.
     """
     proc = node.processes.get(pid)
     if proc is None:
         return
     if type(message) is _Reply and message.tag not in proc.aliases:
         return
-    proc.post(message, "send")
+    if carrier is not None and node.instrument is not None:
+        proc.deliver(Envelope(message, carrier))
+    else:
+        proc.post(message, "send")
 
 
 def deliver_named(node: Node, name: str, message: Any) -> None:
