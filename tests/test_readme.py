@@ -50,6 +50,7 @@ EXAMPLES = {
     "SagaBuilder(": "saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
+    "dist.NatsServer": "cluster",
 }
 
 
