@@ -222,7 +222,7 @@ class DistRunner(Runner):
         handle = self.handles[name]
         handle.halted = True
         assert handle.dist is not None
-        handle.dist.abrupt = True
+        handle.dist.halt()
         handle.scope.cancel()
         with anyio.fail_after(BOUND):
             while any(name in h.dist.peers for h in self.up() if h.dist is not None):

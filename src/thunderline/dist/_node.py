@@ -692,6 +692,16 @@ class DistNode:
             else:
                 self.nodes_watchers[watcher] = count
 
+    def halt(self) -> None:
+        """Stop all traffic at once, as a crash would: nothing more is sent, no goodbye.
+
+        The connection itself is closed when the distribution's block is left.
+        """
+        self.abrupt = True
+        self.connected = False
+        if self.transport is not None:
+            self.transport.discard_outbox()
+
     def disconnect(self, node_name: str) -> bool:
         peer = self.peers.get(node_name)
         if peer is None:
