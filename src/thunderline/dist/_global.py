@@ -166,9 +166,8 @@ class GlobalRegistry:
 
     async def names(self) -> dict[str, Pid]:
         """Every registered name whose holder's node is connected, with its holder."""
-        try:
-            keys = await self._run(self.kv.keys)
-        except nats.js.errors.NoKeysError:
+        keys = await self._keys()
+        if not keys:
             return {}
         result: dict[str, Pid] = {}
         for key in keys:
@@ -177,6 +176,21 @@ class GlobalRegistry:
                 if pid is not None:
                     result[key[2:]] = pid
         return result
+
+    async def _keys(self) -> list[str]:
+        """Every key of the bucket.
+
+        nats-py's ``keys()`` (an ordered consumer over the bucket) was seen to
+        end early with no keys on a loaded machine right after deletes; an
+        empty answer is confirmed by asking once more.
+        """
+        for _ in range(2):
+            try:
+                keys: list[str] = await self._run(self.kv.keys)
+            except nats.js.errors.NoKeysError:
+                continue
+            return keys
+        return []
 
     # ------------------------------------------------------------ cleanup
 
@@ -215,9 +229,7 @@ class GlobalRegistry:
 
     async def _purge(self, match: Any) -> None:
         try:
-            keys = await self._run(self.kv.keys)
-        except nats.js.errors.NoKeysError:
-            return
+            keys = await self._keys()
         except _KV_ERRORS as exc:
             logger.debug("global: purge skipped: %r", exc)
             return
