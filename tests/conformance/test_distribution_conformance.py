@@ -6,13 +6,14 @@ and three ``erl -sname`` nodes). Each scenario runs through
 server, on both backends, and must equal OTP's log in canonical order
 (``eventlog.py``: the same canonical order as the process corpus). The
 default run takes the hand-written ``probe_*`` scenarios and every tenth
-generated one; ``-m slow`` runs the whole corpus. Scenarios with a known,
+generated one; ``THUNDERLINE_DIST_CORPUS=1`` runs the whole corpus. Scenarios with a known,
 documented difference (``docs/distribution.md``) are strict xfails.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,12 @@ def _params() -> list[Any]:
         marks = []
         if path not in QUICK:
             marks.append(pytest.mark.slow)
+            marks.append(
+                pytest.mark.skipif(
+                    not os.environ.get("THUNDERLINE_DIST_CORPUS"),
+                    reason="the whole corpus runs with THUNDERLINE_DIST_CORPUS=1",
+                )
+            )
         if path.stem in KNOWN:
             marks.append(pytest.mark.xfail(reason=KNOWN[path.stem], strict=True))
         params.append(pytest.param(path, id=path.stem, marks=marks))
