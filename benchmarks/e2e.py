@@ -13,7 +13,7 @@ sampled at 10 % and at 100 % (``parentbased_traceidratio``, the runtime's
 exporter through the batching processor, as ``thunderline demo`` does).
 
 The ``raw`` column is the essential work measured in the same run:
-:func:`thunderline.domains._ledger_bench.measure_essential` (canonical JSON +
+:func:`benchmarks.bench_ledger_essential.measure_essential` (canonical JSON +
 SHA-256 + ECDSA signature + insert, one transaction per batch) with batches
 of 128 events, the most appends Vault can have pending at once under the
 default Bolt pipeline (8 workers x batches of 16), i.e. the best group commit
@@ -124,7 +124,7 @@ def app(ratio: float) -> Any:
 
 def essential(backend: str, n: int) -> float:
     """Per-event seconds of the essential ledger work (the backend does not matter)."""
-    from thunderline.domains._ledger_bench import measure_essential
+    from benchmarks.bench_ledger_essential import measure_essential
 
     result = measure_essential(n, batch_size=min(ESSENTIAL_BATCH, n))
     return result.seconds / n

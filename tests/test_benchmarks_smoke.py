@@ -75,3 +75,34 @@ def test_benchmarks_smoke_mode_prints_every_workload_on_every_backend(tmp_path: 
     table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     printed = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in table[1:]}
     assert printed == set(rows)
+
+
+def test_ledger_essential_benchmark_runs(tmp_path: Path) -> None:
+    """``benchmarks/bench_ledger_essential.py``: as a program, and its measure on a kept ledger."""
+    import importlib.util
+
+    from thunderline.domains import open_ledger
+
+    script = ROOT / "benchmarks" / "bench_ledger_essential.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "60", "25"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "60 events in" in proc.stdout
+    assert "events/s" in proc.stdout
+
+    spec = importlib.util.spec_from_file_location("bench_ledger_essential", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.measure_essential(60, batch_size=25, directory=tmp_path)
+    assert result.events == 60
+    assert result.events_per_second > 0
+    assert result.sign_us > 0
+    with open_ledger(tmp_path / "bench-ledger.db", read_only=True) as ledger:
+        assert ledger.verify().last_seq == 60

@@ -65,7 +65,6 @@ def _params() -> list[Any]:
     for path in SCENARIOS:
         marks = []
         if path not in QUICK:
-            marks.append(pytest.mark.slow)
             marks.append(
                 pytest.mark.skipif(
                     not os.environ.get("THUNDERLINE_DIST_CORPUS"),

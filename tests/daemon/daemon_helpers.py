@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
+#: Where daemons and demos started by the tests keep their default data ($XDG_STATE_HOME).
+STATE_HOME = tempfile.mkdtemp(prefix="tl-state-", dir="/tmp")
 #: Generous bounds for a loaded 2-core machine; every wait polls and returns early.
 START_TIMEOUT = 30.0
 WAIT_TIMEOUT = 20.0
@@ -29,6 +32,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("THUNDERLINE_", "OTEL_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(SRC), env.get("PYTHONPATH", "")])
+    env["XDG_STATE_HOME"] = STATE_HOME
     env.update(extra or {})
     return env
 
@@ -68,14 +72,21 @@ class Daemon:
         env: dict[str, str] | None = None,
         app: str = "daemon_example_app:application",
         control: str | None = None,
+        max_open_files: int | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tl-", dir="/tmp"))
         # a directory the daemon must create itself (0700)
         self.control = control or str(self.dir / "run" / "control.sock")
         self.log_path = self.dir / "daemon.log"
         self.args = [app, "--control", self.control, *args]
-        self.env = env or {}
+        # the default data directory ($XDG_STATE_HOME/thunderline) stays inside the test's dir
+        self.env = {"XDG_STATE_HOME": str(self.dir / "state-home"), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.max_open_files = max_open_files
+
+    def _limit(self) -> None:  # runs in the child before exec (ulimit -n)
+        if self.max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def start(self, *, wait: bool = True) -> Daemon:
         with open(self.log_path, "wb") as log:
@@ -84,6 +95,7 @@ class Daemon:
                 env=cli_env(self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit if self.max_open_files is not None else None,
             )
         if wait:
             self.wait_for_log("control socket", timeout=START_TIMEOUT)

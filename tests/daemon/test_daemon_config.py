@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderline._daemon import ConfigError, default_control_path, load_config
+from thunderline._daemon import ConfigError, default_control_path, default_data_dir, load_config
 from thunderline._daemon._logging import JsonFormatter, TextFormatter
 from thunderline._daemon._run import prepare_data_dir
 from thunderline.domains import AppConfig
@@ -21,11 +21,52 @@ NO_CLI: dict[str, str | None] = {}
 
 
 def test_defaults() -> None:
-    config = load_config(NO_CLI, {"XDG_RUNTIME_DIR": "/run/user/7"})
+    config = load_config(NO_CLI, {"XDG_RUNTIME_DIR": "/run/user/7", "XDG_STATE_HOME": "/st"})
     assert config.app == "thunderline.domains:application"
     assert config.backend == "asyncio"
     assert config.control == "/run/user/7/thunderline/control.sock"
-    assert (config.log_format, config.log_level, config.data) == ("text", "INFO", None)
+    assert (config.log_format, config.log_level) == ("text", "INFO")
+    assert (config.data, config.ledger) == ("/st/thunderline", None)
+    assert (config.control_max_connections, config.control_idle_timeout) == (64, 60.0)
+
+
+def test_default_data_dir_follows_xdg() -> None:
+    assert default_data_dir({"XDG_STATE_HOME": "/s", "HOME": "/h"}) == "/s/thunderline"
+    assert default_data_dir({"HOME": "/h"}) == "/h/.local/state/thunderline"
+    # a relative XDG_STATE_HOME is invalid per the XDG spec and ignored
+    assert default_data_dir({"XDG_STATE_HOME": "rel", "HOME": "/h"}) == (
+        "/h/.local/state/thunderline"
+    )
+
+
+def test_ledger_and_control_limits(tmp_path: Path) -> None:
+    url = "postgresql://u@h/db"
+    config = load_config(
+        {"ledger": url, "control_max_connections": "8", "control_idle_timeout": "2.5"}, {}
+    )
+    assert (config.ledger, config.control_max_connections, config.control_idle_timeout) == (
+        url,
+        8,
+        2.5,
+    )
+    from_env = load_config(NO_CLI, {"THUNDERLINE_LEDGER": "rel/ledger.db"})
+    assert from_env.ledger == str(Path("rel/ledger.db").resolve())
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"data": "postgresql://u@h/db"}, "--data: data accepts a directory path"),
+        ({"ledger": "mysql://h/db"}, "--ledger: ledger accepts a SQLite file path"),
+        ({"control_max_connections": "0"}, "control_max_connections accepts an integer"),
+        ({"control_max_connections": "many"}, "control_max_connections accepts an integer"),
+        ({"control_idle_timeout": "-1"}, "control_idle_timeout accepts a number of seconds"),
+        ({"control_idle_timeout": "nan"}, "control_idle_timeout accepts a number of seconds"),
+    ],
+)
+def test_bad_data_ledger_and_limits_are_refused(cli: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(cli, {})
 
 
 def test_default_control_path_without_runtime_dir() -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import thunderline as tl
 from thunderline import dist
 from thunderline.dist._codec import NODES, Codec, DecodeError
+from thunderline.lowlevel import BaseInstrument
 
 scalars = (
     st.none()
@@ -127,7 +128,7 @@ async def test_other_protocol_version_is_refused_with_a_log_line(
         assert a.nodes() == []
 
 
-class Carriers(tl.BaseInstrument):
+class Carriers(BaseInstrument):
     """Hands out a W3C-like carrier per send and records what receivers adopt."""
 
     def __init__(self) -> None:

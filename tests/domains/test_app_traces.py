@@ -29,7 +29,7 @@ from app_helpers import (
 from opentelemetry.sdk.trace import ReadableSpan
 
 import thunderline.runtime as tl
-from thunderline import telemetry
+from thunderline import telemetry, testing
 from thunderline.domains import Event, gate
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +101,7 @@ async def test_one_event_has_spans_of_all_five_domains_in_one_tree(
     root = _one(mine, "gate.publish")
     assert root.parent is None
     _assert_one_rooted_tree(mine, root)
-    telemetry.check_trace_tree(mine)
+    testing.check_trace_tree(mine)
 
 
 async def test_gate_to_flow_propagation(anyio_backend: str, tmp_path: Path) -> None:

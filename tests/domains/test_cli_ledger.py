@@ -124,7 +124,7 @@ def test_errors_are_one_line(args: list[str], fragment: str) -> None:
     assert result.returncode == 2
     assert fragment in result.stderr
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("thunderline ledger: error: ")
+    assert result.stderr.startswith(f"thunderline ledger {args[1]}: error: ")
     assert "Traceback" not in result.stderr
 
 
@@ -143,4 +143,59 @@ def test_bad_head_file_and_missing_key(ledger_path: Path, tmp_path: Path) -> Non
     junk.write_bytes(b"garbage" * 200)
     result = run("ledger", "verify", str(junk))
     assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+
+
+def test_head_of_garbage_is_not_a_ledger(tmp_path: Path) -> None:
+    garbage = tmp_path / "GARBAGE"
+    garbage.write_bytes(b"hello, not a database\n" * 200)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for action in ("head", "verify"):
+        result = run("ledger", action, str(garbage))
+        assert result.returncode == 2, result
+        assert "not a thunderline ledger" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no key created
+
+
+def _overwrite_index_pages(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'ledger_records_event_hash'"
+    ).fetchone()
+    conn.close()
+    with open(path, "r+b") as file:  # keep the page header, scramble the cells
+        file.seek((root - 1) * page_size + 12)
+        file.write(b"\xa5" * (page_size - 12))
+
+
+def test_verify_reports_overwritten_index_pages(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with open_ledger(path) as ledger:
+        ledger.append_batch(
+            [
+                Event.new("system.heartbeat", type="heartbeat", source="gate", payload={"i": i})
+                for i in range(300)
+            ]
+        )
+    _overwrite_index_pages(path)
+    result = run("ledger", "verify", str(path))
+    assert result.returncode == 1, result
+    assert "database_corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+    # and nothing is appended to it: opening it for writing refuses in one line
+    size = path.stat().st_size
+    with pytest.raises(ledger_module.LedgerCorruptError, match="integrity check failed"):
+        open_ledger(path)
+    assert path.stat().st_size == size
+
+
+def test_damaged_head_refuses_appends(ledger_path: Path) -> None:
+    _tamper(ledger_path, 5)  # the last record
+    with pytest.raises(ledger_module.LedgerCorruptError, match="seq 5"):
+        open_ledger(ledger_path)
+    result = run("ledger", "head", str(ledger_path))
+    assert result.returncode == 2
+    assert "is damaged, refusing to append" in result.stderr
     assert result.stderr.count("\n") == 1

@@ -648,10 +648,17 @@ def test_key_umask_does_not_widen(tmp_path: Path) -> None:
 def test_wrong_key_for_a_ledger(tmp_path: Path) -> None:
     with open_ledger(tmp_path / "l.db", data_dir=tmp_path / "k1"):
         pass
+    # an existing ledger never gets a new key: a directory without one is an error
+    with pytest.raises(SigningKeyError, match="no such file"):
+        open_ledger(tmp_path / "l.db", data_dir=tmp_path / "k2")
+    assert not (tmp_path / "k2").exists()
+    LedgerSigningKey.load_or_create(tmp_path / "k2")
+    public_before = (tmp_path / "k2" / "ledger_public_key.pem").read_bytes()
     with pytest.raises(LedgerKeyMismatchError) as info:
         open_ledger(tmp_path / "l.db", data_dir=tmp_path / "k2")
     assert info.value.location == str(tmp_path / "l.db")
     assert "is signed by key sha256:" in str(info.value)
+    assert (tmp_path / "k2" / "ledger_public_key.pem").read_bytes() == public_before
 
 
 def test_opening_errors(tmp_path: Path) -> None:
@@ -663,8 +670,10 @@ def test_opening_errors(tmp_path: Path) -> None:
     with pytest.raises(LedgerNotFoundError, match="is a directory"):
         open_ledger(tmp_path, read_only=True)
     (tmp_path / "junk.db").write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(LedgerBackendError, match="open failed"):
-        open_ledger(tmp_path / "junk.db", read_only=True)
+    for read_only in (True, False):  # before any key is looked for or created
+        with pytest.raises(LedgerNotFoundError, match="not a thunderline ledger"):
+            open_ledger(tmp_path / "junk.db", read_only=read_only, data_dir=tmp_path / "k")
+    assert not (tmp_path / "k").exists()
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(LedgerNotFoundError, match="not a thunderline ledger"):
         open_ledger(tmp_path / "other.db", read_only=True)
@@ -731,18 +740,6 @@ async def test_async_concurrent_appends(tmp_path: Path) -> None:
         assert report.ok
         assert report.last_seq == 20
         assert sorted(r.seq for r in acknowledged) == list(range(1, 21))
-
-
-def test_essential_benchmark_runs(tmp_path: Path) -> None:
-    from thunderline.domains._ledger_bench import measure_essential
-
-    result = measure_essential(60, batch_size=25, directory=tmp_path)
-    assert result.events == 60
-    assert result.events_per_second > 0
-    assert result.sign_us > 0
-    assert "events/s" in str(result)
-    with open_ledger(tmp_path / "bench-ledger.db", read_only=True) as ledger:
-        assert ledger.verify().last_seq == 60
 
 
 @pytest.mark.parametrize(

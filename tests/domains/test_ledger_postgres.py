@@ -31,6 +31,7 @@ from thunderline.domains._ledger import (
     open_ledger,
 )
 from thunderline.domains._ledger_postgres import PostgresLedger, redact_url
+from thunderline.domains._ledger_signing import LedgerSigningKey, SigningKeyError
 
 URL = os.environ.get("THUNDERLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRED = os.environ.get("THUNDERLINE_REQUIRE_SERVICES") == "1"
@@ -218,6 +219,9 @@ def test_key_and_opening_errors(tmp_path: Path, schema: str) -> None:
         open_ledger(URL, read_only=True, schema=schema)
     with open_ledger(URL, data_dir=tmp_path / "a", schema=schema):
         pass
+    with pytest.raises(SigningKeyError, match="no such file"):  # never a new key for it
+        open_ledger(URL, data_dir=tmp_path / "b", schema=schema)
+    LedgerSigningKey.load_or_create(tmp_path / "b")
     with pytest.raises(LedgerKeyMismatchError):
         open_ledger(URL, data_dir=tmp_path / "b", schema=schema)
     bad = "postgresql://nobody:secret@127.0.0.1:1/none"

@@ -23,6 +23,7 @@ from thunderline.sagas import (
     RollbackStatus,
     Saga,
     SagaAbortedError,
+    SagaAlreadyExecutedError,
     SagaBuilder,
     SagaFailed,
     SagaHalted,
@@ -563,5 +564,6 @@ async def test_statistics_and_single_use() -> None:
     stats = run.statistics()
     assert (stats.phase, stats.completed, stats.running) == (SagaPhase.FINISHED, 2, 0)
     assert stats.attempts == {"s0": 1, "s1": 1}
-    with pytest.raises(RuntimeError, match="already executed"):
+    with pytest.raises(SagaAlreadyExecutedError, match="already executed") as info:
         await run.execute()
+    assert info.value.correlation_id == "c-1"

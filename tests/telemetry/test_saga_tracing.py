@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 import thunderline.runtime as tl
-from thunderline import telemetry
+from thunderline import telemetry, testing
 from thunderline.sagas import (
     Continue,
     Halt,
@@ -122,7 +122,7 @@ async def test_successful_saga_is_one_tree_under_the_current_span(
     ids = {span_id(s) for s in spans}
     assert all(parent_id(s) in ids for s in spans if s is not ingress)
     assert parent_id(ingress) is None
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
     assert tracer.open_spans() == 0
     assert telemetry.current_trace_id() is None  # context restored (T6)
 
@@ -180,7 +180,7 @@ async def test_failed_step_is_error_even_when_rollback_succeeds(
     assert charge_span.end_time is not None
     assert undo.start_time >= charge_span.end_time
     assert parent_id(one(spans, "release stock")) == span_id(undo)
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
     assert tracer.open_spans() == 0
 
 
@@ -232,7 +232,7 @@ async def test_retries_are_separate_attempt_spans_and_compensation_follows_its_a
     assert failed.end_time is not None
     assert compensation.start_time >= failed.end_time
     assert compensation.status.status_code is StatusCode.UNSET
-    telemetry.check_trace_tree(spans, recorder=recorder)
+    testing.check_trace_tree(spans, recorder=recorder)
 
 
 async def test_nested_saga_runs_under_its_parent_step_and_is_undone_under_the_rollback(
@@ -282,7 +282,7 @@ async def test_nested_saga_runs_under_its_parent_step_and_is_undone_under_the_ro
     assert [s.name for s in undos] == ["saga.undo i2", "saga.undo i1", "saga.undo first"]
     assert all(parent_id(s) == span_id(rollback) for s in undos)
     assert {trace_id(s) for s in spans} == {trace_id(outer_run)}
-    telemetry.check_trace_tree(spans, recorder=recorder)
+    testing.check_trace_tree(spans, recorder=recorder)
     assert tracer.open_spans() == 0
 
 
@@ -356,7 +356,7 @@ async def test_concurrent_steps_and_runs_parent_correctly(
     assert right.end_time is not None
     assert left.start_time < right.end_time  # they overlapped
     assert right.start_time < left.end_time
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
     assert tracer.open_spans() == 0
 
 
@@ -395,7 +395,7 @@ async def test_cancelled_run_ends_every_span_once(
     assert one(spans, "saga.undo quick").end_time is not None  # the shielded rollback ran
     assert tracer.open_spans() == 0
     assert len({span_id(s) for s in spans}) == len(spans)  # each span exported once (T4)
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
     assert telemetry.current_trace_id() is None
 
 
@@ -427,7 +427,7 @@ async def test_in_flight_attempt_cancelled_by_a_failure_is_marked_cancelled(
     assert step.status.status_code is StatusCode.UNSET  # cancelled, not failed
     assert one(spans, "saga.step fail").status.status_code is StatusCode.ERROR
     assert one(spans, "bolt.saga_execution").status.status_code is StatusCode.ERROR
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
     assert tracer.open_spans() == 0
 
 
@@ -465,7 +465,7 @@ async def test_resumed_run_links_to_the_halted_run(
     assert second_run.attributes["saga.resumed_from"] == first_run.attributes["saga.run_id"]
     assert [link.context.span_id for link in second_run.links] == [span_id(first_run)]
     assert len(named(spans, "saga.step first")) == 1  # not re-run
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
 
 
 async def test_supervised_saga_nests_under_bolt_run_saga(
@@ -499,7 +499,7 @@ async def test_supervised_saga_nests_under_bolt_run_saga(
     assert supervised.attributes["saga.correlation_id"] == "c-9"
     assert supervised.attributes["saga.outcome"] == "succeeded"
     assert {trace_id(s) for s in spans} == {trace_id(request)}
-    telemetry.check_trace_tree(spans)
+    testing.check_trace_tree(spans)
 
 
 # --- property: the tree matches what the recorder saw ---------------------------------
@@ -525,7 +525,7 @@ async def test_generated_sagas_have_the_recorded_tree(
                 instrument=telemetry.CompositeSagaInstrument(recorder, tracer),
             )
     spans = exporter.get_finished_spans()
-    telemetry.check_trace_tree(spans, recorder=recorder)
+    testing.check_trace_tree(spans, recorder=recorder)
     assert tracer.open_spans() == 0
     assert len({trace_id(s) for s in spans}) == 1
     execution = one(spans, "bolt.saga_execution")
@@ -559,7 +559,7 @@ async def test_generated_nested_sagas_have_the_recorded_tree(
             max_concurrency=2,
             instrument=telemetry.CompositeSagaInstrument(recorder, tracer),
         )
-    telemetry.check_trace_tree(exporter.get_finished_spans(), recorder=recorder)
+    testing.check_trace_tree(exporter.get_finished_spans(), recorder=recorder)
     assert tracer.open_spans() == 0
 
 
@@ -607,21 +607,21 @@ def _fake_tree(*, attempt_status: StatusCode, compensate_early: bool) -> list[Re
 
 
 def test_checker_accepts_a_well_formed_tree() -> None:
-    telemetry.check_trace_tree(_fake_tree(attempt_status=StatusCode.ERROR, compensate_early=False))
+    testing.check_trace_tree(_fake_tree(attempt_status=StatusCode.ERROR, compensate_early=False))
 
 
 def test_checker_rejects_a_failed_attempt_without_error_status() -> None:
     spans = _fake_tree(attempt_status=StatusCode.UNSET, compensate_early=False)
-    with pytest.raises(telemetry.TraceTreeViolation) as caught:
-        telemetry.check_trace_tree(spans)
+    with pytest.raises(testing.TraceTreeViolation) as caught:
+        testing.check_trace_tree(spans)
     assert caught.value.invariant.startswith("T16")
     assert "saga.step s" in caught.value.detail
 
 
 def test_checker_rejects_compensation_before_its_attempt_ended() -> None:
     spans = _fake_tree(attempt_status=StatusCode.ERROR, compensate_early=True)
-    with pytest.raises(telemetry.TraceTreeViolation) as caught:
-        telemetry.check_trace_tree(spans)
+    with pytest.raises(testing.TraceTreeViolation) as caught:
+        testing.check_trace_tree(spans)
     assert caught.value.invariant.startswith("T3")
 
 
@@ -632,17 +632,17 @@ async def test_checker_rejects_dangling_parents_and_recorder_mismatch(
     with anyio.fail_after(LIMIT):
         await run_saga(diamond(), instrument=telemetry.CompositeSagaInstrument(recorder, tracer))
     spans = list(exporter.get_finished_spans())
-    telemetry.check_trace_tree(spans, recorder=recorder)
+    testing.check_trace_tree(spans, recorder=recorder)
     without_run = [s for s in spans if s.name != "bolt.saga_execution"]
-    with pytest.raises(telemetry.TraceTreeViolation) as caught:
-        telemetry.check_trace_tree(without_run)
+    with pytest.raises(testing.TraceTreeViolation) as caught:
+        testing.check_trace_tree(without_run)
     assert caught.value.invariant.startswith("T2")
     without_step = [s for s in spans if s.name != "saga.step d"]
-    with pytest.raises(telemetry.TraceTreeViolation) as caught:
-        telemetry.check_trace_tree(without_step, recorder=recorder)
+    with pytest.raises(testing.TraceTreeViolation) as caught:
+        testing.check_trace_tree(without_step, recorder=recorder)
     assert caught.value.invariant == "recorder attempts"
-    with pytest.raises(telemetry.TraceTreeViolation):
-        telemetry.check_trace_tree(spans, recorder=SagaRecorder())
+    with pytest.raises(testing.TraceTreeViolation):
+        testing.check_trace_tree(spans, recorder=SagaRecorder())
 
 
 def test_end_open_spans_closes_what_a_broken_caller_left_open(

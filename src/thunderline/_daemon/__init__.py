@@ -13,6 +13,7 @@ from thunderline._daemon._config import (
     OPTIONS,
     DaemonConfig,
     default_control_path,
+    default_data_dir,
     load_config,
 )
 from thunderline._daemon._errors import (
@@ -21,19 +22,22 @@ from thunderline._daemon._errors import (
     ControlReplyError,
     ControlSocketError,
     DaemonNotRunningError,
+    DataDirError,
     TelemetrySetupError,
 )
 from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
 from thunderline._daemon._run import run_daemon
-from thunderline.runtime._application import (
+from thunderline.runtime import (
     Application,
     ApplicationExitedError,
     ApplicationSpecError,
     ApplicationStartError,
+    NodeStatistics,
+    ProcessRow,
+    TreeNode,
     open_application,
     run_application,
 )
-from thunderline.runtime._introspect import NodeStatistics, ProcessRow, TreeNode
 
 __all__ = [
     "COMMANDS",
@@ -52,11 +56,13 @@ __all__ = [
     "ControlSocketError",
     "DaemonConfig",
     "DaemonNotRunningError",
+    "DataDirError",
     "NodeStatistics",
     "ProcessRow",
     "TelemetrySetupError",
     "TreeNode",
     "default_control_path",
+    "default_data_dir",
     "load_config",
     "open_application",
     "query",

@@ -13,8 +13,8 @@ import thunderline.runtime as tl
 import thunderline.sagas as sagas
 from thunderline._daemon._protocol import COMMANDS, AfterReply, RequestError
 from thunderline._version import __version__
-from thunderline.runtime._application import Application
-from thunderline.runtime._introspect import (
+from thunderline.runtime import (
+    Application,
     node_statistics,
     process_row,
     process_table,

@@ -3,7 +3,8 @@
 Later sources win: defaults < config file < environment < command line. The
 file is given by ``--config`` or ``THUNDERLINE_CONFIG``; its top-level keys are
 the option names (``app``, ``backend``, ``control``, ``log_format``,
-``log_level``, ``data``, ``otlp_endpoint``, ``tracing``, ``metrics``)::
+``log_level``, ``data``, ``ledger``, ``ledger_schema``, ``otlp_endpoint``, ``tracing``, ``metrics``,
+``control_max_connections``, ``control_idle_timeout``)::
 
     app = "myservice.app:application"
     backend = "trio"
@@ -16,11 +17,18 @@ or ``0/false/no/off``). Left unset, each is on when an OTLP endpoint is
 configured for it: ``otlp_endpoint`` (``--otlp-endpoint``), or the standard
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (alias ``OTEL_ENDPOINT``) or the signal's own
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``.
+
+``data`` is a directory (a URL there is refused: databases are given with
+``ledger``); without it the data lives in the per-user state directory,
+``$XDG_STATE_HOME/thunderline`` or ``~/.local/state/thunderline``. ``ledger``
+is a SQLite file path or a ``postgresql://`` URL (default: ``ledger.db`` in the
+data directory).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -33,7 +41,14 @@ import attrs
 
 from thunderline._daemon._errors import ConfigError
 
-__all__ = ["DEFAULT_APP", "OPTIONS", "DaemonConfig", "default_control_path", "load_config"]
+__all__ = [
+    "DEFAULT_APP",
+    "OPTIONS",
+    "DaemonConfig",
+    "default_control_path",
+    "default_data_dir",
+    "load_config",
+]
 
 DEFAULT_APP: Final = "thunderline.domains:application"
 #: Option name -> environment variable.
@@ -44,11 +59,15 @@ OPTIONS: Final = {
     "log_format": "THUNDERLINE_LOG_FORMAT",
     "log_level": "THUNDERLINE_LOG_LEVEL",
     "data": "THUNDERLINE_DATA",
+    "ledger": "THUNDERLINE_LEDGER",
+    "ledger_schema": "THUNDERLINE_LEDGER_SCHEMA",
     "otlp_endpoint": "THUNDERLINE_OTLP_ENDPOINT",
     "tracing": "THUNDERLINE_TRACING",
     "metrics": "THUNDERLINE_METRICS",
     "node": "THUNDERLINE_NODE",
     "cluster": "THUNDERLINE_CLUSTER",
+    "control_max_connections": "THUNDERLINE_CONTROL_MAX_CONNECTIONS",
+    "control_idle_timeout": "THUNDERLINE_CONTROL_IDLE_TIMEOUT",
 }
 #: Options that are booleans.
 FLAGS: Final = frozenset({"tracing", "metrics"})
@@ -63,6 +82,7 @@ METRICS_ENDPOINT_ENV: Final = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_ENDPOINT",
 )
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 _TRUE: Final = ("1", "true", "yes", "on")
 _FALSE: Final = ("0", "false", "no", "off")
 CONFIG_ENV: Final = "THUNDERLINE_CONFIG"
@@ -71,6 +91,16 @@ LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_CLUSTER: Final = "nats://127.0.0.1:4222"
 _NODE_NAME: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> str:
+    """``$XDG_STATE_HOME/thunderline``, else ``~/.local/state/thunderline`` (XDG base dirs)."""
+    env = os.environ if env is None else env
+    state_home = env.get("XDG_STATE_HOME", "")
+    if state_home and Path(state_home).is_absolute():
+        return str(Path(state_home) / "thunderline")
+    home = env.get("HOME") or str(Path.home())
+    return str(Path(home) / ".local" / "state" / "thunderline")
 
 
 def default_control_path(env: Mapping[str, str] | None = None) -> str:
@@ -95,12 +125,17 @@ class DaemonConfig:
         control: path of the control socket.
         log_format: ``text`` or ``json`` (one object per line).
         log_level: a ``logging`` level name.
-        data: the application's data directory, or None.
+        data: the application's data directory (default :func:`default_data_dir`).
+        ledger: the ledger's SQLite path or ``postgresql://`` URL, or None for
+            the application's default (``ledger.db`` in ``data``).
+        ledger_schema: the PostgreSQL schema of the ledger, or None for the default.
         otlp_endpoint: base OTLP/HTTP URL for traces and metrics (``/v1/traces``
             and ``/v1/metrics`` are appended), overriding the ``OTEL_*``
             endpoints; None to use those.
         tracing: export traces (RuntimeInstrument, SagaTracer, log correlation).
         metrics: export runtime and saga metrics.
+        control_max_connections: control connections served at once.
+        control_idle_timeout: seconds a silent control connection stays open.
         config_file: the TOML file read, or None.
         node: join a cluster under this node name (``thunderline.dist``), or None.
         cluster: the cluster's NATS URL (``nats://host:port[/cluster]``).
@@ -112,9 +147,13 @@ class DaemonConfig:
     log_format: str = "text"
     log_level: str = "INFO"
     data: str | None = None
+    ledger: str | None = None
+    ledger_schema: str | None = None
     otlp_endpoint: str | None = None
     tracing: bool = False
     metrics: bool = False
+    control_max_connections: int = 64
+    control_idle_timeout: float = 60.0
     config_file: str | None = None
     node: str | None = None
     cluster: str = DEFAULT_CLUSTER
@@ -168,6 +207,31 @@ def _check(source: str, option: str, value: Any) -> Any:
                     source, option, "a NATS URL, e.g. nats://host:4222[/cluster]", value
                 )
             return url
+        case "data":
+            if "://" in text():
+                raise ConfigError(
+                    source,
+                    option,
+                    "a directory path (give a database URL with --ledger / THUNDERLINE_LEDGER)",
+                    value,
+                )
+            return value
+        case "ledger":
+            if "://" in text() and not value.startswith(POSTGRES_SCHEMES):
+                raise ConfigError(
+                    source, option, "a SQLite file path or a postgresql:// URL", value
+                )
+            return value
+        case "control_max_connections":
+            number = _number(source, option, value, int, "an integer from 1 to 100000")
+            if not 1 <= number <= 100_000:
+                raise ConfigError(source, option, "an integer from 1 to 100000", value)
+            return number
+        case "control_idle_timeout":
+            seconds = _number(source, option, value, float, "a number of seconds > 0")
+            if not 0 < seconds < math.inf:
+                raise ConfigError(source, option, "a number of seconds > 0", value)
+            return seconds
         case "tracing" | "metrics":
             if isinstance(value, bool):
                 return value
@@ -176,6 +240,17 @@ def _check(source: str, option: str, value: Any) -> Any:
             raise ConfigError(source, option, "true / false (1/yes/on, 0/no/off)", value)
         case _:
             return text()
+
+
+def _number(source: str, option: str, value: Any, kind: type[Any], accepted: str) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(source, option, accepted, value)
+    if kind is int and isinstance(value, float):
+        raise ConfigError(source, option, accepted, value)
+    try:
+        return kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(source, option, accepted, value) from None
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -219,6 +294,7 @@ def load_config(
         if value is not None:
             values[option] = _check(f"--{option.replace('_', '-')}", option, value)
     values.setdefault("control", default_control_path(env))
+    values.setdefault("data", default_data_dir(env))
     endpoint_set = "otlp_endpoint" in values
     if "tracing" not in values:
         values["tracing"] = endpoint_set or any(env.get(v, "").strip() for v in TRACES_ENDPOINT_ENV)
@@ -226,8 +302,9 @@ def load_config(
         values["metrics"] = endpoint_set or any(
             env.get(v, "").strip() for v in METRICS_ENDPOINT_ENV
         )
-    if "data" in values:
-        values["data"] = str(Path(values["data"]).expanduser().resolve())
+    values["data"] = str(Path(values["data"]).expanduser().resolve())
+    if "ledger" in values and not values["ledger"].startswith(POSTGRES_SCHEMES):
+        values["ledger"] = str(Path(values["ledger"]).expanduser().resolve())
     return DaemonConfig(config_file=path, **values)
 
 

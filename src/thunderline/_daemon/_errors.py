@@ -10,6 +10,7 @@ __all__ = [
     "ControlReplyError",
     "ControlSocketError",
     "DaemonNotRunningError",
+    "DataDirError",
     "TelemetrySetupError",
 ]
 
@@ -95,3 +96,17 @@ class ControlReplyError(ThunderlineError):
         self.code = code
         self.detail = detail
         super().__init__(f"{command}: {code}: {detail}")
+
+
+class DataDirError(ThunderlineError, OSError):
+    """The data directory cannot be created or used.
+
+    Attributes:
+        path: the directory.
+        detail: what went wrong.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"data directory {path}: {detail}")

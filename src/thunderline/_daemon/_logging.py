@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any, Final, TextIO
 
-from thunderline.runtime._introspect import to_jsonable
+from thunderline.runtime import to_jsonable
 
 __all__ = ["JsonFormatter", "TextFormatter", "setup_logging"]
 

@@ -1,8 +1,11 @@
 """``thunderline run``: the daemon's life from startup line to exit status.
 
-1. Import the application spec; set up logging; prepare the data directory;
-   set up tracing and metrics if asked (an unusable ``OTEL_*`` value: one
-   ``cannot start`` line, status 2).
+1. Put the working directory on the import path (as ``python -m`` does),
+   import the application spec; set up logging; set the umask to 0077 (every
+   file the daemon and its application create is the user's alone); prepare
+   the data directory (a path that is not a usable directory: one
+   ``cannot start`` line, status 2); set up tracing and metrics if asked (an
+   unusable ``OTEL_*`` value: one ``cannot start`` line, status 2).
 2. Listen for SIGINT/SIGTERM, bind the control socket, start the application
    (its node instrumented when telemetry is on), log the startup line (which
    says where traces and metrics go), serve control requests.
@@ -23,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -33,19 +37,19 @@ import attrs
 
 from thunderline._daemon._commands import Commands
 from thunderline._daemon._config import DaemonConfig, log_level_number
-from thunderline._daemon._errors import ControlSocketError, TelemetrySetupError
+from thunderline._daemon._errors import ControlSocketError, DataDirError, TelemetrySetupError
 from thunderline._daemon._loader import load_app
 from thunderline._daemon._logging import setup_logging
 from thunderline._daemon._server import ControlServer
 from thunderline._daemon._telemetry import DaemonTelemetry, start_telemetry
 from thunderline._version import __version__
 from thunderline.dist import DistributionError, open_distribution
-from thunderline.runtime import open_node
-from thunderline.runtime._application import (
+from thunderline.runtime import (
     ApplicationExitedError,
     ApplicationSpecError,
     ApplicationStartError,
     open_application,
+    open_node,
 )
 
 __all__ = ["EXIT_APPLICATION_DIED", "EXIT_FORCED", "EXIT_STARTUP_FAILED", "run_daemon"]
@@ -104,6 +108,8 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
         "app": config.app,
         "control": config.control,
         "data": config.data,
+        "ledger": _redact(config.ledger) if config.ledger else None,
+        "ledger_schema": config.ledger_schema,
         **telemetry.settings(),
     }
     status = EXIT_STARTUP_FAILED
@@ -117,18 +123,26 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                 return await commands(request)
 
             async with (
-                ControlServer(config.control, dispatch) as server,
+                ControlServer(
+                    config.control,
+                    dispatch,
+                    max_connections=config.control_max_connections,
+                    idle_timeout=config.control_idle_timeout,
+                ) as server,
                 _cluster(config, telemetry) as joined,
             ):
                 shutdown.server = server
                 async with open_application(spec, instrument=telemetry.instrument) as app:
                     commands = Commands(app, settings, shutdown.request)
                     logger.info(
-                        "thunderline %s running %s (application %r) on %s; control socket %s; %s%s",
+                        "thunderline %s running %s (application %r) on %s; data in %s%s; "
+                        "control socket %s; %s%s",
                         __version__,
                         config.app,
                         app.id,
                         config.backend,
+                        config.data,
+                        f", ledger {_redact(config.ledger)}" if config.ledger else "",
                         config.control,
                         telemetry.describe(),
                         joined,
@@ -176,17 +190,52 @@ async def _cluster(config: DaemonConfig, telemetry: DaemonTelemetry) -> AsyncIte
         yield f"; node {dist.name!r} of cluster {dist.cluster!r} (creation {dist.creation})"
 
 
-def prepare_data_dir(path: str) -> None:
+def _redact(location: str) -> str:
+    """A ledger location with any password in its URL replaced by ``***``."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def prepare_data_dir(path: str, ledger: str | None = None, schema: str | None = None) -> None:
     """Create the data directory (0700) if missing and export it to the application.
 
     Both ``THUNDERLINE_DATA`` (the daemon's own variable) and
     ``THUNDERLINE_DATA_DIR`` (read by the reference application's
-    ``AppConfig.from_env``) are set, so ``--data`` wins over an inherited value.
+    ``AppConfig.from_env``) are set, so ``--data`` wins over an inherited value;
+    ``THUNDERLINE_LEDGER`` and ``THUNDERLINE_LEDGER_SCHEMA`` are set to
+    ``ledger`` and ``schema`` when given.
+
+    Raises:
+        DataDirError: ``path`` is not a directory, cannot be created, or is not
+            writable.
     """
     directory = Path(path)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DataDirError(path, "exists and is not a directory") from None
+    except OSError as exc:
+        raise DataDirError(path, f"cannot create it: {exc.strerror or exc}") from None
+    if not directory.is_dir():
+        raise DataDirError(path, "exists and is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DataDirError(path, "is not writable by you")
     os.environ["THUNDERLINE_DATA"] = str(directory)
     os.environ["THUNDERLINE_DATA_DIR"] = str(directory)
+    if ledger is not None:
+        os.environ["THUNDERLINE_LEDGER"] = ledger
+    if schema is not None:
+        os.environ["THUNDERLINE_LEDGER_SCHEMA"] = schema
+
+
+def _cwd_on_path() -> None:
+    """Make modules in the working directory importable, as ``python -m`` does."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def run_daemon(config: DaemonConfig) -> int:
@@ -195,10 +244,17 @@ def run_daemon(config: DaemonConfig) -> int:
     Raises:
         AppLoadError: the APP string names nothing importable (before anything starts).
     """
+    _cwd_on_path()
     spec = load_app(config.app)
     handler = setup_logging(config.log_format, log_level_number(config.log_level), sys.stderr)
+    os.umask(0o077)
     if config.data is not None:
-        prepare_data_dir(config.data)
+        try:
+            prepare_data_dir(config.data, config.ledger, config.ledger_schema)
+        except DataDirError as exc:
+            logger.critical("cannot start: %s", exc)
+            _flush_logs()
+            return EXIT_STARTUP_FAILED
     if config.node is not None:
         # Each node's spans name it: service.instance.id (unless already set).
         attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")

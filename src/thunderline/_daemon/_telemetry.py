@@ -191,7 +191,6 @@ def start_telemetry(
     if not (config.tracing or config.metrics):
         return DaemonTelemetry()
     from thunderline import sagas, telemetry
-    from thunderline.telemetry._metrics import metrics_endpoint_from_env
 
     environ = dict(env)
     endpoint = config.otlp_endpoint
@@ -213,7 +212,7 @@ def start_telemetry(
             result.metrics_endpoint = (
                 endpoint.rstrip("/") + "/v1/metrics"
                 if endpoint is not None
-                else metrics_endpoint_from_env(environ)
+                else telemetry.metrics_endpoint_from_env(environ)
             )
     except telemetry.TelemetryConfigError as exc:
         telemetry.shutdown(0.1)

@@ -1,17 +1,10 @@
-"""``thunderline demo``: run the reference application and show one event's trace.
-
-Starts Gate -> Flow -> Bolt -> Vault -> Link on the embedded default (SQLite in
-a temporary directory unless ``--data``), publishes N heartbeat events through
-Gate, waits until each one reached Link, and prints the first event's trace
-id and span tree (domain, span, duration), the counts and events/s. The first
-event is published alone so its tree is complete and unmixed; the rest are
-published by concurrent publishers.
-"""
+"""``thunderline demo``: run the reference application and show one event's trace."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -19,23 +12,78 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
 import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.cli._main import CommandError
-from thunderline.domains import AppConfig, Event, application_spec, gate, link, vault
+from thunderline.domains import (
+    AppConfig,
+    Event,
+    LedgerError,
+    SigningKeyError,
+    application_spec,
+    gate,
+    link,
+    open_ledger,
+    vault,
+)
 
 PUBLISHERS = 32
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+DESCRIPTION = """\
+Start the reference application (Gate -> Flow -> Bolt -> Vault -> Link) in
+this process, publish N heartbeat events through Gate, wait until each one
+reached Link, then print the first event's trace id and span tree (domain,
+span, duration), how many events reached Link and how fast, and the ledger's
+verification. The first event is published alone so its tree is complete and
+unmixed; the rest are published by 32 concurrent publishers.
+
+The ledger is checked before anything is appended: a data directory that is
+not usable, a ledger that is not a thunderline ledger, is damaged or fails
+verification, or a signing key that is not the ledger's, stops the demo with
+one line and nothing written. The verification count includes the ledger's
+genesis record (seq 0), so one event gives "2 records verified".
+
+Exit status: 0 when every event reached Link and the ledger verifies, 1
+otherwise, 2 for bad options or an unusable data directory or ledger.
+"""
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
-        "demo", help="run the reference application and print one event's trace"
+        "demo",
+        help="run the reference application and print one event's trace",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--events", type=int, default=1, help="heartbeat events (default 1)")
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    parser.add_argument("--data", type=Path, help="data directory (default: a temporary one)")
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop the runtime runs on (default asyncio)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory: signing key, SQLite ledger, Link's output "
+        "(default: a new temporary directory)",
+    )
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH|URL",
+        help="the ledger: a SQLite file or a postgresql:// URL "
+        "($THUNDERLINE_LEDGER; default: ledger.db in the data directory)",
+    )
+    parser.add_argument(
+        "--ledger-schema",
+        metavar="NAME",
+        help="PostgreSQL schema of the ledger ($THUNDERLINE_LEDGER_SCHEMA; "
+        "default thunderline_ledger)",
+    )
     parser.add_argument("--otlp-endpoint", help="also export spans to this OTLP/HTTP base URL")
     parser.add_argument(
         "--sample-ratio",
@@ -77,9 +125,11 @@ async def _publisher(count: int, done: anyio.Event, events: list[Event]) -> None
     done.set()
 
 
-async def _demo(total: int, data_dir: Path, progress: _Progress, tracing: bool) -> dict[str, Any]:
+async def _demo(
+    total: int, config: AppConfig, progress: _Progress, tracing: bool
+) -> dict[str, Any]:
     supervisor = await application_spec(
-        AppConfig(data_dir=data_dir, saga_instrument=telemetry.SagaTracer() if tracing else None)
+        attrs.evolve(config, saga_instrument=telemetry.SagaTracer() if tracing else None)
     ).start()
     assert supervisor is not None
     link.subscribe()
@@ -114,6 +164,7 @@ async def _demo(total: int, data_dir: Path, progress: _Progress, tracing: bool) 
         "events_per_second": total / elapsed if elapsed > 0 else None,
         "ledger_ok": report.ok,
         "ledger": str(report),
+        "ledger_records": report.records,
         "first_event": str(first.id),
         "trace_ids": [event.meta.get("trace_id") for event in events],
     }
@@ -156,6 +207,45 @@ def _tree(spans: list[telemetry.CollectedSpan]) -> list[str]:
     return lines
 
 
+def _data_dir(option: str | None) -> Path:
+    """The demo's data directory (0700): ``--data`` or a new temporary one."""
+    if option is None:
+        return Path(tempfile.mkdtemp(prefix="thunderline-demo-"))
+    if "://" in option:
+        raise CommandError(
+            f"--data takes a directory, got {option!r}; give a database URL with --ledger"
+        )
+    path = Path(option).expanduser()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CommandError(f"--data {option}: exists and is not a directory") from None
+    except OSError as exc:
+        raise CommandError(f"--data {option}: cannot create it: {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise CommandError(f"--data {option}: exists and is not a directory")
+    return path
+
+
+def _check_ledger(config: AppConfig) -> None:
+    """Open the ledger as Vault will and verify it, so a bad one stops the demo before it writes.
+
+    Raises:
+        CommandError: the ledger cannot be opened for appending (not a ledger,
+            damaged, another key ...) or its chain fails verification.
+    """
+    location = config.ledger or str(config.data_dir / "ledger.db")
+    try:
+        with open_ledger(location, data_dir=config.data_dir, schema=config.ledger_schema) as led:
+            report = led.verify()
+    except (LedgerError, SigningKeyError) as exc:
+        raise CommandError(str(exc)) from None
+    if not report.ok:
+        raise CommandError(
+            f"ledger {location} fails verification, refusing to append to it: {report}"
+        )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when every event reached Link and the ledger verifies."""
     if args.events < 1:
@@ -176,14 +266,23 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     except telemetry.TelemetryConfigError as exc:
         raise CommandError(str(exc)) from None
-    data_dir = args.data or Path(tempfile.mkdtemp(prefix="thunderline-demo-"))
+    ledger = args.ledger or os.environ.get("THUNDERLINE_LEDGER") or None
+    if ledger is not None and "://" in ledger and not ledger.startswith(POSTGRES_SCHEMES):
+        raise CommandError(f"--ledger takes a SQLite file or a postgresql:// URL, got {ledger!r}")
+    schema = args.ledger_schema or os.environ.get("THUNDERLINE_LEDGER_SCHEMA") or None
+    os.umask(0o077)  # the key, the ledger and Link's output are the user's alone
+    data_dir = _data_dir(args.data)
+    config = AppConfig(data_dir=data_dir, ledger=ledger)
+    if schema is not None:
+        config = attrs.evolve(config, ledger_schema=schema)
+    _check_ledger(config)
     progress = _Progress(args.events, args.progress or sys.stderr.isatty())
     instrument = telemetry.RuntimeInstrument() if tracing else None
     try:
         summary = tl.run(
             _demo,
             args.events,
-            data_dir,
+            config,
             progress,
             tracing,
             backend=args.backend,
@@ -210,6 +309,15 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{summary['reached_link']}/{summary['events']} events reached Link in "
             f"{summary['seconds']:.3f} s ({summary['events_per_second']:.0f} events/s)"
         )
-        print(f"ledger: {summary['ledger']}")
+        records = summary["ledger_records"]
+        ledger_line = summary["ledger"]
+        if summary["ledger_ok"]:
+            ledger_line = ledger_line.replace(
+                f"{records} records verified",
+                f"{records} records verified (the genesis record and {records - 1} "
+                f"event{'s' if records != 2 else ''})",
+                1,
+            )
+        print(f"ledger: {ledger_line}")
     ok = summary["reached_link"] == args.events and summary["ledger_ok"]
     return 0 if ok else 1

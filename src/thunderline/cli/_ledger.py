@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from thunderline.cli._main import CommandError
-from thunderline.domains._ledger import (
+from thunderline.domains import (
     LedgerError,
     SignedHead,
+    SigningKeyError,
+    load_public_key_pem,
     open_ledger,
 )
-from thunderline.domains._ledger_signing import SigningKeyError, load_public_key_pem
 
 __all__ = ["register"]
 

@@ -3,12 +3,20 @@
 Every subcommand is a module exposing ``register(subparsers)``; it adds its
 parser and sets ``handler`` (a callable taking the parsed namespace and
 returning the exit status) with ``set_defaults``.
+
+Usage errors are reported by the parser of the (sub)command they belong to
+(``thunderline demo --evnets`` prints the demo's usage), with status 2. A
+command's own errors (:class:`CommandError`) are one line on stderr. Output
+into a closed pipe (``thunderline ps | head``) ends the command quietly with
+status 141, as a process killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -39,23 +47,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"thunderline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
     for module_name in SUBCOMMANDS:
         module = importlib.import_module(module_name)
         module.register(subparsers)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Set ``_parser`` in every (sub)parser's defaults, so the deepest one parsed is known."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    args, extra = parser.parse_known_args(argv)
+    deepest: argparse.ArgumentParser = args._parser
+    if extra:
+        deepest.error(f"unrecognized arguments: {' '.join(extra)}")
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        choices = ", ".join(_subcommands(deepest))
+        deepest.error(f"choose a command: {choices}")
+    assert handler is not None
+    name = deepest.prog
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()
+        return status
     except CommandError as exc:
-        print(f"thunderline {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return exc.status
+    except BrokenPipeError:
+        # the reader went away (`thunderline ps | head`): stop quietly; point
+        # stdout at /dev/null so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
-        print(f"thunderline {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130

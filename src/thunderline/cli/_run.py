@@ -1,20 +1,4 @@
-"""``thunderline run [APP]``: run an application's supervision tree as a long-running service.
-
-APP is ``package.module:attribute`` naming a ChildSpec of a supervisor, a
-Supervisor instance, or a zero-argument (sync or async) factory returning
-either; default ``thunderline.domains:application``. Every option can also
-come from a TOML file (``--config``) or a ``THUNDERLINE_*`` variable; the
-command line wins.
-
-Telemetry: with ``--tracing`` the node's messages carry trace context and
-supervisor restarts and saga runs become spans; with ``--metrics`` process
-count, mailbox depth, messages handled, restarts and saga outcomes are
-exported. Both go over OTLP/HTTP to ``--otlp-endpoint`` or, without it, where
-the standard ``OTEL_*`` variables say. Each is on by default exactly when an
-endpoint is configured for it (``--otlp-endpoint``,
-``OTEL_EXPORTER_OTLP_ENDPOINT``, or the signal's own
-``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT``).
-"""
+"""``thunderline run [APP]``: run an application's supervision tree as a long-running service."""
 
 from __future__ import annotations
 
@@ -32,13 +16,42 @@ from thunderline._daemon import (
 )
 from thunderline.cli._main import CommandError
 
+DESCRIPTION = """\
+Run an application's supervision tree in the foreground until SIGTERM, SIGINT
+or 'thunderline stop', with a control socket for ps, tree, state, kill, publish,
+sagas, top and stop.
+
+APP is package.module:attribute naming a ChildSpec of a supervisor, a
+Supervisor instance, or a zero-argument (sync or async) factory returning
+either; default thunderline.domains:application (the reference application).
+The working directory is on the import path, as with 'python -m': from your
+project directory, 'thunderline run myapp:application' imports ./myapp.py.
+
+Every option can also come from a TOML file (--config) or a THUNDERLINE_*
+variable; the command line wins. Data (the ledger's signing key, by default
+the SQLite ledger, Link's output) lives in --data, default
+$XDG_STATE_HOME/thunderline or ~/.local/state/thunderline; the startup line
+says where. Every file the daemon creates is readable by you only (umask 077).
+
+Telemetry: with --tracing the node's messages carry trace context and
+supervisor restarts and saga runs become spans; with --metrics process count,
+mailbox depth, messages handled, restarts and saga outcomes are exported. Both
+go over OTLP/HTTP to --otlp-endpoint or, without it, where the standard OTEL_*
+variables say. Each is on by default exactly when an endpoint is configured
+for it (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT, or the signal's own
+OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT).
+
+Exit status: 0 after an orderly stop, 1 when the application's top supervisor
+died, 2 when it could not start, 130 after a second SIGINT during shutdown.
+"""
+
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` subcommand."""
     parser = subparsers.add_parser(
         "run",
         help="run an application as a daemon with a control socket",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     env = OPTIONS
@@ -69,7 +82,37 @@ def register(subparsers: Any) -> None:
         "--log-level", dest="log_level", help=f"log level (${env['log_level']}; default INFO)"
     )
     parser.add_argument(
-        "--data", metavar="DIR", help=f"the application's data directory (${env['data']})"
+        "--data",
+        metavar="DIR",
+        help=f"the application's data directory (${env['data']}; default "
+        "$XDG_STATE_HOME/thunderline, else ~/.local/state/thunderline)",
+    )
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH|URL",
+        help=f"the ledger: a SQLite file or a postgresql:// URL (${env['ledger']}; "
+        "default: ledger.db in the data directory)",
+    )
+    parser.add_argument(
+        "--ledger-schema",
+        dest="ledger_schema",
+        metavar="NAME",
+        help=f"PostgreSQL schema of the ledger (${env['ledger_schema']}; "
+        "default thunderline_ledger)",
+    )
+    parser.add_argument(
+        "--control-max-connections",
+        dest="control_max_connections",
+        metavar="N",
+        help=f"control connections served at once; more are refused "
+        f"(${env['control_max_connections']}; default 64)",
+    )
+    parser.add_argument(
+        "--control-idle-timeout",
+        dest="control_idle_timeout",
+        metavar="SECONDS",
+        help=f"close a control connection silent this long "
+        f"(${env['control_idle_timeout']}; default 60)",
     )
     parser.add_argument(
         "--otlp-endpoint",

@@ -33,6 +33,7 @@ from thunderline.domains._ledger import (
     LedgerBackend,
     LedgerBackendError,
     LedgerConfigError,
+    LedgerCorruptError,
     LedgerError,
     LedgerKeyMismatchError,
     LedgerNotFoundError,
@@ -44,7 +45,11 @@ from thunderline.domains._ledger import (
     open_async_ledger,
     open_ledger,
 )
-from thunderline.domains._ledger_signing import LedgerSigningKey, SigningKeyError
+from thunderline.domains._ledger_signing import (
+    LedgerSigningKey,
+    SigningKeyError,
+    load_public_key_pem,
+)
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,
@@ -69,6 +74,7 @@ __all__ = [
     "LedgerBackend",
     "LedgerBackendError",
     "LedgerConfigError",
+    "LedgerCorruptError",
     "LedgerError",
     "LedgerKeyMismatchError",
     "LedgerNotFoundError",
@@ -90,6 +96,7 @@ __all__ = [
     "declare_source",
     "declared_sources",
     "enqueue",
+    "load_public_key_pem",
     "open_async_ledger",
     "open_ledger",
     "parse_json",

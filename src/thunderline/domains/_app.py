@@ -43,6 +43,7 @@ class AppConfig:
     Attributes:
         data_dir: the signing key and (by default) the SQLite ledger live here.
         ledger: a path or ``postgresql://`` URL (default ``data_dir/ledger.db``).
+        ledger_schema: the PostgreSQL schema of the ledger's tables.
         sink: the JSON-lines file Link appends to (default ``data_dir/link.jsonl``;
             None for no sink file).
         routes: Flow's routes (default: each event name Bolt has a saga for, i.e.
@@ -53,6 +54,7 @@ class AppConfig:
 
     data_dir: Path = attrs.field(converter=Path)
     ledger: str | None = None
+    ledger_schema: str = "thunderline_ledger"
     sink: Path | None = attrs.field(default=None)
     routes: Sequence[Route] | None = None
     saga_concurrency: int | None = None
@@ -60,10 +62,15 @@ class AppConfig:
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        """``THUNDERLINE_DATA_DIR`` (default: a new temporary directory) and
-        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir)."""
+        """``THUNDERLINE_DATA_DIR`` (default: a new temporary directory),
+        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir) and
+        ``THUNDERLINE_LEDGER_SCHEMA`` (default ``thunderline_ledger``)."""
         data_dir = os.environ.get("THUNDERLINE_DATA_DIR") or tempfile.mkdtemp(prefix="thunderline-")
-        return cls(data_dir=Path(data_dir), ledger=os.environ.get("THUNDERLINE_LEDGER") or None)
+        return cls(
+            data_dir=Path(data_dir),
+            ledger=os.environ.get("THUNDERLINE_LEDGER") or None,
+            ledger_schema=os.environ.get("THUNDERLINE_LEDGER_SCHEMA") or "thunderline_ledger",
+        )
 
 
 def application_spec(config: AppConfig) -> tl.ChildSpec:
@@ -72,7 +79,7 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
     ledger = config.ledger or str(data_dir / "ledger.db")
     sink = config.sink if config.sink is not None else data_dir / "link.jsonl"
     children = [
-        vault_spec(ledger, data_dir),
+        vault_spec(ledger, data_dir, schema=config.ledger_schema),
         link_spec(sink),
         sagas.saga_supervisor_spec(
             "sagas",

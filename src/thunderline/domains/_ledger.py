@@ -57,6 +57,19 @@ a chain that verifies on its own: that is **only** detected against a head saved
 elsewhere (``verify(head)``): truncation, head mismatch, head signed by another
 key. Keep heads where the writer cannot change them.
 
+What opening for writing checks
+-------------------------------
+
+A ledger opened with its signing key (to append) is checked first, and
+:class:`LedgerCorruptError` is raised, nothing written, when the check fails:
+the database's own integrity check (SQLite ``PRAGMA quick_check``) and the
+chain's head: the last record's seq equals the number of records minus one
+(no gap), its hash recomputes from its ``prev_hash`` and bytes, its signature
+verifies under the ledger's key, and its ``prev_hash`` is the hash of the
+record before it. That is O(1) in records apart from SQLite's page scan; the
+whole chain is checked by :meth:`LedgerBackend.verify`, which also runs the
+full ``PRAGMA integrity_check`` first and reports ``database_corrupt``.
+
 Idempotency
 -----------
 
@@ -84,7 +97,6 @@ import abc
 import enum
 import functools
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -118,6 +130,7 @@ __all__ = [
     "LedgerBackend",
     "LedgerBackendError",
     "LedgerConfigError",
+    "LedgerCorruptError",
     "LedgerError",
     "LedgerKeyMismatchError",
     "LedgerNotFoundError",
@@ -248,6 +261,28 @@ class LedgerBackendError(LedgerError, OSError):
         self.operation = operation
         self.cause = cause
         super().__init__(f"ledger {location}: {operation} failed: {cause}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LedgerCorruptError(LedgerError, ValueError):
+    """The ledger fails the checks made before appending; nothing is written to it.
+
+    Attributes:
+        location: The path or URL (password removed).
+        reason: What failed (the database's integrity check, or the chain's head).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"ledger {location} is damaged, refusing to append: {reason} "
+            f"(see 'thunderline ledger verify {location}')"
+        )
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -553,6 +588,8 @@ class ProblemKind(enum.Enum):
     """The record at the saved head's seq has another hash (the ledger was rewritten)."""
     BAD_HEAD_SIGNATURE = "bad_head_signature"
     """The saved head's signature does not verify, or it names another key."""
+    DATABASE_CORRUPT = "database_corrupt"
+    """The database's own integrity check failed (e.g. SQLite pages overwritten)."""
 
 
 @attrs.frozen
@@ -589,6 +626,8 @@ class VerifyReport:
                 f"hash {self.last_hash}{head}"
             )
         assert self.problem is not None
+        if self.first_bad_seq is None:
+            return f"{self.problem.value}: {self.detail}"
         return f"seq {self.first_bad_seq}: {self.problem.value}: {self.detail}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -968,6 +1007,17 @@ class LedgerBackend(abc.ABC):
         key = self.public_key if public_key is None else public_key
         with self._lock:
             self._check_open()
+            damage = self._integrity_problem(quick=False)
+            if damage is not None:
+                return VerifyReport(
+                    ok=False,
+                    records=0,
+                    last_seq=None,
+                    last_hash=None,
+                    problem=ProblemKind.DATABASE_CORRUPT,
+                    detail=f"the database's integrity check failed: {damage}",
+                    head_checked=head is not None,
+                )
             return verify_records(
                 self._rows(0, None), key, head=head, seq_of_hash=self._seq_of_hash
             )
@@ -985,6 +1035,54 @@ class LedgerBackend(abc.ABC):
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerBackendError(self.location, "use", "the ledger is closed")
+
+    def _check_before_append(self) -> None:
+        """Raise :class:`LedgerCorruptError` unless the database and the chain's head are sound.
+
+        Called by the backends when a ledger is opened with its signing key;
+        see "What opening for writing checks" in the module docstring.
+        """
+        damage = self._integrity_problem(quick=True)
+        if damage is not None:
+            raise LedgerCorruptError(self.location, f"database integrity check failed: {damage}")
+        problem = self._head_problem()
+        if problem is not None:
+            raise LedgerCorruptError(self.location, problem)
+
+    def _head_problem(self) -> str | None:
+        tail = self._tail()
+        if tail is None:
+            return "no records, not even genesis"
+        count = self._count()
+        if tail.seq != count - 1:
+            return f"the last record has seq {tail.seq} but the ledger holds {count} records"
+        if tail.key_id != self.key_id:
+            return f"the last record (seq {tail.seq}) names key {tail.key_id!r}, not {self.key_id}"
+        if not (_is_hash(tail.prev_hash) and _is_hash(tail.event_hash)):
+            return f"the last record (seq {tail.seq}) has a malformed hash"
+        recomputed = compute_event_hash(tail.prev_hash, tail.canonical)
+        if recomputed != tail.event_hash:
+            return f"the last record's hash (seq {tail.seq}) does not match its bytes"
+        if not verify_signature(self.public_key, tail.event_signature, bytes.fromhex(recomputed)):
+            return f"the last record's signature (seq {tail.seq}) does not verify"
+        if tail.seq == 0:
+            if tail.event_hash != GENESIS_HASH:
+                return "seq 0 is not the genesis record"
+            return None
+        before = list(self._rows(tail.seq - 1, 1))
+        if not before or before[0].seq != tail.seq - 1:
+            return f"the record before the last (seq {tail.seq - 1}) is missing"
+        if before[0].event_hash != tail.prev_hash:
+            return f"the last record (seq {tail.seq}) does not chain from seq {tail.seq - 1}"
+        return None
+
+    def _integrity_problem(self, *, quick: bool) -> str | None:
+        """The database's own integrity check: None when sound (default: no such check)."""
+        return None
+
+    @abc.abstractmethod
+    def _count(self) -> int:
+        """Return the number of stored records."""
 
     @abc.abstractmethod
     def _append(
@@ -1250,8 +1348,3 @@ async def open_async_ledger(
         )
     )
     return AsyncLedger(backend)
-
-
-def report_json(report: VerifyReport) -> str:
-    """Return the report as one line of JSON."""
-    return json.dumps(report.to_dict(), sort_keys=True)

@@ -152,7 +152,6 @@ class PostgresLedger(LedgerBackend):
             raise LedgerConfigError(
                 "schema", "a lowercase SQL identifier ([a-z_][a-z0-9_]*, <= 63 chars)", schema
             )
-        key = load_signing_key(data_dir, create=create, read_only=read_only)
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -160,12 +159,19 @@ class PostgresLedger(LedgerBackend):
         try:
             if not _has_tables(conn, schema) and (read_only or not create):
                 raise LedgerNotFoundError(location, "no ledger tables in the schema")
+            # the key is looked for only once the schema is known to hold a ledger,
+            # and created (with its public key file) only for a new ledger
+            initialised = _has_tables(conn, schema) and cls._has_meta(conn, schema)
+            key = load_signing_key(data_dir, create=create and not initialised, read_only=read_only)
             if not read_only and create:
                 assert key is not None
                 cls._initialise(conn, schema, key)
             elif not cls._has_meta(conn, schema):
                 raise LedgerNotFoundError(location, "the ledger was never initialised")
-            return cls(location, conn, schema, key)
+            ledger = cls(location, conn, schema, key)
+            if not read_only:
+                ledger._check_before_append()
+            return ledger
         except psycopg.Error as exc:
             conn.close()
             raise LedgerBackendError(location, "open", _one_line(exc)) from None
@@ -259,6 +265,15 @@ class PostgresLedger(LedgerBackend):
         except psycopg.Error as exc:
             raise LedgerBackendError(self.location, "append", _one_line(exc)) from None
         return result
+
+    def _count(self) -> int:
+        try:
+            row = self._conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(self._records)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise LedgerBackendError(self.location, "count records", _one_line(exc)) from None
+        return int(row[0]) if row is not None else 0
 
     def _tail(self) -> LedgerRecord | None:
         try:

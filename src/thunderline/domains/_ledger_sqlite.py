@@ -26,6 +26,7 @@ additionally serializes calls through a capacity limiter of 1.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -115,7 +116,6 @@ class SqliteLedger(LedgerBackend):
         exists = path.exists()
         if not exists and (read_only or not create):
             raise LedgerNotFoundError(location, "no such file")
-        key = load_signing_key(data_dir, create=create, read_only=read_only)
         try:
             if read_only:
                 conn = sqlite3.connect(
@@ -125,38 +125,49 @@ class SqliteLedger(LedgerBackend):
                     check_same_thread=False,
                 )
             else:
+                if not exists:  # owner-only from the start; -wal and -shm inherit the mode
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise LedgerBackendError(location, "open", str(exc)) from None
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
-            has_tables = (
+            try:
+                has_tables = (
+                    conn.execute(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                        "AND name IN ('ledger_meta', 'ledger_records')"
+                    ).fetchone()[0]
+                    == 2
+                )
+            except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):
+                    raise LedgerNotFoundError(
+                        location, f"not a thunderline ledger ({exc})"
+                    ) from None
+                raise
+            if not has_tables and (read_only or not create):
+                raise LedgerNotFoundError(location, "not a thunderline ledger (no ledger tables)")
+            initialised = has_tables and bool(
                 conn.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                    "AND name IN ('ledger_meta', 'ledger_records')"
+                    "SELECT count(*) FROM ledger_meta WHERE key = 'public_key_pem'"
                 ).fetchone()[0]
-                == 2
             )
+            if not initialised and (read_only or not create):
+                raise LedgerNotFoundError(location, "the ledger was never initialised")
+            # the key is looked for only once the file is known to be a ledger, and
+            # created (with its public key file) only for a new ledger
+            key = load_signing_key(data_dir, create=create and not initialised, read_only=read_only)
             if not read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
-            if not has_tables:
-                if read_only or not create:
-                    raise LedgerNotFoundError(
-                        location, "not a thunderline ledger (no ledger tables)"
-                    )
+            if not initialised:
                 assert key is not None
                 cls._initialise(conn, key)
-            else:
-                has_genesis = conn.execute(
-                    "SELECT count(*) FROM ledger_meta WHERE key = 'public_key_pem'"
-                ).fetchone()[0]
-                if not has_genesis:
-                    if read_only or not create:
-                        raise LedgerNotFoundError(location, "the ledger was never initialised")
-                    assert key is not None
-                    cls._initialise(conn, key)
-            return cls(location, conn, key)
+            ledger = cls(location, conn, key)
+            if not read_only:
+                ledger._check_before_append()
+            return ledger
         except sqlite3.Error as exc:
             conn.close()
             raise LedgerBackendError(location, "open", str(exc)) from None
@@ -191,6 +202,20 @@ class SqliteLedger(LedgerBackend):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM ledger_records").fetchone()[0])
+
+    def _integrity_problem(self, *, quick: bool) -> str | None:
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            rows = self._conn.execute(f"PRAGMA {pragma}(5)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        messages = [str(row[0]) for row in rows]
+        if messages == ["ok"]:
+            return None
+        return "; ".join(messages)
 
     def _meta(self) -> dict[str, str]:
         rows = self._conn.execute("SELECT key, value FROM ledger_meta").fetchall()

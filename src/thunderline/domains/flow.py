@@ -51,11 +51,13 @@ from thunderline.domains._pipeline import (
 )
 
 __all__ = [
+    "BatchFailedError",
     "Delivered",
     "EventDroppedError",
     "Flow",
     "FlowStatistics",
     "Route",
+    "SagaNotSucceededError",
     "default_routes",
     "flow_spec",
     "publish",
@@ -76,6 +78,34 @@ class EventDroppedError(tl.ThunderlineError, ValueError):
         self.event_id = event_id
         self.reason = reason
         super().__init__(f"flow dropped event {event_id}: {reason}")
+
+
+class SagaNotSucceededError(tl.ThunderlineError):
+    """An event's saga did not succeed (it failed, halted or was cancelled).
+
+    Attributes:
+        event_id: The event whose saga it was.
+        outcome: The saga's outcome.
+    """
+
+    def __init__(self, event_id: object, outcome: object) -> None:
+        self.event_id = event_id
+        self.outcome = outcome
+        super().__init__(f"saga for event {event_id} ended with {outcome!r}")
+
+
+class BatchFailedError(tl.ThunderlineError):
+    """Some events of a pipeline batch failed, so the pipeline counts the batch as failed.
+
+    Attributes:
+        failures: The exit reasons of the failed events' processes.
+        total: The size of the batch.
+    """
+
+    def __init__(self, what: str, failures: Sequence[object], total: int) -> None:
+        self.failures = tuple(failures)
+        self.total = total
+        super().__init__(f"{len(failures)} of {total} {what} failed: {list(failures[:3])!r}")
 
 
 @attrs.frozen
@@ -107,7 +137,7 @@ async def _run_one(event: Event) -> None:
     with telemetry.continue_from(event.meta):
         outcome = await bolt.run(event)
     if not isinstance(outcome, sagas.SagaSucceeded):
-        raise RuntimeError(f"saga for event {event.id} ended with {outcome!r}")
+        raise SagaNotSucceededError(event.id, outcome)
 
 
 async def _to_bolt(batch: Sequence[Event]) -> None:
@@ -120,7 +150,7 @@ async def _to_bolt(batch: Sequence[Event]) -> None:
         if down.reason != tl.NORMAL:
             failures.append(down.reason)
     if failures:
-        raise RuntimeError(f"{len(failures)} of {len(batch)} sagas failed: {failures[:3]!r}")
+        raise BatchFailedError("sagas", failures, len(batch))
 
 
 def default_routes(

@@ -61,9 +61,15 @@ class _State:
 class Vault(tl.Server[_State]):
     """The ledger actor. Start with :func:`vault_spec` under the application supervisor."""
 
-    def __init__(self, location: str | Path, data_dir: str | Path | None) -> None:
+    def __init__(
+        self,
+        location: str | Path,
+        data_dir: str | Path | None,
+        schema: str = "thunderline_ledger",
+    ) -> None:
         self.location = location
         self.data_dir = data_dir
+        self.schema = schema
 
     async def init(self) -> tl.Ok[_State]:
         """Open (or create) the ledger; the signing key is created on first start.
@@ -73,7 +79,7 @@ class Vault(tl.Server[_State]):
         instead of killing it with the database connection open.
         """
         tl.trap_exit(True)
-        ledger = await open_async_ledger(self.location, data_dir=self.data_dir)
+        ledger = await open_async_ledger(self.location, data_dir=self.data_dir, schema=self.schema)
         return tl.Ok(_State(ledger))
 
     async def handle_call(
@@ -151,11 +157,16 @@ class Vault(tl.Server[_State]):
         await state.ledger.aclose()
 
 
-def vault_spec(location: str | Path, data_dir: str | Path | None = None) -> tl.ChildSpec:
-    """The Vault child spec (registered as ``thunderline.vault``)."""
+def vault_spec(
+    location: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    schema: str = "thunderline_ledger",
+) -> tl.ChildSpec:
+    """The Vault child spec (registered as ``thunderline.vault``); ``schema`` is PostgreSQL's."""
 
     async def start() -> tl.Pid | None:
-        return await tl.start_link(Vault(location, data_dir), name=VAULT)
+        return await tl.start_link(Vault(location, data_dir, schema), name=VAULT)
 
     return tl.ChildSpec(id="vault", start=start, shutdown=30.0)
 

@@ -85,6 +85,7 @@ from thunderline.runtime._introspect import (
     process_row,
     process_table,
     supervision_tree,
+    to_jsonable,
 )
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import Node, open_node, run
@@ -308,6 +309,7 @@ __all__ = [
     "supervision_tree",
     "supervisor_spec",
     "terminate_child",
+    "to_jsonable",
     "trap_exit",
     "unlink",
     "unregister",

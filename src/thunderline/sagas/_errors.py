@@ -28,6 +28,7 @@ __all__ = [
     "ResumeError",
     "RetriesExceededError",
     "SagaAbortedError",
+    "SagaAlreadyExecutedError",
     "SagaDefinitionError",
     "SagaError",
     "SagaHaltedError",
@@ -381,3 +382,15 @@ class SagaAbortedError(SagaError):
         self.saga = saga
         self.parent_step = parent_step
         super().__init__(f"nested saga {saga!r} (step {parent_step!r}) aborted: its parent failed")
+
+
+class SagaAlreadyExecutedError(SagaError, RuntimeError):
+    """``execute()`` was called a second time on one saga run (a run executes once).
+
+    Attributes:
+        correlation_id: The run's correlation id.
+    """
+
+    def __init__(self, correlation_id: str) -> None:
+        self.correlation_id = correlation_id
+        super().__init__(f"saga run {correlation_id!r} was already executed")

@@ -114,6 +114,7 @@ from ._errors import (
     ResumeError,
     RetriesExceededError,
     SagaAbortedError,
+    SagaAlreadyExecutedError,
     SagaTimeoutError,
     StepTimeoutError,
     UndoFailedError,
@@ -517,11 +518,11 @@ class SagaRun:
             :class:`SagaSucceeded`, :class:`SagaFailed` or :class:`SagaHalted`.
 
         Raises:
-            RuntimeError: if this run was already executed.
+            SagaAlreadyExecutedError: if this run was already executed.
             BaseException: outside cancellation, after the rollback finished.
         """
         if self._phase is not SagaPhase.CREATED:
-            raise RuntimeError(f"saga run {self.info.correlation_id!r} was already executed")
+            raise SagaAlreadyExecutedError(self.info.correlation_id)
         self._phase = SagaPhase.RUNNING
         instrument = self._opts.instrument
         if self._hooks:

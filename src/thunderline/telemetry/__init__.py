@@ -24,6 +24,7 @@ Example::
 This package is the only part of thunderline that imports OpenTelemetry.
 """
 
+from thunderline._exports import publish
 from thunderline.telemetry._collector import CollectedSpan, DiscardExporter, TraceCollector
 from thunderline.telemetry._composite import CompositeInstrument, CompositeSagaInstrument
 from thunderline.telemetry._config import TelemetryConfig
@@ -44,6 +45,7 @@ from thunderline.telemetry._metrics import (
     SagaMetrics,
     configure_metrics,
     force_flush_metrics,
+    metrics_endpoint_from_env,
     metrics_statistics,
     shutdown_metrics,
 )
@@ -56,7 +58,8 @@ from thunderline.telemetry._propagation import (
     inject,
 )
 from thunderline.telemetry._runtime import RuntimeInstrument
-from thunderline.telemetry._sagas import SagaTracer, TraceTreeViolation, check_trace_tree
+from thunderline.telemetry._sagas import KIND_KEY as SAGA_SPAN_ATTRIBUTE
+from thunderline.telemetry._sagas import SagaTracer
 from thunderline.telemetry._spans import (
     SpanScope,
     add_event,
@@ -69,6 +72,7 @@ from thunderline.telemetry._spans import (
 from thunderline.telemetry._stats import TelemetryStatistics, statistics
 
 __all__ = [
+    "SAGA_SPAN_ATTRIBUTE",
     "CollectedSpan",
     "CompositeInstrument",
     "CompositeSagaInstrument",
@@ -88,12 +92,10 @@ __all__ = [
     "TelemetryStatistics",
     "TraceCollector",
     "TraceContextFilter",
-    "TraceTreeViolation",
     "UrandomIdGenerator",
     "add_event",
     "attach_carrier",
     "capture_carrier",
-    "check_trace_tree",
     "configure",
     "configure_metrics",
     "continue_from",
@@ -104,6 +106,7 @@ __all__ = [
     "force_flush_metrics",
     "inject",
     "install_log_correlation",
+    "metrics_endpoint_from_env",
     "metrics_statistics",
     "set_attributes",
     "set_status",
@@ -113,3 +116,5 @@ __all__ = [
     "start_span",
     "statistics",
 ]
+
+publish(globals(), __name__, __all__)

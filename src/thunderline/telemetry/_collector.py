@@ -107,10 +107,6 @@ class TraceCollector(SpanProcessor):
         return True
 
 
-CollectedSpan.__module__ = "thunderline.telemetry"
-TraceCollector.__module__ = "thunderline.telemetry"
-
-
 class DiscardExporter(SpanExporter):
     """An exporter that drops every span: tracing on (for collectors), nothing sent."""
 
@@ -120,6 +116,3 @@ class DiscardExporter(SpanExporter):
 
     def shutdown(self) -> None:
         """Nothing to release."""
-
-
-DiscardExporter.__module__ = "thunderline.telemetry"

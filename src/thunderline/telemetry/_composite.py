@@ -120,9 +120,6 @@ class CompositeInstrument(BaseInstrument):
             _safely(instrument.child_restarted, supervisor, child_id, old_pid, new_pid, reason)
 
 
-CompositeInstrument.__module__ = "thunderline.telemetry"
-
-
 class CompositeSagaInstrument(SagaInstrument):
     """A :class:`~thunderline.sagas.SagaInstrument` fanning out to several.
 
@@ -198,6 +195,3 @@ class CompositeSagaInstrument(SagaInstrument):
         """Forward to every instrument."""
         for instrument in self.instruments:
             _safely(instrument.event, run, name, attributes)
-
-
-CompositeSagaInstrument.__module__ = "thunderline.telemetry"

@@ -294,9 +294,6 @@ class TelemetryConfig:
                 return ParentBased(ALWAYS_ON)
 
 
-TelemetryConfig.__module__ = "thunderline.telemetry"
-
-
 def _sampler_from_env(get: Any) -> tuple[str, float | None]:
     name: str | None = get("OTEL_TRACES_SAMPLER")
     arg_name = (

@@ -76,7 +76,3 @@ def start_span(
     .. versionadded:: 0.1
     """
     return DetachedSpan(STATE.tracer.start_span(name, kind=kind, attributes=attributes))
-
-
-DetachedSpan.__module__ = "thunderline.telemetry"
-start_span.__module__ = "thunderline.telemetry"

@@ -40,6 +40,3 @@ class TelemetryConfigError(ThunderlineError, ValueError):
         self.value = value
         self.accepted = accepted
         super().__init__(f"{setting}: expected {accepted}; received {value!r}")
-
-
-TelemetryConfigError.__module__ = "thunderline.telemetry"

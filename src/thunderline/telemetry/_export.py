@@ -124,9 +124,6 @@ class UrandomIdGenerator(IdGenerator):
         return True
 
 
-UrandomIdGenerator.__module__ = "thunderline.telemetry"
-
-
 class _Quiet(threading.local):
     active = False
 
@@ -509,8 +506,3 @@ def shutdown(timeout: float = 5.0) -> bool:
             ok = processor.shutdown_within(timeout) and ok
     provider.shutdown()
     return ok
-
-
-for _public in (configure, force_flush, shutdown):
-    _public.__module__ = "thunderline.telemetry"
-del _public

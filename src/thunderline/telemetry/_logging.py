@@ -48,9 +48,6 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-TraceContextFilter.__module__ = "thunderline.telemetry"
-
-
 def install_log_correlation(
     target: logging.Handler | logging.Logger | None = None,
 ) -> TraceContextFilter:
@@ -78,6 +75,3 @@ def install_log_correlation(
     for handler in handlers:
         handler.addFilter(installed)
     return installed
-
-
-install_log_correlation.__module__ = "thunderline.telemetry"

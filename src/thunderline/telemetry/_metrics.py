@@ -153,9 +153,6 @@ class MetricsStatistics:
     export_failures: int
 
 
-MetricsStatistics.__module__ = "thunderline.telemetry"
-
-
 class _Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -516,9 +513,6 @@ class RuntimeSnapshot:
         )
 
 
-RuntimeSnapshot.__module__ = "thunderline.telemetry"
-
-
 # ----------------------------------------------------------- instruments
 
 
@@ -582,9 +576,6 @@ class MetricsInstrument(BaseInstrument):
         self._restarts.add(1, {"thunderline.restart.result": result})
 
 
-MetricsInstrument.__module__ = "thunderline.telemetry"
-
-
 def saga_outcome_name(outcome: SagaOutcome | None, error: BaseException | None) -> str:
     """Classify how a run ended, as the ``saga.outcome`` metric attribute.
 
@@ -646,9 +637,6 @@ class SagaMetrics(SagaInstrument):
         started = self._started.pop(run.run_id, None)
         if started is not None:
             self._duration.record(max(0.0, anyio.current_time() - started), attributes)
-
-
-SagaMetrics.__module__ = "thunderline.telemetry"
 
 
 class RuntimeMetrics:
@@ -738,10 +726,3 @@ class RuntimeMetrics:
         while True:
             self.sample()
             await anyio.sleep(interval)
-
-
-RuntimeMetrics.__module__ = "thunderline.telemetry"
-
-for _public in (configure_metrics, force_flush_metrics, metrics_statistics, shutdown_metrics):
-    _public.__module__ = "thunderline.telemetry"
-del _public

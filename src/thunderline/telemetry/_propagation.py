@@ -307,9 +307,6 @@ class ContextScope:
         self.__exit__(exc_type, exc, tb)
 
 
-ContextScope.__module__ = "thunderline.telemetry"
-
-
 def continue_from(meta: Mapping[str, Any] | None) -> ContextScope:
     """Continue the trace recorded in ``meta`` for the code that follows.
 
@@ -345,8 +342,3 @@ def attach_carrier(carrier: Mapping[str, str] | None) -> ContextScope:
     .. versionadded:: 0.1
     """
     return ContextScope(extract(carrier))
-
-
-for _public in (capture_carrier, inject, extract, continue_from, attach_carrier):
-    _public.__module__ = "thunderline.telemetry"
-del _public

@@ -238,6 +238,3 @@ class RuntimeInstrument(BaseInstrument):
             },
         )
         restart.end()
-
-
-RuntimeInstrument.__module__ = "thunderline.telemetry"

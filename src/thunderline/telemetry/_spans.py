@@ -177,9 +177,6 @@ class SpanScope:
         return sync_wrapper
 
 
-SpanScope.__module__ = "thunderline.telemetry"
-
-
 def span(
     name: str,
     *,
@@ -283,8 +280,3 @@ def current_span_id() -> str | None:
     if not span_context.is_valid:
         return None
     return format(span_context.span_id, "016x")
-
-
-for _public in (span, add_event, set_attributes, set_status, current_trace_id, current_span_id):
-    _public.__module__ = "thunderline.telemetry"
-del _public

@@ -53,9 +53,6 @@ class TelemetryStatistics:
     context_mismatches: int
 
 
-TelemetryStatistics.__module__ = "thunderline.telemetry"
-
-
 class _Counters:
     """Thread-safe counters; exporters update them from their own thread."""
 
@@ -84,6 +81,3 @@ def statistics() -> TelemetryStatistics:
     .. versionadded:: 0.1
     """
     return COUNTERS.snapshot()
-
-
-statistics.__module__ = "thunderline.telemetry"

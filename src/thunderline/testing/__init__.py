@@ -8,8 +8,9 @@
     await run_saga(my_saga, inputs, instrument=recorder, max_concurrency=4)
     check_saga_invariants(recorder, max_concurrency=4)
 
-Not yet here: a trace-tree-shape checker (every step span under the saga
-span, one trace id); it belongs with the telemetry layer's in-memory exporter.
+:func:`check_trace_tree` checks the spans ``telemetry.SagaTracer`` made for
+the same runs (every step span under its saga span, one trace id, failed steps
+marked ERROR), optionally against the recorder.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from ._strategies import (
     build_saga,
     saga_plans,
 )
+from ._traces import FinishedSpan, TraceTreeViolation, check_trace_tree
 
 __all__ = [
+    "FinishedSpan",
     "InvariantViolation",
     "PlannedStep",
     "RecordedEvent",
@@ -49,6 +52,7 @@ __all__ = [
     "SagaRecorder",
     "SagaWorld",
     "StepFailure",
+    "TraceTreeViolation",
     "build_saga",
     "check_attempt_bounds",
     "check_backoff",
@@ -61,6 +65,7 @@ __all__ = [
     "check_rollback",
     "check_saga_invariants",
     "check_timeout",
+    "check_trace_tree",
     "check_undo_attempts",
     "saga_plans",
 ]
