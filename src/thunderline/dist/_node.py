@@ -217,7 +217,9 @@ class DistNode:
         if seen is None or (fence is not None and seen <= fence):
             return None
         self.passive.discard(name)
-        return self._peer_up(name, seen[0], seen[1])
+        peer = self._peer_up(name, seen[0], seen[1])
+        self._signal(peer, "c")  # so the other side takes the connection up at once
+        return peer
 
     def nodes(self) -> list[str]:
         return sorted(self.peers)
@@ -566,6 +568,8 @@ class DistNode:
                 remove_monitor(node, entry[1], ref)
         elif kind == "d":
             fire_down(node, decode(args[0]), decode(args[1]), decode(args[2]))
+        elif kind == "c":
+            pass  # a contact after a disconnect: accepting the sender was the point
         elif kind == "sp":
             self._on_spawn_request(peer, args)
         elif kind == "spr":
