@@ -6,9 +6,10 @@ against a peer process (``_dist_peer.py``) that also hosts the thunderline
 side. The raw baseline is asyncio (nats-py has no trio); on trio thunderline
 runs its client on a helper-thread loop, so the trio row shows the bridge's cost.
 
-Node-down detection: a victim node in its own OS process is killed (kill -9)
-or stopped (SIGSTOP, with ``tick=1``), and the time until a linked process
-here gets ``Exit(victim, NOCONNECTION)`` is one sample.
+Node-down detection (``python -m benchmarks.distribution``; no raw baseline,
+so not in the table): a victim node in its own OS process is killed (kill -9)
+or stopped (SIGSTOP, default tick), and the time until a linked process here
+gets ``Exit(victim, NOCONNECTION)`` is one sample.
 """
 
 from __future__ import annotations
@@ -211,6 +212,10 @@ WORKLOADS = [
         target=Target(max_ratio=2.0, beat_peers=False),
         note="target: at least 50% of raw nats-py throughput (per-message cost <= 2x raw)",
     ),
+]
+
+#: Node-down detection (no raw baseline, not in the table): python -m benchmarks.distribution
+DETECTION = [
     Workload(
         name="down_kill9",
         title="node killed (kill -9) until a linked process gets NOCONNECTION",
@@ -230,3 +235,10 @@ WORKLOADS = [
         target=Target(max_value=4.0, beat_peers=False),
     ),
 ]
+
+
+if __name__ == "__main__":
+    for workload in DETECTION:
+        for backend in ("asyncio", "trio"):
+            samples = [workload.contenders[0].fn(backend, 1) for _ in range(3)]
+            print(f"{workload.name} {backend}: " + ", ".join(f"{v * 1000:.0f} ms" for v in samples))

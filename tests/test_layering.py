@@ -33,8 +33,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "testing": frozenset({"runtime", "sagas", "telemetry"}),
     "domains": frozenset({"runtime", "sagas", "telemetry"}),
     "lowlevel": frozenset({"runtime"}),
-    "thunderline": frozenset({"runtime"}),
-    "_daemon": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel"}),
+    "dist": frozenset({"runtime", "lowlevel"}),
+    "_run": frozenset({"runtime", "dist"}),
+    "thunderline": frozenset({"runtime", "_run"}),
+    "_daemon": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel", "dist"}),
     "cli": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel", "_daemon"}),
 }
 SHARED = frozenset({"_exports", "_version"})

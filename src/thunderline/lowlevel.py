@@ -17,7 +17,9 @@ these names may change faster than the top-level API.
   ``top``.
 * :func:`resolve_application`: turn an application spec into its child spec.
 
-All of them are also importable from :mod:`thunderline.runtime`.
+All of them are also importable from :mod:`thunderline.runtime`; ``remote``
+is the distribution seam (``node.dist`` and the inbound functions
+``thunderline.dist`` applies signals from other nodes with).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from thunderline.runtime import (
     node_statistics,
     process_row,
     process_table,
+    remote,
     resolve_application,
     supervision_tree,
     to_jsonable,
@@ -55,6 +58,7 @@ __all__ = [
     "node_statistics",
     "process_row",
     "process_table",
+    "remote",
     "resolve_application",
     "supervision_tree",
     "to_jsonable",

@@ -25,7 +25,10 @@ from thunderline.runtime import (
     current_pid,
     send,
 )
-from thunderline.runtime._remote import current_node, pid_parts
+from thunderline.lowlevel import remote as _seam
+
+current_node = _seam.current_node
+pid_parts = _seam.pid_parts
 
 __all__ = [
     "connect_node",

@@ -30,14 +30,14 @@ import msgpack
 
 from thunderline.dist._errors import EncodeError, RemoteError
 from thunderline.runtime import Crashed, Pid, Ref
-from thunderline.runtime._remote import (
-    make_pid,
-    make_ref,
-    new_node_number,
-    pid_parts,
-    ref_parts,
-    wire_types,
-)
+from thunderline.lowlevel import remote as _seam
+
+make_pid = _seam.make_pid
+make_ref = _seam.make_ref
+new_node_number = _seam.new_node_number
+pid_parts = _seam.pid_parts
+ref_parts = _seam.ref_parts
+wire_types = _seam.wire_types
 
 __all__ = ["Codec", "DecodeError", "NodeTable", "register_type", "registered_types"]
 

@@ -39,7 +39,11 @@ import nats.js.errors
 from thunderline.dist._codec import NODES
 from thunderline.dist._errors import GlobalNameError
 from thunderline.runtime import Down, Pid, monitor, receive
-from thunderline.runtime._remote import deliver, pid_parts, spawn
+from thunderline.lowlevel import remote as _seam
+
+deliver = _seam.deliver
+pid_parts = _seam.pid_parts
+spawn = _seam.spawn
 
 if TYPE_CHECKING:
     from thunderline.dist._node import DistNode

@@ -78,22 +78,22 @@ from thunderline.runtime import (
     Ref,
     current_pid,
 )
-from thunderline.runtime._remote import (
-    add_link,
-    add_monitor,
-    add_watch,
-    current_node,
-    deliver,
-    deliver_named,
-    exit_signal,
-    fire_down,
-    make_pid,
-    node_lost,
-    pid_parts,
-    remove_link,
-    remove_monitor,
-    spawn,
-)
+from thunderline.lowlevel import remote as _seam
+
+add_link = _seam.add_link
+add_monitor = _seam.add_monitor
+add_watch = _seam.add_watch
+current_node = _seam.current_node
+deliver = _seam.deliver
+deliver_named = _seam.deliver_named
+exit_signal = _seam.exit_signal
+fire_down = _seam.fire_down
+make_pid = _seam.make_pid
+node_lost = _seam.node_lost
+pid_parts = _seam.pid_parts
+remove_link = _seam.remove_link
+remove_monitor = _seam.remove_monitor
+spawn = _seam.spawn
 
 __all__ = ["DistNode", "NodeDown", "NodeUp", "current_dist", "open_distribution"]
 

@@ -7,6 +7,7 @@ project README for an overview and ``docs/design.md`` for the mapping.
 from __future__ import annotations
 
 from thunderline._exports import publish
+from thunderline.runtime import _remote as remote
 from thunderline.runtime._api import (
     ProcessInfo,
     cancel_timer,
@@ -291,6 +292,7 @@ __all__ = [
     "receive_nowait",
     "register",
     "registered",
+    "remote",
     "reply",
     "resolve_application",
     "restart_child",
