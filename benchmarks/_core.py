@@ -22,7 +22,7 @@ from typing import Any
 BACKENDS: tuple[str, ...] = ("asyncio", "trio")
 
 #: Column order of the table; a contender's ``column`` must be one of these.
-COLUMNS: tuple[str, ...] = ("thunderline", "raw", "anyio", "pykka", "triotp")
+COLUMNS: tuple[str, ...] = ("thunderline", "raw", "anyio", "default_loop", "pykka", "triotp")
 
 #: True while ``run_workloads`` runs in smoke mode (contenders may take cheaper paths).
 SMOKE = False

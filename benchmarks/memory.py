@@ -203,8 +203,32 @@ async def anyio_idle(n: int, mode: str) -> float:
     return result
 
 
+async def tl_servers(n: int, mode: str, hibernated: bool) -> float:
+    """n idle ``Server`` processes, hibernated (``init`` returns ``Hibernate``) or awake."""
+    from thunderline.runtime import Hibernate, Ok, Server, process_info, start
+
+    class Idle(Server[None]):
+        async def init(self) -> Ok[None] | Hibernate[None]:
+            return Hibernate(None) if hibernated else Ok(None)
+
+    for _ in range(WARMUP):
+        await start(Idle)
+    before = start_reading(mode)
+    pids = [await start(Idle) for _ in range(n)]
+    result = (reading(mode) - before) / n
+    info = process_info(pids[-1]) if pids[-1] is not None else None
+    if info is None or info.hibernating is not hibernated:
+        raise AssertionError(f"server state: {info!r}")
+    return result
+
+
 def probe(impl: str, backend: str, n: int, mode: str) -> float:
     """One reading in this interpreter (call it in a fresh one)."""
+    if impl in ("hibernated", "server"):
+        from thunderline.runtime import run
+
+        value = run(tl_servers, n, mode, impl == "hibernated", backend=backend)
+        return float(value)
     if impl == "thunderline":
         from thunderline.runtime import run
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 from benchmarks import _runners as r
-from benchmarks._core import Contender, Target, Workload
+from benchmarks._core import Contender, Target, Unavailable, Workload
 
 ORDER = 10
 
@@ -238,6 +239,50 @@ async def tl_server_call(n: int) -> float:
     return perf_counter() - start
 
 
+def on_uvloop(body: r.Body, *, thunderline: bool) -> Callable[[str, int], float]:
+    """Run ``body`` on uvloop: through ``thunderline.run(..., uvloop=True)`` or ``asyncio.run``."""
+
+    def sample(backend: str, n: int) -> float:
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise Unavailable(
+                "uvloop is not installed (pip install 'thunderline[uvloop]')"
+            ) from exc
+        if thunderline:
+            from thunderline.runtime import run
+
+            elapsed: float = run(body, n, backend="asyncio", uvloop=True)
+            return elapsed / n
+        return float(uvloop.run(body(n))) / n
+
+    return sample
+
+
+def _uvloop_contenders(tl_body: r.Body, what: str) -> list[Contender]:
+    # uvloop is an asyncio loop: every cell is measured once per run and shown on both rows.
+    return [
+        Contender(
+            "thunderline",
+            f"thunderline {what} on uvloop",
+            on_uvloop(tl_body, thunderline=True),
+            None,
+        ),
+        Contender(
+            "raw",
+            "asyncio tasks + asyncio.Queue on uvloop",
+            on_uvloop(asyncio_round_trip, thunderline=False),
+            None,
+        ),
+        Contender(
+            "default_loop",
+            "asyncio tasks + asyncio.Queue on the default loop",
+            r.raw_asyncio(asyncio_round_trip),
+            None,
+        ),
+    ]
+
+
 def _raw_floor(asyncio_body: r.Body, trio_body: r.Body) -> list[Contender]:
     return [
         Contender(
@@ -295,5 +340,23 @@ WORKLOADS = [
             Contender("triotp", "triotp gen_server.call", r.triotp("server_call"), ("trio",), 0.25),
         ],
         target=Target(max_ratio=1.5),
+    ),
+    Workload(
+        name="uvloop_round_trip",
+        title="send/receive round trip on uvloop vs raw asyncio on uvloop and on the default loop",
+        n=20_000,
+        smoke_n=200,
+        contenders=_uvloop_contenders(tl_round_trip, "send/receive"),
+        target=Target(max_ratio=1.2, beat_peers=False),
+        note="asyncio only (uvloop is an asyncio loop): one measurement shown on both rows",
+    ),
+    Workload(
+        name="uvloop_server_call",
+        title="Server call on uvloop vs the raw round trip on uvloop and on the default loop",
+        n=20_000,
+        smoke_n=200,
+        contenders=_uvloop_contenders(tl_server_call, "Server call"),
+        target=Target(max_ratio=1.5, beat_peers=False),
+        note="asyncio only (uvloop is an asyncio loop): one measurement shown on both rows",
     ),
 ]

@@ -24,6 +24,11 @@ REQUIRED = {
     "spawn_cycle",
     "idle_memory",
     "idle_memory_traced",
+    "hibernated_memory",
+    "hibernated_memory_traced",
+    "hibernated_call",
+    "uvloop_round_trip",
+    "uvloop_server_call",
     "restart",
     "tracing_idle",
     "tracing_propagation",
@@ -106,3 +111,18 @@ def test_ledger_essential_benchmark_runs(tmp_path: Path) -> None:
     assert result.sign_us > 0
     with open_ledger(tmp_path / "bench-ledger.db", read_only=True) as ledger:
         assert ledger.verify().last_seq == 60
+
+
+def test_canonical_benchmark_runs() -> None:
+    """``benchmarks/bench_canonical.py --smoke`` prints a positive ratio per document."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_canonical.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["event", "unicode", "floats"]
+    assert all(float(line.rsplit(" ", 1)[1]) > 0 for line in lines)

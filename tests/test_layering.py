@@ -33,11 +33,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "testing": frozenset({"runtime", "sagas", "telemetry"}),
     "domains": frozenset({"runtime", "sagas", "telemetry"}),
     "lowlevel": frozenset({"runtime"}),
+    # The distribution layer (nodes over NATS) and the top-level run() that joins a cluster.
     "dist": frozenset({"runtime", "lowlevel"}),
-    "_run": frozenset({"runtime", "dist"}),
+    "_run": frozenset({"runtime", "lowlevel", "dist"}),
     "thunderline": frozenset({"runtime", "_run"}),
     "_daemon": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel", "dist"}),
-    "cli": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel", "_daemon"}),
+    "cli": frozenset({"runtime", "sagas", "telemetry", "domains", "lowlevel", "dist", "_daemon"}),
 }
 SHARED = frozenset({"_exports", "_version"})
 

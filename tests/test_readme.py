@@ -5,8 +5,9 @@ a block that defines ``test_*`` functions is run as a test module under pytest,
 on asyncio and on trio. When a ``text`` block follows a Python block, it is the
 output the example prints, and the run must print exactly that. The tracing
 example exports to an OTLP/HTTP receiver started by the test, which must
-receive its spans. The "Where things happen" table is checked against the
-source tree.
+receive its spans. The reference application's shell block (demo, then the
+ledger commands) runs as written in a scratch directory. The "Where things
+happen" table is checked against the source tree.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ast
 import http.server
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -50,6 +52,9 @@ EXAMPLES = {
     "SagaBuilder(": "saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
+    "class Door(": "state-machine",
+    "task_async_stream(": "tasks",
+    "pg_monitor(": "process-groups",
     "dist.NatsServer": "cluster",
 }
 
@@ -150,6 +155,35 @@ def test_readme_tracing_example_exports_one_trace(tmp_path: Path) -> None:
     assert "order received" in names
     assert "reserve stock" in names
     assert len({trace for trace, _ in receiver.spans}) == 1, receiver.spans
+
+
+def test_readme_ledger_commands_run_as_written(tmp_path: Path) -> None:
+    """The reference application's shell block: demo, verify, head, verify against the head."""
+    text = README.read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "ledger verify" in b)
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    commands = [c for c in commands if c]
+    assert [c.split()[:2] for c in commands] == [
+        ["thunderline", "demo"],
+        ["thunderline", "ledger"],
+        ["thunderline", "ledger"],
+        ["thunderline", "ledger"],
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stderr}"
+        outputs.append(done.stdout)
+    assert "matches the saved head" in outputs[-1]
 
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "thunderline"

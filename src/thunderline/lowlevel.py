@@ -16,6 +16,8 @@ these names may change faster than the top-level API.
   snapshot types: introspection, as used by ``thunderline ps`` / ``tree`` /
   ``top``.
 * :func:`resolve_application`: turn an application spec into its child spec.
+* :class:`PgScope`, :class:`PgSync`, :func:`pg_scope`, :func:`pg_set_sync`: the
+  process groups' seam for a distribution layer (``docs/toolbox.md``).
 
 All of them are also importable from :mod:`thunderline.runtime`; ``remote``
 is the distribution seam (``node.dist`` and the inbound functions
@@ -30,12 +32,16 @@ from thunderline.runtime import (
     Instrument,
     Node,
     NodeStatistics,
+    PgScope,
+    PgSync,
     ProcessRow,
     RestartDecision,
     TreeNode,
     add_restart,
     exit_action,
     node_statistics,
+    pg_scope,
+    pg_set_sync,
     process_row,
     process_table,
     remote,
@@ -50,12 +56,16 @@ __all__ = [
     "Instrument",
     "Node",
     "NodeStatistics",
+    "PgScope",
+    "PgSync",
     "ProcessRow",
     "RestartDecision",
     "TreeNode",
     "add_restart",
     "exit_action",
     "node_statistics",
+    "pg_scope",
+    "pg_set_sync",
     "process_row",
     "process_table",
     "remote",

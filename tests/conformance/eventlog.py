@@ -51,8 +51,9 @@ __all__ = [
 
 Event = dict[str, Any]
 
-#: Lines that report something a process did or took during an op.
-EFFECTS = frozenset({"exit", "terminate", "msg", "down", "reaction"})
+#: Lines that report something a process did or took during an op (``init``,
+#: ``cb`` and ``reply`` occur in gen_statem logs only).
+EFFECTS = frozenset({"exit", "terminate", "msg", "down", "reaction", "init", "cb", "reply"})
 #: Effect lines that are one message taken out of a mailbox.
 MAILBOX = frozenset({"msg", "down"})
 

@@ -63,8 +63,11 @@ def _assert_matches(path: Path, backend: str, got: list[dict[str, Any]]) -> None
 
 
 def test_corpus_is_there() -> None:
-    assert len(SCENARIOS) >= 100
-    assert any(p.name.startswith("probe_") for p in SCENARIOS)
+    # The whole OTP 25 recording (otp25/README.md): 100 generated scenarios, 21 probes.
+    assert len(SCENARIOS) == 121
+    assert sum(p.name.startswith("probe_") for p in SCENARIOS) == 21
+    expected = sorted((CORPUS / "expected").glob("*.jsonl"))
+    assert [p.stem for p in expected] == [p.stem for p in SCENARIOS]
     assert EXTRA_SCENARIOS
     for path in EXTRA_SCENARIOS:
         assert (EXTRA / "expected" / (path.stem + ".jsonl")).is_file(), path

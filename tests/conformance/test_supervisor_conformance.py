@@ -58,7 +58,9 @@ def _assert_same(scenario: Path, expected: list[dict[str, Any]], got: list[dict[
 
 
 def test_corpus_is_present() -> None:
-    assert len(SCENARIOS) >= 100
+    # The whole OTP 25 recording (otp25/README.md): 100 generated scenarios, 11 probes.
+    assert len(SCENARIOS) == 111
+    assert sum(s.name.startswith("probe_") for s in SCENARIOS) == 11
     assert all((CORPUS / "expected" / (s.stem + ".jsonl")).exists() for s in SCENARIOS)
 
 

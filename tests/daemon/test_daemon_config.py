@@ -289,3 +289,14 @@ def test_node_and_cluster_from_every_source(tmp_path: Path) -> None:
         load_config({"node": "Bad Name"}, {})
     with pytest.raises(ConfigError, match="THUNDERLINE_CLUSTER"):
         load_config({}, {"THUNDERLINE_CLUSTER": "http://not-nats"})
+
+
+def test_loop_option_defaults_and_uvloop_needs_asyncio() -> None:
+    assert load_config({}, {}).loop == "default"
+    pytest.importorskip("uvloop")
+    assert load_config({"loop": "uvloop"}, {}).loop == "uvloop"
+    assert load_config({}, {"THUNDERLINE_LOOP": "uvloop"}).loop == "uvloop"
+    with pytest.raises(ConfigError, match="uvloop"):
+        load_config({"loop": "uvloop", "backend": "trio"}, {})
+    with pytest.raises(ConfigError, match="loop"):
+        load_config({"loop": "tokio"}, {})

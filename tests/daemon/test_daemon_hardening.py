@@ -210,6 +210,8 @@ def test_data_files_are_private(daemon_factory: MakeDaemon) -> None:
     data = daemon.dir / "data"
     daemon.args += ["--data", str(data)]
     daemon.start()
+    published = run_cli("publish", "system.heartbeat", "--control", daemon.control)
+    assert published.returncode == 0, published.stderr
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     created = sorted(p.name for p in data.iterdir())

@@ -172,15 +172,21 @@ def receiver() -> Iterator[Receiver]:
     started.stop()
 
 
-def _child(tree: dict[str, Any], child_id: str) -> dict[str, Any]:
-    children: list[dict[str, Any]] = tree.get("children", [])
-    for child in children:
+def _find(tree: dict[str, Any], child_id: str) -> dict[str, Any] | None:
+    for child in tree.get("children", []):
         if child["id"] == child_id:
-            return child
-        found = _child(child, child_id) if child.get("children") else None
+            return dict(child)
+        found = _find(child, child_id)
         if found is not None:
             return found
-    raise AssertionError(f"no child {child_id!r} in {tree}")
+    return None
+
+
+def _child(tree: dict[str, Any], child_id: str) -> dict[str, Any]:
+    found = _find(tree, child_id)
+    if found is None:
+        raise AssertionError(f"no child {child_id!r} in {tree}")
+    return found
 
 
 def _startup_line(log: str) -> str:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 import thunderline.runtime as tl
 from thunderline.domains import (
+    DuplicateEventError,
     Event,
     EventValidationError,
     PipelineOverloaded,
@@ -34,7 +35,7 @@ from thunderline.domains import (
     flow,
     gate,
 )
-from thunderline.domains._common import FLOW, GATE
+from thunderline.domains._common import FLOW, VAULT
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +67,7 @@ async def _good_event_still_served(
     event = await publish_fresh(payload={"good": True})
     good.add(str(event.id))
     await await_emitted({str(event.id)})
-    assert (tl.whereis(GATE), tl.whereis(FLOW)) == pids, "Gate and Flow were not restarted"
+    assert (tl.whereis(FLOW), tl.whereis(VAULT)) == pids, "Flow and Vault were not restarted"
 
 
 def _fields(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +82,7 @@ async def test_invalid_fields_get_one_clear_error_listing_every_problem(
     good: set[str] = set()
 
     async def body() -> None:
-        pids = (tl.whereis(GATE), tl.whereis(FLOW))
+        pids = (tl.whereis(FLOW), tl.whereis(VAULT))
         for label, overrides, problem_fields in BAD_FIELDS:
             fields = _fields(overrides)
             with pytest.raises(EventValidationError) as caught:
@@ -130,7 +131,7 @@ async def test_malformed_trace_metadata_starts_a_new_trace_t10(
             published.append(event)
             await await_emitted({str(event.id)})
             with anyio.fail_after(EVENT_TIMEOUT):
-                await log.wait_named("bolt.handle_event", 1)
+                await log.wait_named("bolt.run_saga", 1)
 
         await run_app(app_config(tmp_path), body)
         spans = list(log.spans)
@@ -162,7 +163,7 @@ async def test_unknown_route_is_dropped_with_a_reason(anyio_backend: str, tmp_pa
         good: set[str] = set()
 
         async def body() -> None:
-            pids = (tl.whereis(GATE), tl.whereis(FLOW))
+            pids = (tl.whereis(FLOW), tl.whereis(VAULT))
             with pytest.raises(flow.EventDroppedError) as caught:
                 await publish_fresh("audit.login")
             assert "no route or subscriber" in caught.value.reason
@@ -187,7 +188,7 @@ async def test_event_without_a_saga_is_refused_not_lost(anyio_backend: str, tmp_
         good: set[str] = set()
 
         async def body() -> None:
-            pids = (tl.whereis(GATE), tl.whereis(FLOW))
+            pids = (tl.whereis(FLOW), tl.whereis(VAULT))
             with pytest.raises(flow.EventDroppedError) as caught:
                 await publish_fresh("system.reboot")
             assert "system.reboot" in caught.value.reason
@@ -202,20 +203,33 @@ async def test_event_without_a_saga_is_refused_not_lost(anyio_backend: str, tmp_
     assert ledger_event_ids(tmp_path) == sorted(good)
 
 
-async def test_duplicate_event_is_dropped(anyio_backend: str, tmp_path: Path) -> None:
-    """Flow drops an event id it already accepted; the ledger has it once."""
+async def test_republishing_an_event_is_idempotent(anyio_backend: str, tmp_path: Path) -> None:
+    """Publishing an event again (a retry) succeeds and records it once; the same id with
+    other content is refused with DuplicateEventError."""
     first: list[Event] = []
 
     async def body() -> None:
         event = await publish_fresh()
         first.append(event)
         await await_emitted({str(event.id)})
-        with pytest.raises(flow.EventDroppedError) as caught:
-            await flow.publish(event)
-        assert caught.value.reason == "duplicate event id"
+        await flow.publish(event)  # committed already: answered, not written again
+        # two concurrent publishes of one new event: one record
+        again = Event.new("system.heartbeat", type="heartbeat", source="gate")
+        refs = {tl.spawn_monitor(flow.publish, again)[1] for _ in range(2)}
+        while refs:
+            down = await tl.receive(tl.Down, timeout=EVENT_TIMEOUT)
+            assert down.reason == tl.NORMAL, down.reason
+            refs.discard(down.ref)
+        first.append(again)
+        other = Event.new(
+            "system.heartbeat", type="heartbeat", source="gate", id=event.id, payload={"x": 1}
+        )
+        with pytest.raises(DuplicateEventError):
+            await flow.publish(other)
+        await await_emitted({str(again.id)})
 
     await run_app(app_config(tmp_path), body, traced=False)
-    assert ledger_event_ids(tmp_path) == [str(first[0].id)]
+    assert ledger_event_ids(tmp_path) == [str(e.id) for e in first]
 
 
 async def test_try_publish_on_a_full_pipeline_is_overloaded(
@@ -243,7 +257,7 @@ async def test_try_publish_on_a_full_pipeline_is_overloaded(
 
         async def body() -> None:
             tester.append(tl.current_pid())
-            pids = (tl.whereis(GATE), tl.whereis(FLOW))
+            pids = (tl.whereis(FLOW), tl.whereis(VAULT))
             # one event taken by the only worker (blocked), two fill the buffer
             for _ in range(3):
                 queued.append(str((await publish_fresh("audit.login", wait=False)).id))
@@ -266,4 +280,5 @@ async def test_try_publish_on_a_full_pipeline_is_overloaded(
     reasons = _dropped(spans)
     assert len(reasons) == 1
     assert "full" in reasons[0]
-    assert ledger_event_ids(tmp_path) == sorted(good)
+    # accepted means committed: the queued events are in the ledger, the refused one is not
+    assert sorted(ledger_event_ids(tmp_path)) == sorted(good | set(queued))

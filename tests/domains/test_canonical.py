@@ -15,6 +15,7 @@ from thunderline.domains._canonical import (
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     CanonicalizationError,
+    _write,
     canonicalize,
     format_number,
     parse_json,
@@ -221,3 +222,38 @@ def test_parse_json_reads_huge_ints_as_doubles() -> None:
     # and the escaped lone surrogate parses but does not canonicalize
     with pytest.raises(CanonicalizationError, match="lone surrogate"):
         canonicalize(parse_json('"\\ud800"'))
+
+
+def _ascii_keyed_values() -> st.SearchStrategy[Any]:
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**60), max_value=2**60)
+        | st.text(st.characters(exclude_categories=("Cs",)))
+    )
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.tuples(children, children)
+            | st.dictionaries(st.text(st.characters(max_codepoint=127)), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+
+@given(json_values() | _ascii_keyed_values())
+def test_fast_writer_agrees_with_the_path_tracking_writer(value: Any) -> None:
+    """The fast path (no paths, ASCII keys, no floats) writes exactly what the reference does."""
+    reference: list[str] = []
+    problem: tuple[str, str] | None = None
+    try:
+        _write(value, "$", 0, reference)
+    except CanonicalizationError as error:
+        problem = (error.path, error.reason)
+    if problem is None:
+        assert canonicalize(value) == "".join(reference).encode("utf-8")
+    else:
+        with pytest.raises(CanonicalizationError) as caught:
+            canonicalize(value)
+        assert (caught.value.path, caught.value.reason) == problem

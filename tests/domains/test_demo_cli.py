@@ -92,10 +92,10 @@ def test_demo_prints_the_first_events_span_tree(tmp_path: Path) -> None:
         ("link", "link.transport_emit"),
     ]:
         assert any(f"[{domain}] {name}" in line for line in tree), (name, out)
-    # vault.append is drawn below saga.step persist (deeper indentation)
+    # Flow's commit (vault.append) is drawn directly below gate.publish, the saga deeper
     persist = next(line for line in tree if "saga.step persist" in line)
     append = next(line for line in tree if "vault.append" in line)
-    assert append.index("[vault]") > persist.index("[bolt]")
+    assert append.index("[vault]") < persist.index("[bolt]")
     assert "1/1 events reached Link" in out
     assert "ledger: ok" in out
 

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from thunderline.runtime import RestartDecision, add_restart
+from thunderline.runtime._intensity import RestartWindow
 
 
 def naive(history: list[int], intensity: int, period: int) -> list[bool]:
@@ -39,6 +40,25 @@ def test_add_restart_agrees_with_the_naive_model(
         assert decision.give_up is give_up
         assert decision.restarts[0] == now
         assert all(now - period <= t <= now for t in decision.restarts)
+        restarts = decision.restarts
+
+
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=8), max_size=40),
+    intensity=st.integers(min_value=0, max_value=6),
+    period=st.integers(min_value=1, max_value=10),
+)
+def test_restart_window_agrees_with_add_restart(
+    gaps: list[int], intensity: int, period: int
+) -> None:
+    """The supervisor's O(1) window keeps the same stamps and gives up at the same restart."""
+    window = RestartWindow(intensity, period)
+    restarts: tuple[int, ...] = ()
+    for now in itertools.accumulate(gaps):
+        decision = add_restart(restarts, now, intensity=intensity, period=period)
+        assert window.add(now) is decision.give_up
+        assert window.newest_first() == decision.restarts
+        assert len(window) == len(decision.restarts)
         restarts = decision.restarts
 
 

@@ -57,12 +57,22 @@ class ControlClient:
         line = json.dumps({"command": command, **args}).encode() + b"\n"
         try:
             await self._stream.send(line)
+        except anyio.BrokenResourceError:
+            # the daemon may have refused the connection (too_many_connections)
+            # and closed it before our request: its refusal is still readable
+            pass
+        try:
             raw = await self._reader.receive_until(b"\n", MAX_REPLY)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError) as exc:
             raise ControlSocketError(
                 self.path, f"the daemon closed the connection before answering ({exc!r})"
             ) from None
-        reply = json.loads(raw)
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise ControlSocketError(self.path, "the daemon's reply is not JSON") from None
+        if not isinstance(reply, dict):
+            raise ControlSocketError(self.path, "the daemon's reply is not a JSON object")
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise ControlReplyError(command, str(error.get("code")), str(error.get("message")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -28,6 +29,16 @@ __all__ = ["SAGA_SUPERVISOR", "Commands"]
 SAGA_SUPERVISOR: Final = "thunderline.sagas"
 #: Bound on any one command that calls into processes.
 QUERY_TIMEOUT: Final = 10.0
+#: ``state``: characters shown by default, and at most.
+STATE_LIMIT: Final = 64 * 1024
+STATE_LIMIT_MAX: Final = 1024 * 1024
+#: ``publish``: events per request at most, and the bound on publishing them all.
+PUBLISH_MAX: Final = 100_000
+PUBLISH_TIMEOUT: Final = 300.0
+#: ``publish``: error messages reported at most.
+PUBLISH_ERRORS_SHOWN: Final = 5
+#: Where the reference application's Gate is registered.
+GATE: Final = "thunderline.gate"
 _PID: Final = re.compile(r"<\d+\.\d+>")
 _REASONS: Final[dict[str, Any]] = {"kill": tl.KILL, "shutdown": tl.SHUTDOWN, "normal": tl.NORMAL}
 
@@ -58,6 +69,8 @@ async def in_process(fn: Callable[[], Awaitable[T]], timeout: float = QUERY_TIME
         raise RequestError("timeout", f"no answer within {timeout} s")
     if "error" in outcome:
         error = outcome["error"]
+        if isinstance(error, RequestError):
+            raise error
         raise RequestError("failed", f"{type(error).__name__}: {error}")
     if "value" not in outcome:
         raise RequestError("failed", "the query process was stopped")
@@ -143,7 +156,12 @@ class Commands:
         )
 
     async def cmd_tree(self, request: dict[str, Any]) -> Any:
-        return await self._tree()
+        tree = to_jsonable(await self._tree())
+        supervisor = tl.whereis(SAGA_SUPERVISOR)
+        if supervisor is not None:
+            sagas_running = await in_process(lambda: sagas.list_sagas(supervisor))
+            _attach_sagas(tree, repr(supervisor), sagas_running)
+        return tree
 
     async def cmd_stats(self, request: dict[str, Any]) -> Any:
         tree = await self._tree()
@@ -176,6 +194,104 @@ class Commands:
             "statistics": stats,
         }
 
+    async def cmd_state(self, request: dict[str, Any]) -> Any:
+        pid = find_pid(request.get("pid"))
+        limit = request.get("limit", STATE_LIMIT)
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= STATE_LIMIT_MAX
+        ):
+            raise RequestError(
+                "bad_request", f'"limit" must be an integer from 1 to {STATE_LIMIT_MAX}'
+            )
+
+        async def ask() -> Any:
+            try:
+                return await tl.get_state(pid)
+            except tl.NotAServerError:
+                raise RequestError(
+                    "not_a_server",
+                    f"{pid!r} does not run a Server loop (a plain process, or a server in init): "
+                    "it has no state to show",
+                ) from None
+
+        value = await in_process(ask)
+        text = _bounded_repr(value, limit)
+        info = tl.process_info(pid)
+        return {
+            "pid": pid,
+            "name": info.registered_name if info is not None else None,
+            "label": info.label if info is not None else None,
+            "state": text[:limit],
+            "truncated": len(text) > limit,
+        }
+
+    async def cmd_publish(self, request: dict[str, Any]) -> Any:
+        name = request.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestError("bad_request", '"name" must be a non-empty event name')
+        payload = request.get("payload", {})
+        if not isinstance(payload, dict):
+            raise RequestError("bad_request", '"payload" must be a JSON object')
+        count = request.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= PUBLISH_MAX:
+            raise RequestError("bad_request", f'"count" must be an integer from 1 to {PUBLISH_MAX}')
+        if tl.whereis(GATE) is None:
+            raise RequestError(
+                "no_gate",
+                f"no Gate is registered as {GATE!r}: publish needs the reference application "
+                "(thunderline.domains:application)",
+            )
+
+        async def publish_all() -> dict[str, Any]:
+            # imported here: the daemon runs any application; only publish needs Gate
+            from thunderline.domains import gate
+
+            acknowledged: list[str] = []
+            errors: list[str] = []
+            failed = 0
+            for _ in range(count):
+                try:
+                    event = await gate.publish(name, payload=payload)
+                except (tl.ThunderlineError, ValueError) as exc:
+                    failed += 1
+                    if len(errors) < PUBLISH_ERRORS_SHOWN:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                else:
+                    acknowledged.append(str(event.id))
+            return {
+                "name": name,
+                "requested": count,
+                "acknowledged": len(acknowledged),
+                "failed": failed,
+                "errors": errors,
+                "first_event": acknowledged[0] if acknowledged else None,
+                "last_event": acknowledged[-1] if acknowledged else None,
+            }
+
+        return await in_process(publish_all, timeout=PUBLISH_TIMEOUT)
+
+    async def cmd_top(self, request: dict[str, Any]) -> Any:
+        before_time = anyio.current_time()
+        before = {repr(pid): info.messages_handled for pid, info in _handled_now()}
+        status = await self.cmd_status(request)
+        tree = await self._tree()
+        supervisor = tl.whereis(SAGA_SUPERVISOR)
+        in_flight = 0
+        if supervisor is not None:
+            in_flight = len(await in_process(lambda: sagas.list_sagas(supervisor)))
+        rows = process_table()
+        return {
+            "status": status,
+            "stats": node_statistics(rows, tree),
+            "sagas_in_flight": in_flight,
+            "processes": rows,
+            "handled_before": before,
+            "time_before": before_time,
+            "time_after": anyio.current_time(),
+        }
+
     async def cmd_exit(self, request: dict[str, Any]) -> Any:
         pid = find_pid(request.get("pid"))
         reason_text = request.get("reason", "kill")
@@ -187,3 +303,49 @@ class Commands:
 
     async def cmd_stop(self, request: dict[str, Any]) -> Any:
         return AfterReply({"stopping": True}, lambda: self.request_stop("stop command"))
+
+
+def _handled_now() -> list[tuple[tl.Pid, tl.ProcessInfo]]:
+    """``(pid, process_info)`` of every live process, read without sending any message."""
+    infos = []
+    for pid in tl.processes():
+        info = tl.process_info(pid)
+        if info is not None:
+            infos.append((pid, info))
+    return infos
+
+
+def _bounded_repr(value: Any, limit: int) -> str:
+    """``repr(value)`` built with bounded work (reprlib), then cut at ``limit`` characters + 1."""
+    shortener = reprlib.Repr()
+    shortener.maxlevel = 8
+    shortener.maxdict = shortener.maxlist = shortener.maxtuple = 1000
+    shortener.maxset = shortener.maxfrozenset = shortener.maxdeque = shortener.maxarray = 1000
+    shortener.maxstring = shortener.maxlong = shortener.maxother = limit + 1
+    return shortener.repr(value)[: limit + 1]
+
+
+def _attach_sagas(node: dict[str, Any], supervisor: str, running: list[sagas.SagaInfo]) -> bool:
+    """Show the running sagas as the children of the saga supervisor's node in ``node``."""
+    if node.get("pid") == supervisor:
+        node["error"] = None
+        node["children"] = [
+            {
+                "id": info.correlation_id,
+                "pid": repr(info.pid),
+                "name": None,
+                "type": "saga",
+                "restart": "temporary",
+                "shutdown": None,
+                "restarting": False,
+                "restarts": 0,
+                "window_restarts": None,
+                "error": None,
+                "children": [],
+                "saga": info.saga,
+                "phase": to_jsonable(info.phase),
+            }
+            for info in running
+        ]
+        return True
+    return any(_attach_sagas(child, supervisor, running) for child in node.get("children", []))

@@ -27,6 +27,7 @@ data directory).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -55,6 +56,7 @@ DEFAULT_APP: Final = "thunderline.domains:application"
 OPTIONS: Final = {
     "app": "THUNDERLINE_APP",
     "backend": "THUNDERLINE_BACKEND",
+    "loop": "THUNDERLINE_LOOP",
     "control": "THUNDERLINE_CONTROL",
     "log_format": "THUNDERLINE_LOG_FORMAT",
     "log_level": "THUNDERLINE_LOG_LEVEL",
@@ -87,6 +89,7 @@ _TRUE: Final = ("1", "true", "yes", "on")
 _FALSE: Final = ("0", "false", "no", "off")
 CONFIG_ENV: Final = "THUNDERLINE_CONFIG"
 BACKENDS: Final = ("asyncio", "trio")
+LOOPS: Final = ("default", "uvloop")
 LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_CLUSTER: Final = "nats://127.0.0.1:4222"
@@ -122,6 +125,7 @@ class DaemonConfig:
     Attributes:
         app: ``package.module:attribute`` of the application spec.
         backend: ``asyncio`` or ``trio``.
+        loop: ``default`` or ``uvloop`` (asyncio only; needs the ``uvloop`` extra).
         control: path of the control socket.
         log_format: ``text`` or ``json`` (one object per line).
         log_level: a ``logging`` level name.
@@ -144,6 +148,7 @@ class DaemonConfig:
     app: str = DEFAULT_APP
     backend: str = "asyncio"
     control: str
+    loop: str = "default"
     log_format: str = "text"
     log_level: str = "INFO"
     data: str | None = None
@@ -181,6 +186,10 @@ def _check(source: str, option: str, value: Any) -> Any:
         case "backend":
             if value not in BACKENDS:
                 raise ConfigError(source, option, " / ".join(BACKENDS), value)
+            return value
+        case "loop":
+            if value not in LOOPS:
+                raise ConfigError(source, option, " / ".join(LOOPS), value)
             return value
         case "log_format":
             if value not in LOG_FORMATS:
@@ -293,6 +302,16 @@ def load_config(
         value = cli.get(option)
         if value is not None:
             values[option] = _check(f"--{option.replace('_', '-')}", option, value)
+    if values.get("loop") == "uvloop":
+        if values.get("backend", "asyncio") != "asyncio":
+            raise ConfigError("loop", "loop", "default (uvloop runs asyncio only)", "uvloop")
+        if importlib.util.find_spec("uvloop") is None:
+            raise ConfigError(
+                "loop",
+                "loop",
+                "default (uvloop is not installed: pip install 'thunderline[uvloop]')",
+                "uvloop",
+            )
     values.setdefault("control", default_control_path(env))
     values.setdefault("data", default_data_dir(env))
     endpoint_set = "otlp_endpoint" in values

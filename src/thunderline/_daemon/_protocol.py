@@ -56,7 +56,11 @@ COMMANDS: Final = {
     "tree": "the supervision tree: ids, pids, restart types, restart counts",
     "stats": "process count, mailbox depth, messages handled, restarts",
     "sagas": "running sagas (children of the supervisor registered as thunderline.sagas)",
+    "state": "a Server's state as its format_status shows it; args: pid, limit (characters)",
     "exit": "send an exit signal; args: pid, reason (kill (default) / shutdown / normal / text)",
+    "publish": "publish events through Gate (reference application); args: name, payload, count",
+    "top": "status, statistics and the process table with handled counts before and after "
+    "the command's own queries (for rates that leave them out)",
     "stop": "stop the daemon in order",
 }
 

@@ -268,7 +268,14 @@ def run_daemon(config: DaemonConfig) -> int:
         _flush_logs()
         return EXIT_STARTUP_FAILED
     try:
-        status: int = anyio.run(_serve, spec, config, telemetry, backend=config.backend)
+        status: int = anyio.run(
+            _serve,
+            spec,
+            config,
+            telemetry,
+            backend=config.backend,
+            backend_options={"use_uvloop": True} if config.loop == "uvloop" else None,
+        )
     finally:
         telemetry.close()
         _flush_logs()

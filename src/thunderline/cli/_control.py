@@ -1,7 +1,9 @@
-"""Clients of a running daemon: ``ps``, ``tree``, ``sagas``, ``stop`` and ``top``.
+"""Clients of a running daemon: ``ps``, ``tree``, ``state``, ``kill``, ``publish``, ``sagas``,
+``stop`` and ``top``.
 
 Each talks to the control socket (``--control``, ``$THUNDERLINE_CONTROL`` or
 the default path) and prints a table, or the raw JSON result with ``--json``.
+Tables are aligned and, on a terminal, coloured (see :mod:`._style`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from thunderline._daemon import (
     query,
 )
 from thunderline.cli._main import CommandError
+from thunderline.cli._style import Style, colour_enabled, table
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``ps``, ``tree``, ``sagas``, ``stop`` and ``top``."""
+    """Add ``ps``, ``tree``, ``state``, ``kill``, ``publish``, ``sagas``, ``stop`` and ``top``."""
     ps = subparsers.add_parser("ps", help="list the processes of a running daemon")
     ps.add_argument("pid", nargs="?", help="show one process (pid like '<1.5>' or a name)")
     _common(ps)
@@ -40,6 +43,48 @@ def register(subparsers: Any) -> None:
     tree = subparsers.add_parser("tree", help="draw the supervision tree of a running daemon")
     _common(tree)
     tree.set_defaults(handler=tree_command)
+    state = subparsers.add_parser(
+        "state",
+        help="show a server's state (as its format_status shows it)",
+        description="Show the state of a running Server (OTP sys:get_state), as the server's "
+        "format_status() hook shows it (override it to redact secrets). Long states are cut "
+        "at --limit characters.",
+    )
+    state.add_argument("pid", metavar="PID|NAME", help="a pid like '<1.5>' or a registered name")
+    state.add_argument(
+        "--limit", type=int, default=65536, help="characters shown at most (default 65536)"
+    )
+    _common(state)
+    state.set_defaults(handler=state_command)
+    kill = subparsers.add_parser(
+        "kill",
+        help="send an exit signal to a process",
+        description="Send an exit signal to a process of a running daemon, as erlang:exit/2 "
+        "does: 'kill' (default) cannot be trapped; 'shutdown', 'normal' or any other text "
+        "is delivered as that reason (a process trapping exits receives it as a message).",
+    )
+    kill.add_argument("pid", metavar="PID|NAME", help="a pid like '<1.5>' or a registered name")
+    kill.add_argument(
+        "--reason", default="kill", help="kill (default), shutdown, normal, or any text"
+    )
+    _common(kill)
+    kill.set_defaults(handler=kill_command)
+    publish = subparsers.add_parser(
+        "publish",
+        help="publish events through the Gate of a running daemon",
+        description="Publish events through Gate, the ingress of the reference application "
+        "(thunderline run with the default APP), and report how many Gate acknowledged. "
+        "Exit status 0 when all were acknowledged, 1 otherwise.",
+    )
+    publish.add_argument("name", metavar="NAME", help="event name, e.g. system.heartbeat")
+    publish.add_argument(
+        "--payload", metavar="JSON", default="{}", help="the event payload, a JSON object"
+    )
+    publish.add_argument(
+        "--count", type=int, default=1, help="how many events to publish (default 1)"
+    )
+    _common(publish)
+    publish.set_defaults(handler=publish_command)
     sagas = subparsers.add_parser("sagas", help="list the sagas running in a daemon")
     _common(sagas)
     sagas.set_defaults(handler=sagas_command)
@@ -78,19 +123,40 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return lines
+def _style() -> Style:
+    return Style(colour_enabled(sys.stdout))
+
+
+_STATUS_COLOURS: dict[str, tuple[str, ...]] = {
+    "running": ("green",),
+    "waiting": (),
+    "exiting": ("red",),
+}
+
+
+def _process_colours(headers: list[str]) -> Any:
+    """Cell styles of process tables: pids dim, names cyan, status, non-empty mailboxes yellow."""
+
+    def colour(column: int, cell: str) -> tuple[str, ...]:
+        header = headers[column]
+        if header == "PID":
+            return ("dim",)
+        if header == "NAME" and cell != "-":
+            return ("cyan",)
+        if header == "STATUS":
+            return _STATUS_COLOURS.get(cell, ())
+        if header == "MBOX" and cell != "0":
+            return ("yellow", "bold")
+        return ()
+
+    return colour
 
 
 def _joined(items: list[str]) -> str:
     return ",".join(items) if items else "-"
 
 
-def format_processes(rows: list[dict[str, Any]]) -> list[str]:
+def format_processes(rows: list[dict[str, Any]], style: Style | None = None) -> list[str]:
     """The ``ps`` table."""
     headers = ["PID", "NAME", "STATUS", "MBOX", "HANDLED", "LINKS", "MONITORS", "LABEL"]
     body = [
@@ -106,7 +172,7 @@ def format_processes(rows: list[dict[str, Any]]) -> list[str]:
         ]
         for r in rows
     ]
-    return _table(headers, body)
+    return table(headers, body, style or Style(False), _process_colours(headers))
 
 
 def format_info(row: dict[str, Any]) -> list[str]:
@@ -114,39 +180,49 @@ def format_info(row: dict[str, Any]) -> list[str]:
     return [f"{key:13} {_joined(v) if isinstance(v, list) else v}" for key, v in row.items()]
 
 
-def _describe(node: dict[str, Any]) -> str:
-    parts = [str(node["id"]), node["pid"] or "(not running)"]
+def _describe(node: dict[str, Any], style: Style) -> str:
+    kind = node["type"]
+    parts = [
+        style(str(node["id"]), "bold" if kind == "supervisor" else "cyan"),
+        style(node["pid"], "dim") if node["pid"] else style("(not running)", "red"),
+    ]
     if node["name"] and node["name"] != node["id"]:
         parts.append(f"name={node['name']}")
-    parts.append(node["type"])
-    if node["restart"]:
+    parts.append(kind)
+    if kind == "saga":
+        parts.append(f"saga={node.get('saga')} phase={node.get('phase')}")
+    elif node["restart"]:
         parts.append(node["restart"])
-    parts.append(f"restarts={node['restarts']}")
+    if kind != "saga":
+        restarts = f"restarts={node['restarts']}"
+        parts.append(style(restarts, "yellow") if node["restarts"] else restarts)
     if node["window_restarts"] is not None:
         parts.append(f"in-window={node['window_restarts']}")
     if node["restarting"]:
-        parts.append("RESTARTING")
+        parts.append(style("RESTARTING", "red", "bold"))
     if node["error"]:
-        parts.append(f"error: {node['error']}")
+        parts.append(style(f"error: {node['error']}", "red"))
     return " ".join(parts)
 
 
-def format_tree(root: dict[str, Any]) -> list[str]:
+def format_tree(root: dict[str, Any], style: Style | None = None) -> list[str]:
     """The supervision tree drawn with box characters, children in start order."""
-    lines = [_describe(root)]
+    style = style or Style(False)
+    lines = [_describe(root, style)]
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         children = node["children"]
         for index, child in enumerate(children):
             last = index == len(children) - 1
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{_describe(child)}")
+            branch = style(f"{prefix}{'└── ' if last else '├── '}", "dim")
+            lines.append(f"{branch}{_describe(child, style)}")
             walk(child, prefix + ("    " if last else "│   "))
 
     walk(root, "")
     return lines
 
 
-def format_sagas(result: dict[str, Any]) -> list[str]:
+def format_sagas(result: dict[str, Any], style: Style | None = None) -> list[str]:
     """The ``sagas`` listing."""
     sagas = result["sagas"]
     if not sagas:
@@ -156,7 +232,7 @@ def format_sagas(result: dict[str, Any]) -> list[str]:
         [s["correlation_id"], s["pid"], s["saga"], str(s["phase"]), f"{s['age']:.1f}s"]
         for s in sagas
     ]
-    return _table(["CORRELATION ID", "PID", "SAGA", "PHASE", "AGE"], rows)
+    return table(["CORRELATION ID", "PID", "SAGA", "PHASE", "AGE"], rows, style or Style(False))
 
 
 def ps_command(args: argparse.Namespace) -> int:
@@ -166,7 +242,7 @@ def ps_command(args: argparse.Namespace) -> int:
         lines = [] if args.json else format_info(result)
     else:
         result = _query(args, "processes")
-        lines = [] if args.json else format_processes(result)
+        lines = [] if args.json else format_processes(result, _style())
     if args.json:
         _print_json(result)
     else:
@@ -180,7 +256,7 @@ def tree_command(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print("\n".join(format_tree(result)))
+        print("\n".join(format_tree(result, _style())))
     return 0
 
 
@@ -190,8 +266,66 @@ def sagas_command(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print("\n".join(format_sagas(result)))
+        print("\n".join(format_sagas(result, _style())))
     return 0
+
+
+def state_command(args: argparse.Namespace) -> int:
+    """``thunderline state PID|NAME``."""
+    if not 1 <= args.limit <= 1024 * 1024:
+        raise CommandError(f"--limit must be from 1 to 1048576, got {args.limit}")
+    result = _query(args, "state", pid=args.pid, limit=args.limit)
+    if args.json:
+        _print_json(result)
+        return 0
+    style = _style()
+    who = " ".join(part for part in (result["pid"], result["name"], f"({result['label']})") if part)
+    print(style(who, "bold"))
+    print(result["state"])
+    if result["truncated"]:
+        print(style(f"... (cut at {args.limit} characters; see --limit)", "yellow"))
+    return 0
+
+
+def kill_command(args: argparse.Namespace) -> int:
+    """``thunderline kill PID|NAME [--reason R]``."""
+    result = _query(args, "exit", pid=args.pid, reason=args.reason)
+    if args.json:
+        _print_json(result)
+    else:
+        target = result["pid"] if result["pid"] == args.pid else f"{args.pid} ({result['pid']})"
+        print(f"sent exit signal {result['reason']} to {target}")
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    """``thunderline publish NAME [--payload JSON] [--count N]``."""
+    if not 1 <= args.count <= 100_000:
+        raise CommandError(f"--count must be from 1 to 100000, got {args.count}")
+    try:
+        payload = json.loads(args.payload)
+    except (ValueError, RecursionError) as exc:
+        raise CommandError(f"--payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise CommandError(f"--payload must be a JSON object, got {type(payload).__name__}")
+    result = _query(args, "publish", name=args.name, payload=payload, count=args.count)
+    ok = result["acknowledged"] == result["requested"]
+    if args.json:
+        _print_json(result)
+    else:
+        style = _style()
+        summary = (
+            f"published {result['requested']} {result['name']} event(s) through Gate: "
+            f"{result['acknowledged']} acknowledged, {result['failed']} failed"
+        )
+        print(style(summary, "green" if ok else "red"))
+        if result["first_event"]:
+            last = result["last_event"]
+            suffix = f", last {last}" if last != result["first_event"] else ""
+            print(f"first event {result['first_event']}{suffix}")
+        for error in result["errors"]:
+            print(style(f"error: {error}", "red"), file=sys.stderr)
+    return 0 if ok else 1
 
 
 def stop_command(args: argparse.Namespace) -> int:
@@ -213,33 +347,39 @@ def stop_command(args: argparse.Namespace) -> int:
 
 
 def top_view(
-    status: dict[str, Any],
-    rows: list[dict[str, Any]],
-    stats: dict[str, Any],
-    sagas: dict[str, Any],
+    frame: dict[str, Any],
     rates: dict[str, float],
     *,
     sort: str,
     limit: int,
+    style: Style | None = None,
 ) -> list[str]:
     """One ``top`` frame: a summary, then the busiest processes."""
+    style = style or Style(False)
+    status, stats, rows = frame["status"], frame["stats"], frame["processes"]
     key = (
         (lambda r: (r["mailbox"], rates.get(r["pid"], 0.0)))
         if sort == "mailbox"
         else (lambda r: (rates.get(r["pid"], 0.0), r["mailbox"]))
     )
     ordered = sorted(rows, key=key, reverse=True)[:limit]
+    restarts = f"restarts {stats['restarts']}"
     header = [
-        f"thunderline {status['version']}  app {status['app']}  backend {status['backend']}  "
-        f"up {status['uptime']:.0f}s",
+        style(
+            f"thunderline {status['version']}  app {status['app']}  backend {status['backend']}  "
+            f"up {status['uptime']:.0f}s",
+            "bold",
+        ),
         f"processes {stats['processes']}  supervisors {stats['supervisors']}  "
         f"workers {stats['workers']}  mailbox total {stats['mailbox_total']} "
-        f"(max {stats['mailbox_max']})  restarts {stats['restarts']}  "
-        f"restarting {stats['restarting']}  sagas in flight {len(sagas['sagas'])}",
+        f"(max {stats['mailbox_max']})  "
+        + (style(restarts, "yellow") if stats["restarts"] else restarts)
+        + f"  restarting {stats['restarting']}  sagas in flight {frame['sagas_in_flight']}",
         "",
     ]
-    table = _table(
-        ["PID", "NAME", "STATUS", "MBOX", "MSG/S", "HANDLED", "LABEL"],
+    headers = ["PID", "NAME", "STATUS", "MBOX", "MSG/S", "HANDLED", "LABEL"]
+    body = table(
+        headers,
         [
             [
                 r["pid"],
@@ -252,8 +392,33 @@ def top_view(
             ]
             for r in ordered
         ],
+        style,
+        _process_colours(headers),
     )
-    return header + table
+    return header + body
+
+
+def rates_between(previous: dict[str, Any] | None, frame: dict[str, Any]) -> dict[str, float]:
+    """Messages per second each process handled between two ``top`` frames.
+
+    Counted from the end of the previous frame's queries (``processes``, read
+    after them) to the start of this frame's (``handled_before``), so the
+    messages ``top``'s own queries cause (supervisors answering
+    ``which_children``, the saga supervisor answering ``list_sagas``) are not
+    counted.
+    """
+    if previous is None:
+        return {}
+    elapsed = frame["time_before"] - previous["time_after"]
+    if elapsed <= 0:
+        return {}
+    before = {row["pid"]: row["handled"] for row in previous["processes"]}
+    rates: dict[str, float] = {}
+    for pid, handled in frame["handled_before"].items():
+        earlier = before.get(pid)
+        if earlier is not None:
+            rates[pid] = max(0, handled - earlier) / elapsed
+    return rates
 
 
 def top_command(args: argparse.Namespace) -> int:
@@ -265,37 +430,31 @@ def top_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--iterations must be >= 1, got {iterations}")
     path = _path(args)
     clear = sys.stdout.isatty()
+    style = _style()
 
     async def loop() -> None:
-        previous: dict[str, int] = {}
-        previous_time: float | None = None
+        previous: dict[str, Any] | None = None
         count = 0
-        async with ControlClient(path) as client:
-            while iterations is None or count < iterations:
-                status = await client.request("status")
-                rows = await client.request("processes")
-                stats = await client.request("stats")
-                sagas = await client.request("sagas")
-                now = anyio.current_time()
-                rates: dict[str, float] = {}
-                if previous_time is not None and now > previous_time:
-                    for row in rows:
-                        before = previous.get(row["pid"])
-                        if before is not None:
-                            rates[row["pid"]] = (row["handled"] - before) / (now - previous_time)
-                previous = {row["pid"]: row["handled"] for row in rows}
-                previous_time = now
-                count += 1
-                if args.json:
-                    print(json.dumps({"stats": stats, "processes": rows, "rates": rates}))
-                else:
-                    view = top_view(
-                        status, rows, stats, sagas, rates, sort=args.sort, limit=args.limit
-                    )
-                    prefix = "\x1b[H\x1b[2J" if clear else ("" if count == 1 else "\n")
-                    print(prefix + "\n".join(view), flush=True)
-                if iterations is None or count < iterations:
-                    await anyio.sleep(args.interval)
+        while iterations is None or count < iterations:
+            # one connection per frame: an interval longer than the daemon's
+            # idle timeout must not lose the connection
+            frame = await query(path, "top")
+            rates = rates_between(previous, frame)
+            previous = frame
+            count += 1
+            if args.json:
+                print(
+                    json.dumps(
+                        {"stats": frame["stats"], "processes": frame["processes"], "rates": rates}
+                    ),
+                    flush=True,
+                )
+            else:
+                view = top_view(frame, rates, sort=args.sort, limit=args.limit, style=style)
+                prefix = "\x1b[H\x1b[2J" if clear else ("" if count == 1 else "\n")
+                print(prefix + "\n".join(view), flush=True)
+            if iterations is None or count < iterations:
+                await anyio.sleep(args.interval)
 
     _run(loop)
     return 0

@@ -17,6 +17,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.cli._main import CommandError
+from thunderline.cli._style import Style, colour_enabled
 from thunderline.domains import (
     AppConfig,
     Event,
@@ -65,6 +66,12 @@ def register(subparsers: Any) -> None:
         choices=("asyncio", "trio"),
         default="asyncio",
         help="the event loop the runtime runs on (default asyncio)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("default", "uvloop"),
+        default="default",
+        help="asyncio event loop: uvloop needs pip install 'thunderline[uvloop]'",
     )
     parser.add_argument(
         "--data",
@@ -156,7 +163,9 @@ async def _demo(
     with telemetry.continue_from(None):  # not part of any event's trace
         report = await vault.verify()
     tl.unlink(supervisor)
-    tl.exit(supervisor, tl.SHUTDOWN)
+    ref = tl.monitor(supervisor)
+    tl.exit(supervisor, tl.SHUTDOWN)  # drains: every saga of the events ends first
+    await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref == ref, timeout=120)
     return {
         "events": total,
         "reached_link": len(reached),
@@ -180,7 +189,18 @@ def _domain(span: telemetry.CollectedSpan) -> str:
     )
 
 
-def _tree(spans: list[telemetry.CollectedSpan]) -> list[str]:
+_DOMAIN_COLOURS = {
+    "gate": "green",
+    "flow": "blue",
+    "bolt": "magenta",
+    "vault": "yellow",
+    "link": "cyan",
+}
+
+
+def _tree(spans: list[telemetry.CollectedSpan], style: Style | None = None) -> list[str]:
+    """The span tree, children by start time, aligned on a shared duration column."""
+    style = style or Style(False)
     by_parent: dict[str | None, list[telemetry.CollectedSpan]] = {}
     ids = {span.span_id for span in spans}
     for span in spans:
@@ -190,12 +210,11 @@ def _tree(spans: list[telemetry.CollectedSpan]) -> list[str]:
         children.sort(key=lambda s: s.start)
     lines: list[str] = []
 
+    rows: list[tuple[str, str, str, telemetry.CollectedSpan]] = []
+
     def walk(span: telemetry.CollectedSpan, prefix: str, last: bool, root: bool) -> None:
         branch = "" if root else ("└─ " if last else "├─ ")
-        status = "  ERROR" if span.status == "ERROR" else ""
-        lines.append(
-            f"{prefix}{branch}[{_domain(span)}] {span.name}  {span.duration_ms:.2f} ms{status}"
-        )
+        rows.append((prefix + branch, f"[{_domain(span)}]", span.name, span))
         children = by_parent.get(span.span_id, [])
         extension = "" if root else ("   " if last else "│  ")
         for index, child in enumerate(children):
@@ -204,6 +223,15 @@ def _tree(spans: list[telemetry.CollectedSpan]) -> list[str]:
     roots = by_parent.get(None, [])
     for root in roots:
         walk(root, "", True, True)
+    width = max((len(a) + len(b) + 1 + len(c) for a, b, c, _ in rows), default=0)
+    for branch, domain, name, span in rows:
+        pad = " " * (width - len(branch) - len(domain) - 1 - len(name))
+        colour = _DOMAIN_COLOURS.get(domain.strip("[]"), "dim")
+        status = style("  ERROR", "red", "bold") if span.status == "ERROR" else ""
+        lines.append(
+            f"{style(branch, 'dim')}{style(domain, colour)} {name}{pad}  "
+            f"{span.duration_ms:8.2f} ms{status}"
+        )
     return lines
 
 
@@ -287,7 +315,10 @@ def run_demo(args: argparse.Namespace) -> int:
             tracing,
             backend=args.backend,
             instrument=instrument,
+            uvloop=args.loop == "uvloop",
         )
+    except tl.LoopUnavailableError as exc:
+        raise CommandError(f"--loop {args.loop}: {exc}") from None
     finally:
         telemetry.shutdown()
     first_trace = summary["trace_ids"][0]
@@ -301,7 +332,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"thunderline demo: {args.events} event(s) on {args.backend}, data in {data_dir}")
         if first_trace:
             print(f"trace id of the first event: {first_trace}")
-            for line in _tree(spans):
+            for line in _tree(spans, Style(colour_enabled(sys.stdout))):
                 print("  " + line)
         else:
             print("tracing off: no trace")

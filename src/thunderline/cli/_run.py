@@ -67,6 +67,11 @@ def register(subparsers: Any) -> None:
         "--backend", choices=("asyncio", "trio"), help=f"event loop (${env['backend']})"
     )
     parser.add_argument(
+        "--loop",
+        choices=("default", "uvloop"),
+        help=f"asyncio event loop (${env['loop']}; uvloop needs the uvloop extra)",
+    )
+    parser.add_argument(
         "--config", metavar="FILE", help="TOML file with the options ($THUNDERLINE_CONFIG)"
     )
     parser.add_argument(

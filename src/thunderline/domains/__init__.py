@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from thunderline._exports import publish
-from thunderline.domains._app import AppConfig, application, application_spec
+from thunderline.domains._app import AppConfig, AppConfigError, application, application_spec
 from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.domains._event import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -55,15 +55,19 @@ from thunderline.domains._pipeline import (
     PipelineOverloaded,
     PipelineSpec,
     PipelineStatistics,
+    drain,
     enqueue,
+    enqueue_many,
     pipeline_statistics,
     try_enqueue,
 )
+from thunderline.domains.flow import ShuttingDownError
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DOMAIN_SOURCES",
     "AppConfig",
+    "AppConfigError",
     "AsyncLedger",
     "CanonicalizationError",
     "DuplicateEventError",
@@ -87,6 +91,7 @@ __all__ = [
     "PipelineStatistics",
     "Priority",
     "ProblemKind",
+    "ShuttingDownError",
     "SignedHead",
     "SigningKeyError",
     "VerifyReport",
@@ -95,7 +100,9 @@ __all__ = [
     "canonicalize",
     "declare_source",
     "declared_sources",
+    "drain",
     "enqueue",
+    "enqueue_many",
     "load_public_key_pem",
     "open_async_ledger",
     "open_ledger",

@@ -1,18 +1,23 @@
-"""The reference application: Gate -> Flow -> Bolt -> Vault -> Link under one supervisor.
+"""The reference application: Gate -> Flow -> Vault, then Bolt and Link, under one supervisor.
+
+The delivery contract (see ``docs/durability.md``): :func:`gate.publish
+<thunderline.domains.gate.publish>` and :func:`flow.publish
+<thunderline.domains.flow.publish>` return only once the event is committed
+in the ledger; Flow then hands it to Bolt's pipeline (its saga), and Link
+relays every committed record, in ledger order, from a durable cursor.
 
 Start order and strategy. The children start in dependency order —
-Vault, Link, the saga supervisor, Bolt, Flow (with its pipelines), Gate —
-so that each domain's downstream is up before it can receive work, and they
-stop in reverse order, so ingress closes first and the ledger last.
+Vault, Link, the saga supervisor, Bolt, Flow (with its pipelines) — so that
+each domain's downstream is up before it can receive work, and they stop in
+reverse order: Flow first, which drains (refuses new events, commits what it
+accepted, waits until its pipelines processed everything), then Link, which
+delivers every committed record before it closes, and the ledger last.
 
 The strategy is ``one_for_one`` (intensity 10 in 10 s): domains reach each
 other by registered name, so a restarted domain is found again without
-restarting its neighbours. Work in flight in a crashed domain fails its
-callers (a ``CallError``), and the heartbeat saga retries those steps, so a
-Vault or Link restart delays events rather than losing them; an event is
-acknowledged only after Vault committed it. Restarting healthy domains
-(``rest_for_one``) would instead throw away every event queued in Flow's
-pipelines whenever Vault restarts.
+restarting its neighbours. Flow resends a batch whose Vault died (the ledger
+deduplicates by event id), Link catches up from its cursor when it restarts,
+and the heartbeat saga retries steps whose domain was restarting.
 """
 
 from __future__ import annotations
@@ -29,11 +34,18 @@ from thunderline import sagas
 from thunderline.domains._common import APP, SAGAS
 from thunderline.domains.bolt import bolt_spec
 from thunderline.domains.flow import Route, default_routes, flow_spec
-from thunderline.domains.gate import gate_spec
 from thunderline.domains.link import link_spec
 from thunderline.domains.vault import vault_spec
 
-__all__ = ["AppConfig", "application", "application_spec"]
+__all__ = ["AppConfig", "AppConfigError", "application", "application_spec"]
+
+
+class AppConfigError(tl.ThunderlineError, ValueError):
+    """An environment variable configuring the application has an unusable value."""
+
+    def __init__(self, variable: str, expected: str, received: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable} must be {expected}, got {received!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -50,6 +62,8 @@ class AppConfig:
             ``system.heartbeat``, to the bolt pipeline; see ``flow.default_routes``).
         saga_concurrency: step slots shared by all running sagas.
         saga_instrument: hooks for every saga run (e.g. telemetry's saga tracer).
+        shutdown_timeout: seconds the drain at shutdown may take (Flow's
+            commit and pipelines, then Link's delivery); what is left is logged.
     """
 
     data_dir: Path = attrs.field(converter=Path)
@@ -59,17 +73,29 @@ class AppConfig:
     routes: Sequence[Route] | None = None
     saga_concurrency: int | None = None
     saga_instrument: sagas.SagaInstrument | None = None
+    shutdown_timeout: float = 30.0
 
     @classmethod
     def from_env(cls) -> AppConfig:
         """``THUNDERLINE_DATA_DIR`` (default: a new temporary directory),
-        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir) and
-        ``THUNDERLINE_LEDGER_SCHEMA`` (default ``thunderline_ledger``)."""
+        ``THUNDERLINE_LEDGER`` (default: the SQLite file in the data dir),
+        ``THUNDERLINE_LEDGER_SCHEMA`` (PostgreSQL only, default ``thunderline_ledger``)
+        and ``THUNDERLINE_SHUTDOWN_TIMEOUT`` (seconds, default 30)."""
         data_dir = os.environ.get("THUNDERLINE_DATA_DIR") or tempfile.mkdtemp(prefix="thunderline-")
+        timeout_text = os.environ.get("THUNDERLINE_SHUTDOWN_TIMEOUT") or "30"
+        try:
+            timeout = float(timeout_text)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise AppConfigError(
+                "THUNDERLINE_SHUTDOWN_TIMEOUT", "a number of seconds > 0", timeout_text
+            )
         return cls(
             data_dir=Path(data_dir),
             ledger=os.environ.get("THUNDERLINE_LEDGER") or None,
             ledger_schema=os.environ.get("THUNDERLINE_LEDGER_SCHEMA") or "thunderline_ledger",
+            shutdown_timeout=timeout,
         )
 
 
@@ -80,7 +106,7 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
     sink = config.sink if config.sink is not None else data_dir / "link.jsonl"
     children = [
         vault_spec(ledger, data_dir, schema=config.ledger_schema),
-        link_spec(sink),
+        link_spec(sink, shutdown=config.shutdown_timeout),
         sagas.saga_supervisor_spec(
             "sagas",
             name=SAGAS,
@@ -88,8 +114,10 @@ def application_spec(config: AppConfig) -> tl.ChildSpec:
             instrument=config.saga_instrument,
         ),
         bolt_spec(),
-        flow_spec(config.routes if config.routes is not None else default_routes()),
-        gate_spec(),
+        flow_spec(
+            config.routes if config.routes is not None else default_routes(),
+            shutdown_timeout=config.shutdown_timeout,
+        ),
     ]
     return tl.supervisor_spec(
         "thunderline", children, strategy="one_for_one", intensity=10, period=10, name=APP

@@ -377,6 +377,8 @@ class Event:
     meta: Mapping[str, Any]
     priority: Priority
     occurred_at: _dt.datetime
+    #: The canonical bytes, computed on first use (the event is immutable).
+    _canonical: bytes | None = attrs.field(default=None, init=False, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
@@ -579,9 +581,15 @@ class Event:
     def canonical_bytes(self) -> bytes:
         """Return the canonical JSON (RFC 8785 style) bytes of :meth:`to_dict`.
 
+        Computed once per event and kept (the event is immutable).
+
         .. versionadded:: 0.1
         """
-        return canonicalize(self.to_dict())
+        cached = self._canonical
+        if cached is None:
+            cached = canonicalize(self.to_dict())
+            object.__setattr__(self, "_canonical", cached)
+        return cached
 
     def to_json(self) -> str:
         """Return the canonical JSON text of the event; :meth:`from_json` inverts it.

@@ -8,6 +8,9 @@ hands batches to ``concurrency`` worker processes, and answers publishers:
   when the buffer is full the answer is *deferred* until a worker frees room,
   so the publisher waits (backpressure) instead of memory growing.
 * :func:`try_enqueue` never waits: a full buffer answers :class:`PipelineOverloaded`.
+* :func:`enqueue_many` adds a whole batch with one call, answered once every
+  item is in the buffer (items beyond the room wait, in order, as above).
+* :func:`drain` is answered once the buffer is empty and no batch is in a worker.
 
 A batch goes to an idle worker as soon as ``batch_size`` items are buffered,
 or when ``batch_timeout`` seconds passed since the oldest buffered item
@@ -34,7 +37,9 @@ __all__ = [
     "PipelineOverloaded",
     "PipelineSpec",
     "PipelineStatistics",
+    "drain",
     "enqueue",
+    "enqueue_many",
     "pipeline_statistics",
     "try_enqueue",
 ]
@@ -140,7 +145,8 @@ async def _worker(pipeline: tl.Pid, handler: Callable[[Sequence[Any]], Awaitable
 @attrs.define
 class _State:
     buffer: deque[Any] = attrs.field(factory=deque)
-    waiting: deque[tuple[tl.From, Any]] = attrs.field(factory=deque)
+    waiting: deque[tuple[tl.From | None, Any]] = attrs.field(factory=deque)
+    draining: list[tl.From] = attrs.field(factory=list)
     idle: list[tl.Pid] = attrs.field(factory=list)
     busy: dict[tl.Pid, int] = attrs.field(factory=dict)
     processed: int = 0
@@ -167,9 +173,26 @@ class Pipeline(tl.Server[_State]):
     async def handle_call(
         self, request: Any, from_: tl.From, state: _State
     ) -> tl.Reply[_State] | tl.NoReply[_State]:
-        """``("enqueue", item, wait)`` and ``("statistics",)``."""
+        """``("enqueue", item, wait)``, ``("enqueue_many", items)``, ``("drain",)``, statistics."""
         if request[0] == "statistics":
             return tl.Reply(self._statistics(state), state)
+        if request[0] == "drain":
+            if self._idle(state):
+                return tl.Reply(None, state)
+            state.draining.append(from_)
+            return tl.NoReply(state)
+        if request[0] == "enqueue_many":
+            items = request[1]
+            room = self.spec.max_buffer - len(state.buffer) if not state.waiting else 0
+            for item in items[:room]:
+                self._admit(state, item)
+            if len(items) <= room:
+                return tl.Reply(None, state)
+            rest = items[max(room, 0) :]
+            for item in rest[:-1]:
+                state.waiting.append((None, item))
+            state.waiting.append((from_, rest[-1]))
+            return tl.NoReply(state)
         _, item, wait = request
         if len(state.buffer) < self.spec.max_buffer:
             self._admit(state, item)
@@ -213,7 +236,12 @@ class Pipeline(tl.Server[_State]):
             from_, item = state.waiting.popleft()
             state.buffer.append(item)
             state.peak = max(state.peak, len(state.buffer))
-            tl.reply(from_, None)
+            if from_ is not None:
+                tl.reply(from_, None)
+        if state.draining and self._idle(state):
+            for from_ in state.draining:
+                tl.reply(from_, None)
+            state.draining.clear()
         if not state.buffer and state.timer is not None:
             tl.cancel_timer(state.timer)
             state.timer = None
@@ -222,6 +250,10 @@ class Pipeline(tl.Server[_State]):
             state.timer = tl.send_after(
                 self.spec.batch_timeout, tl.current_pid(), _Flush(state.generation)
             )
+
+    @staticmethod
+    def _idle(state: _State) -> bool:
+        return not state.buffer and not state.busy and not state.waiting
 
     def _replace_worker(self, state: _State, message: tl.Exit) -> None:
         lost = state.busy.pop(message.pid, None)
@@ -264,6 +296,21 @@ async def enqueue(pipeline: tl.Pid | str, item: Any, *, timeout: float | None = 
     await tl.call(pipeline, ("enqueue", item, True), timeout=timeout)
 
 
+async def enqueue_many(pipeline: tl.Pid | str, items: Sequence[Any]) -> None:
+    """Add ``items`` in order with one call; waits until the last one is in the buffer.
+
+    Raises:
+        CallError: the pipeline is not running.
+    """
+    if items:
+        await tl.call(pipeline, ("enqueue_many", tuple(items)), timeout=None)
+
+
+async def drain(pipeline: tl.Pid | str) -> None:
+    """Wait until ``pipeline`` has nothing buffered, waiting or in a worker."""
+    await tl.call(pipeline, ("drain",), timeout=None)
+
+
 async def try_enqueue(pipeline: tl.Pid | str, item: Any) -> None:
     """Add ``item`` without waiting.
 
@@ -276,7 +323,9 @@ async def try_enqueue(pipeline: tl.Pid | str, item: Any) -> None:
         raise result
 
 
-async def pipeline_statistics(pipeline: tl.Pid | str) -> PipelineStatistics:
+async def pipeline_statistics(
+    pipeline: tl.Pid | str, *, timeout: float | None = 5.0
+) -> PipelineStatistics:
     """A :class:`PipelineStatistics` snapshot of a running pipeline."""
-    result: PipelineStatistics = await tl.call(pipeline, ("statistics",))
+    result: PipelineStatistics = await tl.call(pipeline, ("statistics",), timeout=timeout)
     return result

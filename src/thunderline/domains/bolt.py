@@ -19,6 +19,7 @@ instead of losing them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -29,7 +30,15 @@ from thunderline.domains import link, vault
 from thunderline.domains._common import BOLT, SAGAS, Failure, event_context, request
 from thunderline.domains._event import Event
 
-__all__ = ["DEFAULT_SAGAS", "HEARTBEAT", "Bolt", "UnknownEventError", "bolt_spec", "run"]
+__all__ = [
+    "DEFAULT_SAGAS",
+    "HEARTBEAT",
+    "Bolt",
+    "UnknownEventError",
+    "bolt_spec",
+    "run",
+    "run_batch",
+]
 
 
 class UnknownEventError(tl.ThunderlineError, LookupError):
@@ -92,6 +101,11 @@ class _Run:
     event: Event
 
 
+@attrs.frozen
+class _RunBatch:
+    events: tuple[Event, ...]
+
+
 @attrs.define
 class _State:
     runners: dict[tl.Pid, tl.From] = attrs.field(factory=dict)
@@ -120,9 +134,56 @@ async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.Saga
         return outcome
 
 
+async def _batch_runner(
+    events: Sequence[Event], saga_map: dict[str, sagas.Saga], supervisor: str
+) -> list[sagas.SagaOutcome | Failure]:
+    """Start every event's saga (each under its ``bolt.handle_event`` span), then await all."""
+    started: list[tuple[Event, bool]] = []
+    for event in events:
+        saga = saga_map.get(event.name)
+        if saga is None:
+            started.append((event, False))
+            continue
+        correlation_id = str(event.id)
+        attributes = {
+            "thunderline.domain": "bolt",
+            "saga.module": saga.name,
+            "saga.correlation_id": correlation_id,
+            "event.name": event.name,
+        }
+        with (
+            telemetry.continue_from(event.meta),
+            telemetry.span("bolt.handle_event", attributes=attributes),
+        ):
+            handle = await sagas.start_saga(
+                supervisor,
+                saga,
+                {"event": event},
+                correlation_id=correlation_id,
+                on_duplicate="join",
+            )
+            telemetry.set_attributes({"saga.joined": handle.joined})
+        started.append((event, True))
+    outcomes: list[sagas.SagaOutcome | Failure] = []
+    for event, ok in started:
+        if not ok:
+            known = tuple(sorted(saga_map))
+            outcomes.append(Failure(UnknownEventError(event.name, known)))
+        else:
+            outcomes.append(await sagas.await_saga(supervisor, str(event.id)))
+    return outcomes
+
+
 async def _run_and_reply(event: Event, saga: sagas.Saga, supervisor: str, bolt: tl.Pid) -> None:
     outcome = await _runner(event, saga, supervisor)
     tl.send(bolt, ("done", tl.current_pid(), outcome))
+
+
+async def _batch_and_reply(
+    events: tuple[Event, ...], saga_map: dict[str, sagas.Saga], supervisor: str, bolt: tl.Pid
+) -> None:
+    outcomes = await _batch_runner(events, saga_map, supervisor)
+    tl.send(bolt, ("done", tl.current_pid(), outcomes))
 
 
 class Bolt(tl.Server[_State]):
@@ -141,6 +202,12 @@ class Bolt(tl.Server[_State]):
         self, request: Any, from_: tl.From, state: _State
     ) -> tl.Reply[_State] | tl.NoReply[_State]:
         """Start a runner for the event and answer when its saga ended."""
+        if isinstance(request, _RunBatch):
+            runner = tl.spawn_link(
+                _batch_and_reply, request.events, self.saga_map, self.supervisor, tl.current_pid()
+            )
+            state.runners[runner] = from_
+            return tl.NoReply(state)
         if not isinstance(request, _Run):
             return tl.Reply(Failure(ValueError(f"bolt: unknown request {request!r}")), state)
         saga = self.saga_map.get(request.event.name)
@@ -159,10 +226,11 @@ class Bolt(tl.Server[_State]):
             _, runner, outcome = message
             from_ = state.runners.pop(runner, None)
             if from_ is not None:
-                if isinstance(outcome, sagas.SagaSucceeded):
-                    state.completed += 1
-                else:
-                    state.failed += 1
+                for one in outcome if isinstance(outcome, list) else [outcome]:
+                    if isinstance(one, sagas.SagaSucceeded):
+                        state.completed += 1
+                    else:
+                        state.failed += 1
                 tl.reply(from_, outcome)
         elif isinstance(message, tl.Exit):
             from_ = state.runners.pop(message.pid, None)
@@ -194,3 +262,17 @@ async def run(event: Event, *, bolt: tl.Pid | str = BOLT) -> sagas.SagaOutcome:
     """
     outcome: sagas.SagaOutcome = await request(bolt, _Run(event), timeout=None)
     return outcome
+
+
+async def run_batch(
+    events: Sequence[Event], *, bolt: tl.Pid | str = BOLT
+) -> list[sagas.SagaOutcome | Failure]:
+    """Run each event's saga, concurrently; one outcome (or ``Failure``) per event, in order.
+
+    Raises:
+        CallError: Bolt is not running or died.
+    """
+    outcomes: list[sagas.SagaOutcome | Failure] = await request(
+        bolt, _RunBatch(tuple(events)), timeout=None
+    )
+    return outcomes

@@ -1,53 +1,75 @@
-"""Flow: the event bus.
+"""Flow: the event bus, and the application's durable intake.
 
 :func:`publish` hands an event to Flow, which continues the event's trace
 (``flow.publish_event`` with ``event.id``, ``event.name``, ``event.type``,
-``event.source``, ``event.priority``), validates it, and routes it by name:
+``event.source``, ``event.priority``), validates it, commits it to the ledger
+and only then answers: **a publish that returns means the event is committed
+in the ledger** (Vault's transaction committed). Otherwise it raises, and the
+event may or may not be recorded, never twice: publishing the same event again
+(same id, same content) is idempotent (answered with success, recorded once).
 
-* to every process subscribed to a matching pattern (:func:`subscribe`), as a
+Algorithm (group commit). Flow keeps the accepted events not yet committed
+(``pending``) and at most one batch at Vault (``in_flight``). An accepted
+event joins ``pending``; whenever no batch is in flight, all of ``pending``
+goes to Vault as one batch (one transaction). When Vault answers, Flow answers
+each publisher of the batch, and hands the new events to their routes:
+
+* every process subscribed to a matching pattern (:func:`subscribe`) gets a
   :class:`Delivered` message;
-* to every pipeline routed for that name: bounded queues with concurrency and
-  batching (:class:`~thunderline.domains.PipelineSpec`). By default each event
-  name Bolt has a saga for (``system.heartbeat``) goes to the ``bolt``
-  pipeline, whose workers run each event's saga through Bolt; any other name
-  has no route, so Flow refuses it at once instead of accepting an event that
-  would fail later in the pipeline. Routes may share a pipeline (same
-  :class:`PipelineSpec` name): it is started once and an event enters it once.
+* every pipeline routed for that name gets them (bounded queues with
+  concurrency and batching, :class:`~thunderline.domains.PipelineSpec`). By
+  default each event name Bolt has a saga for (``system.heartbeat``) goes to
+  the ``bolt`` pipeline, whose workers run each event's saga through Bolt.
+
+Flow monitors Vault per batch: if Vault dies with a batch in flight, the batch
+is sent again once Vault is back (the ledger deduplicates by event id, so a
+batch that was in fact committed is not written twice); publishers just wait.
 
 Validation drops (span event ``flow.event_dropped`` with the reason, and
 :class:`EventDroppedError` for the publisher) an event that is not an
-:class:`Event`, that no route or subscriber wants, or whose id Flow has seen
-recently (a duplicate). Accepted events get ``flow.event_validated`` and, once
-every pipeline took them, ``flow.event_published``.
+:class:`Event`, or that no route or subscriber wants (refused at once instead
+of accepted and lost). Accepted events get ``flow.event_validated`` and, once
+committed, ``flow.event_published``. An id already pending joins the pending
+publish (same content) or is refused (:class:`~thunderline.domains.DuplicateEventError`).
 
-Backpressure: while a pipeline is full, :func:`publish` waits (Flow answers
-when the pipeline took the event); :func:`try_publish` raises
-:class:`~thunderline.domains.PipelineOverloaded` instead. Memory stays bounded
-by the pipelines' buffers whatever the publishers do.
+Backpressure: while a pipeline is full, Flow waits for it before committing
+more, so :func:`publish` waits; :func:`try_publish` raises
+:class:`~thunderline.domains.PipelineOverloaded` instead when a pipeline for
+the event is already full. Memory stays bounded by the pipelines' buffers and
+the publishers (each waiting on its own call).
+
+Draining shutdown: when its supervisor stops Flow, Flow stops accepting
+(publishers then get :class:`ShuttingDownError`), commits what it accepted,
+and waits until its pipelines processed everything, bounded by the shutdown
+timeout; it logs one line with what was left, if anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import anyio
 import attrs
 
 import thunderline.runtime as tl
 from thunderline import sagas, telemetry
-from thunderline.domains import bolt
-from thunderline.domains._common import FLOW, Failure, event_context, request
+from thunderline.domains import bolt, vault
+from thunderline.domains._common import FLOW, VAULT, Failure, event_context, request
 from thunderline.domains._event import Event
+from thunderline.domains._ledger import DuplicateEventError, LedgerError
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,
     PipelineSpec,
     PipelineStatistics,
-    enqueue,
+    drain,
+    enqueue_many,
     pipeline_statistics,
-    try_enqueue,
 )
 
 __all__ = [
@@ -58,6 +80,7 @@ __all__ = [
     "FlowStatistics",
     "Route",
     "SagaNotSucceededError",
+    "ShuttingDownError",
     "default_routes",
     "flow_spec",
     "publish",
@@ -69,6 +92,18 @@ __all__ = [
 #: Subscribers by name pattern (fnmatch syntax, e.g. ``"system.*"``).
 SUBSCRIBERS: Final = tl.Registry(keys="duplicate", name="thunderline.flow.subscribers")
 _RECENT_IDS: Final = 10_000
+_BOLT_ATTEMPTS: Final = 40
+
+
+logger: Final = logging.getLogger("thunderline.domains.flow")
+
+
+class ShuttingDownError(tl.ThunderlineError):
+    """The application is shutting down: Flow accepts no new events (nothing was recorded)."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"flow is shutting down: event {event_id} was not accepted")
 
 
 class EventDroppedError(tl.ThunderlineError, ValueError):
@@ -132,23 +167,22 @@ class FlowStatistics:
     pipelines: dict[str, PipelineStatistics]
 
 
-async def _run_one(event: Event) -> None:
-    # A batch mixes events of many traces: continue each event's own trace.
-    with telemetry.continue_from(event.meta):
-        outcome = await bolt.run(event)
-    if not isinstance(outcome, sagas.SagaSucceeded):
-        raise SagaNotSucceededError(event.id, outcome)
-
-
 async def _to_bolt(batch: Sequence[Event]) -> None:
-    """Run the batch's sagas concurrently, one process each (so Vault commits them together)."""
-    refs = {tl.spawn_monitor(_run_one, event)[1] for event in batch}
-    failures: list[Any] = []
-    while refs:
-        down = await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref in refs)
-        refs.discard(down.ref)
-        if down.reason != tl.NORMAL:
-            failures.append(down.reason)
+    """Run the batch's sagas concurrently through Bolt (one call per batch).
+
+    A Bolt that is restarting is asked again (up to ``_BOLT_ATTEMPTS`` times):
+    a saga still running for an event is joined (its correlation id is the
+    event id), one that completed runs again, and its steps are idempotent.
+    """
+    for attempt in range(_BOLT_ATTEMPTS):
+        try:
+            outcomes = await bolt.run_batch(batch)
+            break
+        except tl.CallError:
+            if attempt == _BOLT_ATTEMPTS - 1:
+                raise
+            await anyio.sleep(0.05)
+    failures = [o for o in outcomes if not isinstance(o, sagas.SagaSucceeded)]
     if failures:
         raise BatchFailedError("sagas", failures, len(batch))
 
@@ -198,38 +232,83 @@ class _Publish:
     wait: bool
 
 
+@attrs.frozen
+class _Retry:
+    """Try again to send the pending batch to Vault (it was not running)."""
+
+
+#: A publisher waiting for its event's commit, or None (a joined duplicate has several).
+_Waiters = list[tl.From]
+
+
 @attrs.define
 class _State:
+    pending: dict[str, tuple[Event, _Waiters]] = attrs.field(factory=dict)
+    in_flight: dict[str, tuple[Event, _Waiters]] = attrs.field(factory=dict)
+    ref: tl.Ref | None = None
+    retrying: bool = False
     recent: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     published: int = 0
     dropped: int = 0
+    closing: bool = False
 
 
 class Flow(tl.Server[_State]):
     """The event bus actor. Start with :func:`flow_spec`."""
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[Route], shutdown_timeout: float = 30.0) -> None:
         self.routes = tuple(routes)
+        self.shutdown_timeout = shutdown_timeout
 
     async def init(self) -> tl.Ok[_State]:
-        """Start each distinct pipeline of the routes, linked to Flow (they restart with it)."""
+        """Start each distinct pipeline of the routes, linked to Flow (they restart with it).
+
+        Flow traps exits so that its supervisor's shutdown runs :meth:`terminate` (the drain).
+        """
+        tl.trap_exit(True)
         for spec in _pipelines(self.routes).values():
             await tl.start_link(Pipeline(spec), name=spec.name)
         return tl.Ok(_State())
 
-    async def handle_call(self, request: Any, from_: tl.From, state: _State) -> tl.Reply[_State]:
-        """``_Publish`` and ``("statistics",)``."""
+    async def handle_call(
+        self, request: Any, from_: tl.From, state: _State
+    ) -> tl.Reply[_State] | tl.NoReply[_State]:
+        """``_Publish`` (answered once committed) and ``("statistics",)``."""
         if isinstance(request, _Publish):
-            return tl.Reply(await self._publish(request.event, request.wait, state), state)
+            answer = await self._accept(request.event, request.wait, from_, state)
+            if answer is _DEFERRED:
+                return tl.NoReply(state)
+            return tl.Reply(answer, state)
         if request == ("statistics",):
             pipelines = {name: await pipeline_statistics(name) for name in _pipelines(self.routes)}
             return tl.Reply(FlowStatistics(state.published, state.dropped, pipelines), state)
         return tl.Reply(Failure(ValueError(f"flow: unknown request {request!r}")), state)
 
-    async def _publish(self, event: Event, wait: bool, state: _State) -> Any:
+    async def handle_info(
+        self, message: Any, state: _State
+    ) -> tl.NoReply[_State] | tl.Hibernate[_State] | tl.Stop[_State]:
+        """Vault's answers and deaths, retry timers, pipeline exits."""
+        if isinstance(message, vault.Committed | tl.Down | _Retry):
+            await self._on_vault(message, state)
+        elif isinstance(message, tl.Exit):
+            if message.reason != tl.NORMAL:
+                raise tl.ProcessExit(message.reason)  # a pipeline died: restart with it
+        else:
+            return await super().handle_info(message, state)
+        return tl.NoReply(state)
+
+    def _routes_of(self, event: Event) -> list[str]:
+        return list(
+            _pipelines(r for r in self.routes if fnmatch.fnmatchcase(event.name, r.pattern))
+        )
+
+    async def _accept(self, event: Event, wait: bool, from_: tl.From, state: _State) -> Any:
+        """Validate; join or queue for commit (deferred answer), or answer a Failure now."""
         if not isinstance(event, Event):
             state.dropped += 1
             return Failure(EventDroppedError(repr(event)[:64], "not an Event"))
+        if state.closing:
+            return Failure(ShuttingDownError(str(event.id)))
         with (
             event_context(event),
             telemetry.span(
@@ -244,74 +323,222 @@ class Flow(tl.Server[_State]):
                 },
             ),
         ):
-            routes = list(
-                _pipelines(r for r in self.routes if fnmatch.fnmatchcase(event.name, r.pattern))
-            )
-            subscribers = [
-                pid
-                for pattern in SUBSCRIBERS.all_keys()
-                if isinstance(pattern, str) and fnmatch.fnmatchcase(event.name, pattern)
-                for pid, _ in SUBSCRIBERS.lookup(pattern)
-            ]
+            routes = self._routes_of(event)
             reason = None
-            if str(event.id) in state.recent:
-                reason = "duplicate event id"
-            elif not routes and not subscribers:
+            if not routes and not _subscribers(event):
                 reason = f"no route or subscriber for {event.name!r}"
+            elif not wait:
+                reason = await self._overloaded(routes, state)
             if reason is not None:
                 state.dropped += 1
                 telemetry.add_event("flow.event_dropped", {"reason": reason})
+                if reason.startswith("pipeline "):
+                    name = reason.split("'")[1]
+                    spec = _pipelines(self.routes)[name]
+                    return Failure(PipelineOverloaded(name, spec.max_buffer))
                 return Failure(EventDroppedError(str(event.id), reason))
             telemetry.add_event("flow.event_validated")
-            state.recent[str(event.id)] = None
-            if len(state.recent) > _RECENT_IDS:
-                state.recent.popitem(last=False)
-            for pid in subscribers:
-                tl.send(pid, Delivered(event))
-            for pipeline in routes:
-                try:
-                    if wait:
-                        await enqueue(pipeline, event)
-                    else:
-                        await try_enqueue(pipeline, event)
-                except (tl.CallError, PipelineOverloaded) as exc:
-                    state.recent.pop(str(event.id), None)
-                    telemetry.add_event("flow.event_dropped", {"reason": str(exc)})
-                    state.dropped += 1
-                    return Failure(exc)
-            state.published += 1
+            key = str(event.id)
+            queued = state.pending.get(key) or state.in_flight.get(key)
+            if queued is not None:
+                if queued[0] != event:
+                    error = DuplicateEventError(key, None)
+                    telemetry.add_event("flow.event_dropped", {"reason": str(error)})
+                    return Failure(error)
+                queued[1].append(from_)  # the same event again: answered with the first
+                return _DEFERRED
+            state.pending[key] = (event, [from_])
             telemetry.add_event("flow.event_published", {"pipelines": len(routes)})
-            return None
+        self._dispatch(state)
+        return _DEFERRED
+
+    async def _overloaded(self, routes: list[str], state: _State) -> str | None:
+        """For ``try_publish``: the first route pipeline with no room, counting uncommitted."""
+        specs = _pipelines(self.routes)
+        for name in routes:
+            stats = await pipeline_statistics(name)
+            coming = sum(
+                1
+                for event, _ in (*state.pending.values(), *state.in_flight.values())
+                if name in self._routes_of(event)
+            )
+            if stats.buffered + stats.waiting_publishers + coming >= specs[name].max_buffer:
+                return f"pipeline {name!r} is full ({specs[name].max_buffer} items buffered)"
+        return None
+
+    def _dispatch(self, state: _State) -> None:
+        """Send every pending event to Vault as one batch, unless a batch is in flight."""
+        if state.ref is not None or not state.pending or state.retrying:
+            return
+        target = tl.whereis(VAULT)
+        if target is None:
+            state.retrying = True
+            tl.send_after(_VAULT_RETRY, tl.current_pid(), _Retry())
+            return
+        state.in_flight, state.pending = state.pending, {}
+        events = [event for event, _ in state.in_flight.values()]
+        state.ref = vault.append_batch_async(target, events, actor="flow")
+
+    async def _on_vault(self, message: Any, state: _State) -> None:
+        if isinstance(message, _Retry):
+            state.retrying = False
+            self._dispatch(state)
+            return
+        if message.ref != state.ref:
+            return  # a stale Down (its Committed came first) or an old answer
+        state.ref = None
+        batch, state.in_flight = state.in_flight, {}
+        if isinstance(message, tl.Down):
+            # Vault died with the batch: it may or may not be committed; send it
+            # again first (idempotent), once Vault is back.
+            logger.warning(
+                "flow: vault died (%r) with %d events in flight; retrying",
+                message.reason,
+                len(batch),
+            )
+            state.pending = {**batch, **state.pending}
+            state.retrying = True
+            tl.send_after(_VAULT_RETRY, tl.current_pid(), _Retry())
+            return
+        tl.demonitor(message.ref)
+        committed: list[Event] = []
+        for (key, (event, waiters)), result in zip(batch.items(), message.results, strict=True):
+            answer: Any = Failure(result) if isinstance(result, LedgerError) else None
+            for from_ in waiters:
+                tl.reply(from_, answer)
+            if answer is None:
+                state.published += 1
+                if key not in state.recent:
+                    state.recent[key] = None
+                    committed.append(event)
+            else:
+                state.dropped += 1
+        while len(state.recent) > _RECENT_IDS:
+            state.recent.popitem(last=False)
+        self._dispatch(state)
+        await self._route(committed)
+
+    async def _route(self, events: list[Event]) -> None:
+        """Hand newly committed events to subscribers and pipelines (waits while one is full)."""
+        by_pipeline: dict[str, list[Event]] = {}
+        for event in events:
+            for pid in _subscribers(event):
+                tl.send(pid, Delivered(event))
+            for name in self._routes_of(event):
+                by_pipeline.setdefault(name, []).append(event)
+        for name, batch in by_pipeline.items():
+            try:
+                await enqueue_many(name, batch)
+            except tl.CallError as exc:
+                # Committed (in the ledger, Link delivers them) but not processed.
+                logger.error(
+                    "flow: pipeline %s refused %d committed events: %s", name, len(batch), exc
+                )
+
+    async def terminate(self, reason: Any, state: _State) -> None:
+        """Drain: commit what was accepted, wait for the pipelines, bounded by the timeout."""
+        state.closing = True
+        started = anyio.current_time()
+        with anyio.move_on_after(self.shutdown_timeout) as scope:
+            while state.pending or state.in_flight:
+                self._dispatch(state)
+                message = await tl.receive(
+                    lambda m: isinstance(m, vault.Committed | tl.Down | _Retry)
+                )
+                await self._on_vault(message, state)
+            for name in _pipelines(self.routes):
+                with contextlib.suppress(tl.CallError):
+                    await drain(name)
+        left = len(state.pending) + len(state.in_flight)
+        if scope.cancelled_caught:
+            backlog = []
+            for name in _pipelines(self.routes):
+                with contextlib.suppress(tl.CallError):
+                    stats = await pipeline_statistics(name, timeout=1.0)
+                    backlog.append(f"{name}: {stats.buffered + stats.in_flight}")
+            logger.error(
+                "flow: shutdown timeout (%.1f s) reached: %d accepted events not committed "
+                "(their publishers got errors); committed events not yet processed: %s",
+                self.shutdown_timeout,
+                left,
+                ", ".join(backlog) or "none",
+            )
+            error = ShuttingDownError("*")
+            for _event, waiters in (*state.pending.values(), *state.in_flight.values()):
+                for from_ in waiters:
+                    tl.reply(from_, Failure(error))
+        else:
+            logger.info(
+                "flow: drained in %.2f s (%d events published)",
+                anyio.current_time() - started,
+                state.published,
+            )
 
 
-def flow_spec(routes: Sequence[Route] | None = None) -> tl.ChildSpec:
-    """The Flow child spec (registered as ``thunderline.flow``)."""
+_DEFERRED: Final = object()
+#: Seconds between attempts to reach a restarting Vault.
+_VAULT_RETRY: Final = 0.05
+
+
+def _subscribers(event: Event) -> list[tl.Pid]:
+    return [
+        pid
+        for pattern in SUBSCRIBERS.all_keys()
+        if isinstance(pattern, str) and fnmatch.fnmatchcase(event.name, pattern)
+        for pid, _ in SUBSCRIBERS.lookup(pattern)
+    ]
+
+
+def flow_spec(
+    routes: Sequence[Route] | None = None, *, shutdown_timeout: float = 30.0
+) -> tl.ChildSpec:
+    """The Flow child spec (registered as ``thunderline.flow``).
+
+    ``shutdown_timeout`` bounds the drain at shutdown (its supervisor waits a
+    little longer before killing Flow, so the drain can report what was left).
+    """
     chosen = default_routes() if routes is None else tuple(routes)
 
     async def start() -> tl.Pid | None:
-        return await tl.start_link(Flow(chosen), name=FLOW)
+        return await tl.start_link(Flow(chosen, shutdown_timeout), name=FLOW)
 
-    return tl.ChildSpec(id="flow", start=start)
+    return tl.ChildSpec(id="flow", start=start, shutdown=shutdown_timeout + 5.0)
 
 
 async def publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
-    """Publish ``event``; waits while a pipeline is full (backpressure).
+    """Publish ``event``; returns once it is committed in the ledger.
+
+    Waits while a pipeline is full (backpressure). Publishing the same event
+    again is idempotent.
 
     Raises:
         EventDroppedError: Flow dropped it (reason given).
-        CallError: Flow is not running.
+        DuplicateEventError: its id is recorded with other content.
+        ShuttingDownError: the application is shutting down (nothing recorded).
+        CallError: Flow is not running or died (the event may or may not be recorded).
+        LedgerError: the ledger failed (the event may or may not be recorded).
     """
-    await request(flow, _Publish(event, True), timeout=None)
+    await _request(flow, _Publish(event, True), str(getattr(event, "id", "?")))
 
 
 async def try_publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
-    """Publish ``event`` without waiting.
+    """Publish ``event`` unless a pipeline for it is full; returns once it is committed.
 
     Raises:
         PipelineOverloaded: a pipeline for it is full.
-        EventDroppedError: Flow dropped it.
+        EventDroppedError, DuplicateEventError, ShuttingDownError, CallError,
+        LedgerError: as for :func:`publish`.
     """
-    await request(flow, _Publish(event, False), timeout=None)
+    await _request(flow, _Publish(event, False), str(getattr(event, "id", "?")))
+
+
+async def _request(flow: tl.Pid | str, message: _Publish, event_id: str) -> None:
+    try:
+        await request(flow, message, timeout=None)
+    except tl.CallExitError as exc:
+        if exc.reason == tl.SHUTDOWN:
+            raise ShuttingDownError(event_id) from None
+        raise
 
 
 def subscribe(pattern: str) -> None:

@@ -4,7 +4,15 @@ Vault owns an append-only, hash-chained, signed ledger (SQLite by default,
 PostgreSQL by URL). :func:`append` is acknowledged only after the record is
 committed. Appends that arrive while a write is in progress are committed
 together in the next transaction (group commit), so a busy Vault writes
-batches without delaying a lone append.
+batches without delaying a lone append. Flow hands Vault whole batches
+(:func:`append_batch_async`): one message in, one ``_Committed`` message back.
+
+Algorithm of one commit round (``_Commit``): take every pending append (single
+appends and Flow's batches), append them in one transaction, then answer each
+requester, remember the new records (a bounded id -> record map, so an append
+of an id committed moments ago is answered without touching the database) and
+send the new records to Link (:data:`~thunderline.domains._common.LINK`), the
+relay that delivers them in ledger order.
 
 Every action is traced as a span ``vault.{action}`` with ``vault.resource``,
 ``vault.action`` and ``vault.actor`` (the way opentelemetry_ash traces Ash
@@ -16,6 +24,8 @@ writes an event twice.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,10 +33,11 @@ import attrs
 
 import thunderline.runtime as tl
 from thunderline import telemetry
-from thunderline.domains._common import VAULT, Failure, event_context, request
+from thunderline.domains._common import LINK, VAULT, Failure, event_context, request
 from thunderline.domains._event import Event
 from thunderline.domains._ledger import (
     AsyncLedger,
+    DuplicateEventError,
     LedgerError,
     LedgerRecord,
     SignedHead,
@@ -34,9 +45,23 @@ from thunderline.domains._ledger import (
     open_async_ledger,
 )
 
-__all__ = ["Vault", "append", "head", "signed_head", "vault_spec", "verify"]
+__all__ = [
+    "Committed",
+    "RecordsCommitted",
+    "Vault",
+    "append",
+    "append_batch_async",
+    "head",
+    "read",
+    "signed_head",
+    "vault_spec",
+    "verify",
+]
 
 logger: Final = logging.getLogger("thunderline.domains.vault")
+
+#: Recently committed records kept in memory, by event id (answers repeated appends).
+_RECENT: Final = 4096
 
 
 @attrs.frozen
@@ -46,16 +71,64 @@ class _Append:
 
 
 @attrs.frozen
+class _AppendBatch:
+    """Flow's batch: answered with one :class:`Committed` message sent to ``reply_to``."""
+
+    ref: tl.Ref
+    reply_to: tl.Pid
+    events: tuple[Event, ...]
+    actor: str
+
+
+@attrs.frozen
+class Committed:
+    """Vault's answer to :func:`append_batch_async`: per event its record or the error."""
+
+    ref: tl.Ref
+    results: tuple[LedgerRecord | LedgerError, ...]
+
+
+@attrs.frozen
+class RecordsCommitted:
+    """Sent to Link after every commit that added records: them in seq order, their events."""
+
+    records: tuple[LedgerRecord, ...]
+    events: dict[str, Event]
+
+
+@attrs.frozen
 class _Commit:
     pass
+
+
+#: A pending append: who waits (a caller, or Flow's batch), its events and spans.
+_Waiter = tuple[tl.From | _AppendBatch, tuple[Event, ...], tuple[telemetry.DetachedSpan, ...]]
 
 
 @attrs.define
 class _State:
     ledger: AsyncLedger
-    pending: list[tuple[tl.From, Event, telemetry.DetachedSpan]] = attrs.field(factory=list)
+    pending: list[_Waiter] = attrs.field(factory=list)
     committing: bool = False
+    head_seq: int = 0
     appended: int = 0
+    recent: OrderedDict[str, LedgerRecord] = attrs.field(factory=OrderedDict)
+
+
+def _span(event: Event, actor: str, *, own_trace: bool = False) -> telemetry.DetachedSpan:
+    """The ``vault.append`` span of ``event``: in the caller's trace, or (for Flow's
+    batches, which mix events of many traces) in the event's own trace."""
+    scope = telemetry.continue_from(event.meta) if own_trace else event_context(event)
+    with scope:
+        return telemetry.start_span(
+            "vault.append",
+            attributes={
+                "vault.resource": "ledger",
+                "vault.action": "append",
+                "vault.actor": actor,
+                "event.id": str(event.id),
+            },
+        )
 
 
 class Vault(tl.Server[_State]):
@@ -75,34 +148,39 @@ class Vault(tl.Server[_State]):
         """Open (or create) the ledger; the signing key is created on first start.
 
         Vault traps exits so that an orderly shutdown by its supervisor runs
-        :meth:`terminate` (failing pending appends and closing the ledger)
+        :meth:`terminate` (committing what is pending and closing the ledger)
         instead of killing it with the database connection open.
         """
         tl.trap_exit(True)
         ledger = await open_async_ledger(self.location, data_dir=self.data_dir, schema=self.schema)
-        return tl.Ok(_State(ledger))
+        try:
+            head_seq = (await ledger.head()).seq
+        except BaseException:
+            await ledger.aclose()
+            raise
+        return tl.Ok(_State(ledger, head_seq=head_seq))
 
     async def handle_call(
         self, request: Any, from_: tl.From, state: _State
     ) -> tl.Reply[_State] | tl.NoReply[_State]:
-        """``_Append`` (deferred until committed), ``head``, ``signed_head``, ``verify``."""
+        """``_Append`` (answered once committed), ``head``, ``signed_head``, ``verify``, read."""
         if isinstance(request, _Append):
-            with event_context(request.event):
-                action = telemetry.start_span(
-                    "vault.append",
-                    attributes={
-                        "vault.resource": "ledger",
-                        "vault.action": "append",
-                        "vault.actor": request.actor,
-                        "event.id": str(request.event.id),
-                    },
-                )
-            state.pending.append((from_, request.event, action))
-            if not state.committing:
-                state.committing = True
-                tl.send(tl.current_pid(), _Commit())
+            known = state.recent.get(str(request.event.id))
+            if known is not None:
+                if known.canonical == request.event.canonical_bytes():
+                    return tl.Reply(known, state)
+                error = DuplicateEventError(str(request.event.id), known.seq)
+                return tl.Reply(Failure(error), state)
+            span = _span(request.event, request.actor)
+            self._enqueue(state, (from_, (request.event,), (span,)))
             return tl.NoReply(state)
         operation = request[0]
+        if operation == "read":
+            try:
+                records = await state.ledger.read(request[1], limit=request[2])
+            except LedgerError as exc:
+                return tl.Reply(Failure(exc), state)
+            return tl.Reply(records, state)
         with telemetry.span(
             f"vault.{operation}",
             attributes={
@@ -122,39 +200,94 @@ class Vault(tl.Server[_State]):
                 return tl.Reply(Failure(exc), state)
         return tl.Reply(Failure(ValueError(f"vault: unknown request {request!r}")), state)
 
+    def _enqueue(self, state: _State, waiter: _Waiter) -> None:
+        state.pending.append(waiter)
+        if not state.committing:
+            state.committing = True
+            tl.send(tl.current_pid(), _Commit())
+
     async def handle_info(
         self, message: Any, state: _State
-    ) -> tl.NoReply[_State] | tl.Stop[_State]:
-        """Commit everything pending in one transaction, then answer each appender."""
+    ) -> tl.NoReply[_State] | tl.Hibernate[_State] | tl.Stop[_State]:
+        """Flow's batches, and commit rounds (everything pending in one transaction)."""
+        if isinstance(message, _AppendBatch):
+            spans = tuple(_span(event, message.actor, own_trace=True) for event in message.events)
+            self._enqueue(state, (message, message.events, spans))
+            return tl.NoReply(state)
         if not isinstance(message, _Commit):
             return await super().handle_info(message, state)
-        batch, state.pending = state.pending, []
-        try:
-            records = await state.ledger.append_batch([event for _, event, _ in batch])
-        except LedgerError as exc:
-            for from_, _event, action in batch:
-                action.end(exc)
-                tl.reply(from_, Failure(exc))
-        else:
-            state.appended += len(records)
-            for (from_, _event, action), record in zip(batch, records, strict=True):
-                action.set_attribute("vault.seq", record.seq)
-                action.set_attribute("vault.batch_size", len(batch))
-                action.end()
-                tl.reply(from_, record)
+        await self._commit(state)
         if state.pending:
             tl.send(tl.current_pid(), _Commit())
         else:
             state.committing = False
         return tl.NoReply(state)
 
+    async def _commit(self, state: _State) -> None:
+        """One transaction for everything pending; answer each waiter; tell Link.
+
+        If the ledger refuses the batch because one event id is recorded with
+        other content (:class:`DuplicateEventError`), each event is appended
+        alone, so only that event fails.
+        """
+        batch, state.pending = state.pending, []
+        events = [event for _, events_of, _ in batch for event in events_of]
+        if not events:
+            return
+        results: list[LedgerRecord | LedgerError]
+        try:
+            results = list(await state.ledger.append_batch(events))
+        except DuplicateEventError:
+            results = []
+            for event in events:
+                try:
+                    results.extend(await state.ledger.append_batch([event]))
+                except LedgerError as exc:
+                    results.append(exc)
+        except LedgerError as exc:
+            results = [exc] * len(events)
+        fresh: list[LedgerRecord] = []
+        for result in results:
+            if isinstance(result, LedgerRecord) and result.seq > state.head_seq:
+                fresh.append(result)
+                state.recent[result.event_id] = result
+                state.head_seq = result.seq
+        while len(state.recent) > _RECENT:
+            state.recent.popitem(last=False)
+        state.appended += len(fresh)
+        offset = 0
+        for waiter, events_of, spans in batch:
+            mine = results[offset : offset + len(events_of)]
+            offset += len(events_of)
+            for span, result in zip(spans, mine, strict=True):
+                if isinstance(result, LedgerRecord):
+                    span.set_attribute("vault.seq", result.seq)
+                    span.set_attribute("vault.batch_size", len(events))
+                    span.end()
+                else:
+                    span.end(result)
+            _answer(waiter, mine)
+        if fresh:
+            link = tl.whereis(LINK)
+            if link is not None:
+                by_id = {str(event.id): event for event in events}
+                tl.send(link, RecordsCommitted(tuple(fresh), by_id))
+
     async def terminate(self, reason: Any, state: _State) -> None:
-        """Fail pending appends (never acknowledged) and close the ledger."""
-        for from_, _event, action in state.pending:
-            error = LedgerError(f"vault stopped before committing: {reason!r}")
-            action.end(error)
-            tl.reply(from_, Failure(error))
-        await state.ledger.aclose()
+        """Commit what is pending (its requesters may still be waiting), close the ledger."""
+        try:
+            while state.pending:
+                await self._commit(state)
+        finally:
+            await state.ledger.aclose()
+
+
+def _answer(waiter: tl.From | _AppendBatch, results: list[LedgerRecord | LedgerError]) -> None:
+    if isinstance(waiter, _AppendBatch):
+        tl.send(waiter.reply_to, Committed(waiter.ref, tuple(results)))
+    else:
+        result = results[0]
+        tl.reply(waiter, Failure(result) if isinstance(result, LedgerError) else result)
 
 
 def vault_spec(
@@ -163,7 +296,7 @@ def vault_spec(
     *,
     schema: str = "thunderline_ledger",
 ) -> tl.ChildSpec:
-    """The Vault child spec (registered as ``thunderline.vault``); ``schema`` is PostgreSQL's."""
+    """The Vault child spec (registered as ``thunderline.vault``); ``schema``: PostgreSQL's."""
 
     async def start() -> tl.Pid | None:
         return await tl.start_link(Vault(location, data_dir, schema), name=VAULT)
@@ -172,7 +305,7 @@ def vault_spec(
 
 
 async def append(event: Event, *, actor: str = "api", vault: tl.Pid | str = VAULT) -> LedgerRecord:
-    """Append ``event``; returns its committed record.
+    """Append ``event``; returns its committed record (the existing one for a known id).
 
     Raises:
         LedgerError: the ledger refused it (e.g. the same id with other content).
@@ -180,6 +313,27 @@ async def append(event: Event, *, actor: str = "api", vault: tl.Pid | str = VAUL
     """
     record: LedgerRecord = await request(vault, _Append(event, actor))
     return record
+
+
+def append_batch_async(vault: tl.Pid, events: Sequence[Event], *, actor: str = "flow") -> tl.Ref:
+    """Ask ``vault`` to append ``events`` in its next transaction; returns the request's ref.
+
+    The caller receives one :class:`Committed` with that ref (per event, in
+    order, its record or the ledger's error), unless Vault dies first: the ref is a monitor of
+    ``vault``, so the caller then receives ``Down`` with it instead (the
+    events may or may not be committed; appending them again is idempotent).
+    """
+    ref = tl.monitor(vault)
+    tl.send(vault, _AppendBatch(ref, tl.current_pid(), tuple(events), actor))
+    return ref
+
+
+async def read(
+    from_seq: int, limit: int | None = None, *, vault: tl.Pid | str = VAULT
+) -> list[LedgerRecord]:
+    """The committed records with ``seq >= from_seq``, in order, at most ``limit``."""
+    records: list[LedgerRecord] = await request(vault, ("read", from_seq, limit), timeout=None)
+    return records
 
 
 async def head(vault: tl.Pid | str = VAULT) -> LedgerRecord:

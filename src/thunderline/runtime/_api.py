@@ -14,7 +14,6 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import attrs
 
 from thunderline.runtime._errors import (
@@ -36,7 +35,11 @@ from thunderline.runtime._process import (
     Predicate,
     Process,
     ProcessExit,
+    add_link,
+    add_monitor,
     current_process_var,
+    drop_link,
+    drop_monitor,
 )
 from thunderline.runtime._reasons import NOPROC
 
@@ -85,6 +88,8 @@ def _check_pid(target: object, operation: str) -> Pid:
 
 
 def _check_timeout(timeout: object, operation: str) -> float | None:
+    if type(timeout) is float and 0.0 <= timeout < math.inf:  # the common case, NaN fails
+        return timeout
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -372,8 +377,7 @@ def link(pid: Pid) -> None:
             proc.deliver(Exit(pid, NOPROC))
             return
         raise NoProcessError(pid, "link")
-    proc.links[pid] = None
-    other.links[proc.pid] = None
+    add_link(proc, other)
 
 
 def unlink(pid: Pid) -> None:
@@ -388,13 +392,7 @@ def unlink(pid: Pid) -> None:
     """
     proc = _self("unlink")
     _check_pid(pid, "unlink")
-    proc.links.pop(pid, None)
-    node = proc.node
-    other = node.processes.get(pid)
-    if other is not None:
-        other.links.pop(proc.pid, None)
-    elif node.dist is not None and pid._node != node.id:
-        node.dist.unlink(proc.pid, pid)
+    drop_link(proc, pid)
 
 
 def monitor(target: Pid | str | tuple[str, str]) -> Ref:
@@ -447,9 +445,7 @@ def monitor(target: Pid | str | tuple[str, str]) -> Ref:
     if watched is None or pid is None:
         proc.deliver(Down(ref, reported, NOPROC))
         return ref
-    mon = Monitor(ref, proc.pid, pid, reported)
-    proc.monitors_out[ref] = mon
-    watched.monitors_in[ref] = mon
+    add_monitor(ref, proc, watched, reported)
     return ref
 
 
@@ -468,15 +464,7 @@ def demonitor(ref: Ref, *, flush: bool = False, info: bool = False) -> bool:
     if type(ref) is not Ref:
         raise TypeError(f"demonitor: expected a Ref, got {type(ref).__name__} {ref!r}")
     proc = _self("demonitor")
-    mon = proc.monitors_out.pop(ref, None)
-    found = mon is not None
-    if mon is not None:
-        node = proc.node
-        target = node.processes.get(mon.target)
-        if target is not None:
-            target.monitors_in.pop(ref, None)
-        elif node.dist is not None and mon.target._node != node.id:
-            node.dist.demonitor(proc.pid, mon.target, ref)
+    found = drop_monitor(proc, ref)
     if flush and not found:
         # An active monitor has delivered no Down: only a fired one needs a flush.
         for index, item in enumerate(proc.mailbox):
@@ -557,17 +545,6 @@ def registered() -> list[str]:
 # ---------------------------------------------------------------------- timers
 
 
-class _Timer:
-    __slots__ = ("deadline", "scope")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.scope = anyio.CancelScope()
-
-    def cancel(self) -> None:
-        self.scope.cancel()
-
-
 def send_after(delay: float, dest: Pid | str, message: Any) -> Ref:
     """Send ``message`` to ``dest`` after ``delay`` seconds; returns the timer's reference.
 
@@ -586,32 +563,32 @@ def send_after(delay: float, dest: Pid | str, message: Any) -> Ref:
     if type(dest) is not Pid and type(dest) is not str:
         raise InvalidDestinationError(dest, "send_after")
     ref = node.make_ref()
-    timer = _Timer(anyio.current_time() + checked)
-    node.timers[ref] = timer
     if type(dest) is Pid:
         target = node.processes.get(dest)
         if target is None:
-            node.timers.pop(ref)
             return ref
-        target.timers.add(ref)
-
-    async def fire() -> None:
-        with timer.scope:
-            await anyio.sleep_until(timer.deadline)
-            if node.timers.pop(ref, None) is None:
-                return
-            if isinstance(dest, Pid):
-                proc = node.processes.get(dest)
-                if proc is not None:
-                    proc.timers.discard(ref)
-            else:
-                pid = node.names.get(dest)
-                proc = node.processes.get(pid) if pid is not None else None
-            if proc is not None:
-                proc.deliver(message)
-
-    node._task_group.start_soon(fire, name=f"thunderline timer {ref!r}")
+        target.add_timer(ref)
+    timers = node.backend.timers
+    node.timers[ref] = timers.schedule(
+        node.backend.now() + checked, _fire_timer, (node, ref, dest, message)
+    )
     return ref
+
+
+def _fire_timer(arg: tuple[Any, Ref, Pid | str, Any]) -> None:
+    """A ``send_after`` timer is due (runs on the node's timer facility)."""
+    node, ref, dest, message = arg
+    if node.timers.pop(ref, None) is None:
+        return
+    if type(dest) is Pid:
+        proc = node.processes.get(dest)
+        if proc is not None:
+            proc.timers.discard(ref)
+    else:
+        pid = node.names.get(dest)
+        proc = node.processes.get(pid) if pid is not None else None
+    if proc is not None:
+        proc.deliver(message)
 
 
 def cancel_timer(ref: Ref) -> float | None:
@@ -620,19 +597,21 @@ def cancel_timer(ref: Ref) -> float | None:
     A message of a timer that already fired may be in the mailbox.
     """
     node = current_node("cancel_timer")
-    timer = node.timers.pop(ref, None)
-    if timer is None:
+    entry = node.timers.pop(ref, None)
+    if entry is None:
         return None
-    timer.cancel()
-    return float(max(0.0, timer.deadline - anyio.current_time()))
+    deadline = entry[0]
+    node.backend.timers.cancel(entry)
+    return float(max(0.0, deadline - node.backend.now()))
 
 
 def read_timer(ref: Ref) -> float | None:
     """The seconds a timer has left, or None if it fired or was cancelled."""
-    timer = current_node("read_timer").timers.get(ref)
-    if timer is None:
+    node = current_node("read_timer")
+    entry = node.timers.get(ref)
+    if entry is None:
         return None
-    return float(max(0.0, timer.deadline - anyio.current_time()))
+    return float(max(0.0, entry[0] - node.backend.now()))
 
 
 # --------------------------------------------------------------- introspection
@@ -654,6 +633,8 @@ class ProcessInfo:
         monitored_by: the pids that monitor it.
         trap_exit: whether it traps exits.
         parent: the process that spawned it (None for one spawned from outside).
+        hibernating: it holds no task until a message or a signal wakes it
+            (a hibernated server; its ``status`` is ``waiting``).
     """
 
     pid: Pid
@@ -667,6 +648,7 @@ class ProcessInfo:
     monitored_by: tuple[Pid, ...]
     trap_exit: bool
     parent: Pid | None
+    hibernating: bool = False
 
 
 def process_info(pid: Pid) -> ProcessInfo | None:
@@ -687,6 +669,7 @@ def process_info(pid: Pid) -> ProcessInfo | None:
         monitored_by=tuple(m.owner for m in proc.monitors_in.values()),
         trap_exit=proc.trap_exit,
         parent=proc.parent,
+        hibernating=proc.hibernating,
     )
 
 

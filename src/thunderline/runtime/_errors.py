@@ -165,3 +165,12 @@ class UnsupportedBackendError(ThunderlineError, RuntimeError):
     def __init__(self, library: str) -> None:
         self.library = library
         super().__init__(f"thunderline runs on asyncio or trio, not {library!r}")
+
+
+class LoopUnavailableError(ThunderlineError, ValueError):
+    """The requested event loop cannot run: uvloop is not installed, or was asked for on trio."""
+
+    def __init__(self, loop: str, why: str) -> None:
+        self.loop = loop
+        self.why = why
+        super().__init__(f"event loop {loop!r} is unavailable: {why}")

@@ -16,10 +16,11 @@ design, and the conformance corpus was recorded with Erlang's defaults.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import attrs
 
-__all__ = ["RestartDecision", "add_restart", "restart_stamp"]
+__all__ = ["RestartDecision", "RestartWindow", "add_restart", "restart_stamp"]
 
 
 @attrs.frozen
@@ -57,3 +58,37 @@ def add_restart(
     threshold = now - period
     kept = (now, *(stamp for stamp in restarts if stamp >= threshold))
     return RestartDecision(restarts=kept, give_up=len(kept) > intensity)
+
+
+class RestartWindow:
+    """:func:`add_restart` in O(1) amortised per restart, for the supervisor's own use.
+
+    The stamps come from a monotonic clock, so they are non-decreasing: the
+    ones older than the window are always at the old end of a deque, and
+    dropping them from there keeps exactly what :func:`add_restart`'s filter
+    keeps (``tests/runtime/test_intensity.py`` checks the two agree).
+    """
+
+    __slots__ = ("_stamps", "intensity", "period")
+
+    def __init__(self, intensity: int, period: float) -> None:
+        self.intensity = intensity
+        self.period = period
+        self._stamps: deque[int] = deque()
+
+    def __len__(self) -> int:
+        """Restarts in the window as of the last :meth:`add`."""
+        return len(self._stamps)
+
+    def add(self, now: int) -> bool:
+        """Record a restart at second ``now``; True when the supervisor gives up."""
+        stamps = self._stamps
+        stamps.append(now)
+        threshold = now - self.period
+        while stamps[0] < threshold:
+            stamps.popleft()
+        return len(stamps) > self.intensity
+
+    def newest_first(self) -> tuple[int, ...]:
+        """The stamps kept, newest first (as :func:`add_restart` returns them)."""
+        return tuple(reversed(self._stamps))

@@ -22,8 +22,9 @@ task outlives it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import contextvars
+import importlib.util
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,16 +32,21 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
-import anyio.abc
-import sniffio
 
-from thunderline.runtime._errors import NodeClosingError, NoNodeError
+from thunderline.runtime._backends import Backend, select_backend
+from thunderline.runtime._errors import LoopUnavailableError, NodeClosingError, NoNodeError
 from thunderline.runtime._instrument import Instrument
 from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
-from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
+from thunderline.runtime._process import (
+    Hibernating,
+    Process,
+    ProcessExit,
+    add_link,
+    add_monitor,
+    current_process_var,
+)
 from thunderline.runtime._reasons import NORMAL, SHUTDOWN, Crashed, is_quiet
-from thunderline.runtime._wait import select_waiting
 
 if TYPE_CHECKING:
     from thunderline.runtime._remote import Distribution
@@ -57,23 +63,20 @@ T = TypeVar("T")
 class Node:
     """A runtime node: hosts processes, names and timers. Create it with :func:`open_node`."""
 
-    def __init__(self, task_group: anyio.abc.TaskGroup, instrument: Instrument | None) -> None:
+    def __init__(self, backend: Backend, instrument: Instrument | None) -> None:
         self.id = next_node_id()
         self.processes: dict[Pid, Process] = {}
         self.names: dict[str, Pid] = {}
         self.instrument = instrument
-        self.waiting = select_waiting()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        if sniffio.current_async_library() == "asyncio":
-            self._loop = asyncio.get_running_loop()
+        self.backend = backend
         self.timers: dict[Ref, Any] = {}
-        self._task_group = task_group
         self._pid_numbers = itertools.count(1)
         self._ref_numbers = itertools.count(1)
         self._closing = False
         #: Signals for other nodes go here (``thunderline.dist``); None: single node.
         self.dist: Distribution | None = None
+        #: The context hibernated processes wake up in (set by open_node).
+        self.context = contextvars.copy_context()
 
     # ------------------------------------------------------------ identities
 
@@ -109,25 +112,14 @@ class Node:
         ref: Ref | None = None
         if parent is not None:
             if link:
-                parent.links[pid] = None
-                proc.links[parent.pid] = None
+                add_link(parent, proc)
             if monitor:
                 ref = self.make_ref()
-                mon = Monitor(ref, parent.pid, pid, pid)
-                parent.monitors_out[ref] = mon
-                proc.monitors_in[ref] = mon
-        if self._loop is not None:
-            # asyncio: a bare task (anyio's task-group bookkeeping and a cancel
-            # scope per process cost more than the process itself); the node
-            # tracks it and waits for it when it closes.
-            task = self._loop.create_task(self._run_asyncio(proc, fn, args))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._task_group.start_soon(self._run, proc, fn, args, name="thunderline process")
+                add_monitor(ref, parent, proc, pid)
+        self.backend.spawn(self, proc, fn, args)
         return pid, ref
 
-    async def _body(
+    async def body(
         self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
     ) -> Any:
         """Run the process function; returns its exit reason (crashes included)."""
@@ -141,64 +133,44 @@ class Node:
             await awaitable
         except ProcessExit as exc:
             return exc.reason
+        except Hibernating as hibernating:
+            return hibernating
         except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
             return Crashed(exc)
         return NORMAL
 
-    def _started(self, proc: Process) -> None:
+    def resume(
+        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        """Start a new task for a hibernated process (in the node's own context, not the
+        waker's: nothing of the sender's context variables leaks into it)."""
+        self.context.run(self.backend.spawn, self, proc, fn, args)
+
+    def enter(self, proc: Process) -> None:
+        """The process's task starts running (called by the backend, in that task)."""
         current_process_var.set(proc)
+        if proc._resume is not None:  # woken from hibernation: not a new process
+            proc._resume = None
+            return
         instrument = self.instrument
         if instrument is not None:
             self.call_hook(instrument.process_started, proc.pid, proc.parent, proc.label)
 
-    def _ended(self, proc: Process, reason: Any) -> None:
+    def leave(self, proc: Process, reason: Any) -> None:
+        """The process's task ends with ``reason`` (None: stopped from outside)."""
         killed_by_signal = proc.exiting
         if killed_by_signal:
             reason = proc.exit_reason
+        elif reason is None:
+            reason = NORMAL
+        elif type(reason) is Hibernating:
+            proc.hibernate(reason.fn, reason.args)
+            if proc.mailbox:  # a message came while the task was ending
+                proc._thaw()
+            return
         # OTP writes crash reports for processes that fail by themselves; one
         # terminated by an exit signal runs no code and reports nothing.
         self.finalize(proc, reason, report=not killed_by_signal)
-
-    async def _run(
-        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> None:
-        """A process's task on trio: an anyio cancel scope delivers kills."""
-        self._started(proc)
-        reason: Any = NORMAL
-        scope = anyio.CancelScope()
-        proc._scope = scope
-        try:
-            with scope:
-                if proc.exiting:
-                    scope.cancel()
-                reason = await self._body(proc, fn, args)
-        finally:
-            self._ended(proc, reason)
-
-    async def _run_asyncio(
-        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> None:
-        """A process's task on asyncio: kills cancel the task itself.
-
-        The task is known to the process only once it runs: a kill that comes
-        earlier is seen here (``proc.exiting``), since cancelling a task that
-        never started would skip this function and its ``finally``.
-        """
-        proc._task = asyncio.current_task()
-        self._started(proc)
-        reason: Any = NORMAL
-        try:
-            if proc.exiting:
-                raise asyncio.CancelledError
-            reason = await self._body(proc, fn, args)
-        except asyncio.CancelledError:
-            if not proc.exiting:
-                raise  # not ours: propagate
-            task = proc._task
-            if task is not None:
-                task.uncancel()
-        finally:
-            self._ended(proc, reason)
 
     # ----------------------------------------------------------------- death
 
@@ -218,11 +190,14 @@ class Node:
             except Exception:
                 logger.exception("exit callback of %r failed", pid)
         proc.exit_callbacks.clear()
-        for timer_ref in list(proc.timers):
-            timer = self.timers.pop(timer_ref, None)
-            if timer is not None:
-                timer.cancel()
-        proc.aliases.clear()
+        if proc.timers:
+            timers = self.backend.timers
+            for timer_ref in proc.timers:
+                entry = self.timers.pop(timer_ref, None)
+                if entry is not None:
+                    timers.cancel(entry)
+            proc.timers.clear()
+        proc._call_ref = None
         for ref, mon in proc.monitors_out.items():
             target = self.processes.get(mon.target)
             if target is not None:
@@ -264,16 +239,14 @@ class Node:
         except Exception:
             logger.exception("instrument hook %s failed", getattr(hook, "__qualname__", hook))
 
-    async def aclose(self) -> None:
-        """Stop every remaining process with reason ``Shutdown()``."""
+    def close(self) -> None:
+        """Stop every remaining process with reason ``Shutdown()`` (the backend's scope then
+        waits for their tasks)."""
         self._closing = True
         for proc in list(self.processes.values()):
             proc.kill(SHUTDOWN)
-        for timer in list(self.timers.values()):
-            timer.cancel()
         self.timers.clear()
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        self.backend.close()
 
 
 def report_crash(pid: Pid, label: str, reason: Any) -> None:
@@ -325,14 +298,26 @@ async def open_node(*, instrument: Instrument | None = None) -> AsyncIterator[No
     Args:
         instrument: optional :class:`Instrument` (e.g. from ``thunderline.telemetry``).
     """
-    async with anyio.create_task_group() as task_group:
-        node = Node(task_group, instrument)
+    backend = select_backend()
+    async with backend.open():
+        node = Node(backend, instrument)
         token = current_node_var.set(node)
+        node.context = contextvars.copy_context()
         try:
             yield node
         finally:
             current_node_var.reset(token)
-            await node.aclose()
+            node.close()
+
+
+def check_uvloop(backend: str) -> None:
+    """Raise :class:`LoopUnavailableError` unless uvloop can run ``backend``."""
+    if backend != "asyncio":
+        raise LoopUnavailableError("uvloop", f"it is an asyncio loop, not one for {backend}")
+    if importlib.util.find_spec("uvloop") is None:
+        raise LoopUnavailableError(
+            "uvloop", "it is not installed (pip install 'thunderline[uvloop]')"
+        )
 
 
 def run(
@@ -342,6 +327,7 @@ def run(
     instrument: Instrument | None = None,
     backend_options: dict[str, Any] | None = None,
     setup: Callable[[Node], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+    uvloop: bool = False,
 ) -> T:
     """Run ``main(*args)`` as the first process of a new node and return its result.
 
@@ -357,9 +343,17 @@ def run(
         setup: optional factory of an async context manager entered with the
             node before ``main`` starts and left after it ended (before the
             remaining processes are stopped); ``thunderline.dist`` uses it.
+        uvloop: run asyncio on uvloop (anyio's ``use_uvloop``; ``pip install
+            'thunderline[uvloop]'``). Same as ``backend_options={"use_uvloop": True}``.
+
+    Raises:
+        LoopUnavailableError: ``uvloop=True`` with trio, or uvloop is not installed.
     """
     if backend not in ("asyncio", "trio"):
         raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+    if uvloop or (backend_options or {}).get("use_uvloop"):
+        backend_options = {**(backend_options or {}), "use_uvloop": True}
+        check_uvloop(backend)
     outcome: dict[str, Any] = {}
 
     async def body() -> None:

@@ -20,7 +20,6 @@ budget, so a flooded process cannot starve the others.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -29,18 +28,29 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 from anyio.lowlevel import checkpoint
 
 from thunderline.runtime._errors import ReceiveBusyError, ReceiveTimeout, WouldBlock
 from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._reasons import KILLED, Kill, Normal
+from thunderline.runtime._timers import EXPIRED
 
 if TYPE_CHECKING:
     from thunderline.runtime._node import Node
 
-__all__ = ["RECEIVE_BUDGET", "Envelope", "Monitor", "Process", "ProcessExit"]
+__all__ = [
+    "RECEIVE_BUDGET",
+    "Envelope",
+    "Hibernating",
+    "Monitor",
+    "Process",
+    "ProcessExit",
+    "add_link",
+    "add_monitor",
+    "drop_link",
+    "drop_monitor",
+]
 
 logger: Final = logging.getLogger("thunderline.runtime")
 
@@ -85,7 +95,69 @@ class Monitor:
         self.reported = reported
 
 
+# Links and monitors have one home: these four functions are the only code that
+# adds or drops them (both sides at once); finalize in _node releases them on death.
+
+
+def add_link(a: Process, b: Process) -> None:
+    """Link ``a`` and ``b`` (both sides; a second link between them is the same link)."""
+    a.links[b.pid] = None
+    b.links[a.pid] = None
+
+
+def drop_link(proc: Process, pid: Pid) -> None:
+    """Remove the link between ``proc`` and ``pid`` on both sides, if any."""
+    proc.links.pop(pid, None)
+    node = proc.node
+    other = node.processes.get(pid)
+    if other is not None:
+        other.links.pop(proc.pid, None)
+    elif node.dist is not None and pid._node != node.id:
+        node.dist.unlink(proc.pid, pid)
+
+
+def add_monitor(ref: Ref, owner: Process, target: Process, reported: Pid | str) -> Monitor:
+    """``owner`` monitors ``target`` under ``ref``; ``Down.pid`` will show ``reported``."""
+    mon = Monitor(ref, owner.pid, target.pid, reported)
+    owner.monitors_out[ref] = mon
+    target.monitors_in[ref] = mon
+    return mon
+
+
+def drop_monitor(owner: Process, ref: Ref) -> bool:
+    """Remove ``owner``'s monitor ``ref`` on both sides; True if it was active."""
+    mon = owner.monitors_out.pop(ref, None)
+    if mon is None:
+        return False
+    node = owner.node
+    target = node.processes.get(mon.target)
+    if target is not None:
+        target.monitors_in.pop(ref, None)
+    elif node.dist is not None and mon.target._node != node.id:
+        node.dist.demonitor(owner.pid, mon.target, ref)
+    return True
+
+
 _NO_EXIT: Final[Any] = object()
+_RESUMING: Final[Any] = object()
+#: The mailbox of a hibernated process with no message (swapped back on wake).
+_FROZEN_MAILBOX: Final[Any] = ()
+#: The timers of a process that never had one (a set is made on the first).
+_NO_TIMERS: Final[Any] = frozenset()
+
+
+class Hibernating(BaseException):
+    """Raised by a process function to hibernate: end the task, keep the process.
+
+    The process then runs ``fn(*args)`` in a new task when a message or an
+    exit signal arrives (see :meth:`Process.hibernate`).
+    """
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.args = args
+
 
 #: The process the running code belongs to (set in each process's own task).
 current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
@@ -96,13 +168,14 @@ class Process:
 
     __slots__ = (
         "_budget",
+        "_call_ref",
         "_carrier_active",
         "_carrier_token",
         "_exit_limit",
-        "_scope",
-        "_task",
+        "_handoff",
+        "_resume",
+        "_runner",
         "_waiter",
-        "aliases",
         "exit_callbacks",
         "exit_reason",
         "handled",
@@ -130,14 +203,15 @@ class Process:
         self.monitors_in: dict[Ref, Monitor] = {}
         self.trap_exit = False
         self.name: str | None = None
-        self.timers: set[Ref] = set()
-        self.aliases: set[Ref] = set()
+        self.timers: set[Ref] = _NO_TIMERS
+        self._call_ref: Ref | None = None  # the alias of the call waiting for its reply
+        self._handoff: Any = None  # a reply handed straight to the parked caller
+        self._resume: Any = None  # hibernated: (fn, args) to run when woken
         self.exit_callbacks: list[Callable[[Pid, Any], None]] = []
         self.handled = 0
         self.exit_reason: Any = _NO_EXIT
         self._exit_limit = 0
-        self._scope: anyio.CancelScope | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._runner: Any = None  # the backend's handle to interrupt the task
         self._waiter: Any = None
         self._budget = RECEIVE_BUDGET
         self._carrier_active = False
@@ -160,18 +234,70 @@ class Process:
         """``waiting`` (blocked in receive), ``exiting`` or ``running``."""
         if self.exit_reason is not _NO_EXIT:
             return "exiting"
-        if self._waiter is not None:
+        if self._waiter is not None or self._resume is not None:
             return "waiting"
         return "running"
+
+    @property
+    def aliases(self) -> tuple[Ref, ...]:
+        """The reply aliases that are active (the call this process is waiting in)."""
+        return () if self._call_ref is None else (self._call_ref,)
+
+    @property
+    def hibernating(self) -> bool:
+        """True while the process holds no task (see :meth:`hibernate`)."""
+        return self._resume is not None and self._resume is not _RESUMING
+
+    def add_timer(self, ref: Ref) -> None:
+        """Remember a timer aimed at this process (cancelled when it ends)."""
+        if self.timers is _NO_TIMERS:
+            self.timers = set()
+        self.timers.add(ref)
+
+    # ------------------------------------------------------------ hibernation
+
+    def hibernate(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Keep the process without a task: ``fn(*args)`` runs in a new task when it wakes.
+
+        Called by the node when the process's task returned :class:`Hibernating`.
+        What remains is this record (mailbox, links, monitors, timers, name)
+        and what ``args`` holds; an empty mailbox is swapped for a shared empty
+        tuple. The next :meth:`deliver` or :meth:`kill` wakes it (:meth:`_thaw`).
+        """
+        self._resume = (fn, *args)  # one tuple, not two
+        if not self.mailbox:
+            self.mailbox = _FROZEN_MAILBOX
+        # A dict keeps the table it grew to after its entries are gone: an empty
+        # one is replaced by a fresh (table-less) one.
+        if not self.monitors_in:
+            self.monitors_in = {}
+        if not self.monitors_out:
+            self.monitors_out = {}
+        if not self.links:
+            self.links = {}
+        self._budget = RECEIVE_BUDGET
+
+    def _thaw(self) -> None:
+        """Wake a hibernated process: restore its mailbox and start its resume task."""
+        resume = self._resume
+        if resume is _RESUMING:
+            return  # its task is already starting
+        self._resume = _RESUMING
+        if self.mailbox is _FROZEN_MAILBOX:
+            self.mailbox = deque()
+        self.node.resume(self, resume[0], resume[1:])
 
     # --------------------------------------------------------------- delivery
 
     def deliver(self, item: Any) -> None:
-        """Append a message (or an :class:`Envelope`) to the mailbox and wake a waiting receive."""
+        """Append a message (or an :class:`Envelope`) to the mailbox and wake a waiting receive
+        (or the process itself, when it hibernates)."""
+        if self._resume is not None:
+            self._thaw()
         self.mailbox.append(item)
         waiter = self._waiter
         if waiter is not None:
-            self.node.waiting.wake(waiter)
+            self.node.backend.wake(waiter)
 
     def post(self, message: Any, operation: str) -> None:
         """Deliver a message sent by the calling code (``send``, ``call``, ``cast``, ``reply``).
@@ -191,6 +317,28 @@ class Process:
             if carrier is not None:
                 message = Envelope(message, carrier)
         self.deliver(message)
+
+    def hand_reply(self, tag: Ref, reply: Any) -> bool:
+        """Hand a call's reply straight to this process parked in that call's receive.
+
+        Only when it is parked (``_waiter``), not exiting, untraced, and ``tag``
+        is its active call alias; the alias is consumed (a second reply to the
+        same call is dropped, as a late one is). Returns False when the reply
+        must go through the mailbox instead.
+        """
+        alias = self._call_ref
+        if (
+            self._waiter is None
+            or alias is None
+            or self.exit_reason is not _NO_EXIT
+            or self.node.instrument is not None
+            or not (tag is alias or tag == alias)
+        ):
+            return False
+        self._call_ref = None
+        self._handoff = reply
+        self.node.backend.wake(self._waiter)
+        return True
 
     def exit_signal(self, sender: Pid, reason: Any, *, linked: bool) -> None:
         """Apply an exit signal from ``sender`` (OTP Reference Manual, "Receiving Exit Signals").
@@ -230,16 +378,15 @@ class Process:
         self._exit_limit = len(self.mailbox)
         waiter = self._waiter
         if waiter is not None:
-            self.node.waiting.wake(waiter)
+            self.node.backend.wake(waiter)
+        elif self._resume is not None:
+            self._thaw()  # its new task starts exiting: it dies at once
         else:
             self._interrupt()
 
     def _interrupt(self) -> None:
         """Make the process's next checkpoint raise (it is dying)."""
-        if self._task is not None:
-            self._task.cancel()
-        elif self._scope is not None:
-            self._scope.cancel()
+        self.node.backend.interrupt(self)
 
     # ---------------------------------------------------------------- receive
 
@@ -341,17 +488,13 @@ class Process:
             self._budget = RECEIVE_BUDGET
             await checkpoint()
             scanned = start
-        return await self._receive_wait(predicate, timeout, adopt, scanned)
-
-    async def _receive_wait(
-        self, predicate: Predicate | None, timeout: float | None, adopt: bool, scanned: int
-    ) -> Any:
-        deadline = math.inf
-        if timeout is not None:
-            deadline = self.node.waiting.now() + timeout
+        # The waiting loop (inlined: every coroutine frame between the caller and
+        # the native wait is paid again on each resume).
+        backend = self.node.backend
+        deadline = math.inf if timeout is None else backend.now() + timeout
         while True:
             exiting = self.exit_reason is not _NO_EXIT
-            stop = self._exit_limit if exiting else len(self.mailbox)
+            stop = self._exit_limit if exiting else len(mailbox)
             index = self._find(predicate, scanned, stop)
             if index >= 0:
                 self._budget = RECEIVE_BUDGET
@@ -359,11 +502,27 @@ class Process:
             if exiting:
                 raise ProcessExit(self.exit_reason)
             scanned = stop
-            if timeout is not None and (timeout == 0 or self.node.waiting.now() >= deadline):
+            if timeout is not None and (timeout == 0 or backend.now() >= deadline):
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)
-            if not await self.node.waiting.wait(self, deadline):
+            parked, entry = backend.park(self, deadline)
+            try:
+                woken = (await parked) is not EXPIRED
+            finally:
+                self._waiter = None
+                if entry is not None:
+                    backend.timers.cancel(entry)
+            handoff = self._handoff
+            if handoff is not None and woken:
+                # A call's reply handed over by hand_reply: not via the mailbox.
+                self._handoff = None
+                self._budget = RECEIVE_BUDGET
+                self.handled += 1
+                if self.exit_reason is not _NO_EXIT:
+                    self._interrupt()  # a signal came after the reply: die at the next checkpoint
+                return handoff
+            if not woken:
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
 

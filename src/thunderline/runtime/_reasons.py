@@ -41,6 +41,7 @@ __all__ = [
     "NoProc",
     "Normal",
     "Shutdown",
+    "crash_of",
     "is_quiet",
 ]
 
@@ -143,3 +144,21 @@ def is_quiet(reason: object) -> bool:
     are never logged as errors.
     """
     return isinstance(reason, Normal | Shutdown)
+
+
+def crash_of(reason: object, depth: int = 4) -> BaseException | None:
+    """The exception behind ``reason``: a :class:`Crashed` reason, or one nested in attrs fields.
+
+    ``Shutdown(FailedToStartChild(id, Crashed(exc)))`` gives ``exc``, so reports
+    about a failed start carry the traceback too. Looks ``depth`` levels deep.
+    """
+    if isinstance(reason, Crashed):
+        return reason.exception
+    kind = type(reason)
+    if depth <= 0 or not attrs.has(kind):
+        return None
+    for field in attrs.fields(kind):
+        found = crash_of(getattr(reason, field.name), depth - 1)
+        if found is not None:
+            return found
+    return None

@@ -45,13 +45,22 @@ from thunderline.runtime._errors import (
     InvalidNameError,
     NoProcessError,
     NotInProcessError,
+    ReceiveBusyError,
     ReceiveTimeout,
     ThunderlineError,
 )
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Monitor, Process, ProcessExit, current_process_var
+from thunderline.runtime._process import (
+    Hibernating,
+    Process,
+    ProcessExit,
+    add_monitor,
+    current_process_var,
+    drop_link,
+    drop_monitor,
+)
 from thunderline.runtime._reasons import (
     KILLED,
     NOPROC,
@@ -60,6 +69,7 @@ from thunderline.runtime._reasons import (
     NoConnection,
     NoProc,
     Normal,
+    crash_of,
     is_quiet,
 )
 
@@ -73,6 +83,7 @@ __all__ = [
     "CallTimeoutError",
     "CallingSelfError",
     "From",
+    "Hibernate",
     "Ignore",
     "InitError",
     "InitFailedError",
@@ -98,6 +109,7 @@ S = TypeVar("S")
 
 _NO_REPLY: Final[Any] = object()
 _NO_CONTINUE: Final[Any] = object()
+_HIBERNATE: Final[Any] = object()  # the continuation "hibernate now"
 
 
 # ------------------------------------------------------------ callback results
@@ -155,6 +167,21 @@ class Stop(Generic[S]):
     reply: Any = attrs.field(default=_NO_REPLY, kw_only=True)
 
 
+@attrs.frozen
+class Hibernate(Generic[S]):
+    """Continue with ``state`` and hibernate until the next message (OTP ``hibernate``).
+
+    The server's task ends: until a message, a call, an exit signal or a timer
+    wakes it, the server holds no task and no coroutine frame, only its state,
+    mailbox, links, monitors, timers and name. Waking is transparent. From
+    ``handle_call``, ``reply=`` answers the call first (OTP ``{reply, R, S,
+    hibernate}``); from ``init`` it starts the server hibernated.
+    """
+
+    state: S
+    reply: Any = attrs.field(default=_NO_REPLY, kw_only=True)
+
+
 # ------------------------------------------------------------------- messages
 
 
@@ -185,6 +212,20 @@ class _Cast:
 
     def __repr__(self) -> str:
         return f"_Cast({self.request!r})"
+
+
+class _GetState:
+    """The system request behind :func:`get_state` (OTP ``sys:get_state``), answered by the loop."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "get_state"
+
+
+_GET_STATE: Final = _GetState()
+#: Pids of the processes running a server loop (what :func:`get_state` may ask).
+_SERVER_PIDS: Final[set[Pid]] = set()
 
 
 class _Reply:
@@ -319,6 +360,14 @@ class CallingSelfError(CallError):
         return "a process cannot call itself (calling_self)"
 
 
+class NotAServerError(ThunderlineError, TypeError):
+    """:func:`get_state` was asked of a process that does not run a :class:`Server` loop."""
+
+    def __init__(self, server: object) -> None:
+        self.server = server
+        super().__init__(f"get_state: {server!r} is not a running Server")
+
+
 class StopTimeoutError(ThunderlineError, TimeoutError):
     """:func:`stop` timed out waiting for the server to end."""
 
@@ -337,27 +386,33 @@ class Server(Generic[S]):
     The default ``handle_call``/``handle_cast`` stop the server with a
     :class:`NotImplementedError` naming the request (OTP crashes on an
     unexpected call too); the default ``handle_info`` logs and ignores.
+
+    ``hibernate_after`` (seconds, or None: never) makes the server hibernate
+    after that long without a message (OTP's ``hibernate_after`` start option;
+    the ``hibernate_after`` argument of :func:`start`/:func:`start_link` overrides it).
     """
 
-    async def init(self, *args: Any) -> Ok[S] | Ignore | InitError | Stop[S]:
+    hibernate_after: float | None = None
+
+    async def init(self, *args: Any) -> Ok[S] | Hibernate[S] | Ignore | InitError | Stop[S]:
         """Set up the state. The starter waits until this returns."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement init()")
 
     async def handle_call(
         self, request: Any, from_: From, state: S
-    ) -> Reply[S] | NoReply[S] | Stop[S]:
+    ) -> Reply[S] | NoReply[S] | Hibernate[S] | Stop[S]:
         """Answer a :func:`call`."""
         raise NotImplementedError(
             f"{type(self).__qualname__} received call {request!r} but has no handle_call"
         )
 
-    async def handle_cast(self, request: Any, state: S) -> NoReply[S] | Stop[S]:
+    async def handle_cast(self, request: Any, state: S) -> NoReply[S] | Hibernate[S] | Stop[S]:
         """Handle a :func:`cast`."""
         raise NotImplementedError(
             f"{type(self).__qualname__} received cast {request!r} but has no handle_cast"
         )
 
-    async def handle_info(self, message: Any, state: S) -> NoReply[S] | Stop[S]:
+    async def handle_info(self, message: Any, state: S) -> NoReply[S] | Hibernate[S] | Stop[S]:
         """Handle any other message (``Exit`` from non-parent links, ``Down``, timers...)."""
         logger.warning(
             "%s %r received unexpected message %r",
@@ -367,7 +422,9 @@ class Server(Generic[S]):
         )
         return NoReply(state)
 
-    async def handle_continue(self, continue_: Any, state: S) -> NoReply[S] | Stop[S]:
+    async def handle_continue(
+        self, continue_: Any, state: S
+    ) -> NoReply[S] | Hibernate[S] | Stop[S]:
         """Run a continuation returned by ``init`` or a handler, before any new message."""
         raise NotImplementedError(
             f"{type(self).__qualname__} returned continue {continue_!r} but has no handle_continue"
@@ -377,7 +434,7 @@ class Server(Generic[S]):
         """Clean up before the server ends with ``reason`` (not guaranteed to run; see module)."""
 
     def format_status(self, state: S) -> Any:
-        """What crash reports show of ``state``; override to redact secrets."""
+        """What crash reports and :func:`get_state` show of ``state``; override to redact."""
         return state
 
 
@@ -386,7 +443,11 @@ def _label(server: Server[Any]) -> str:
 
 
 async def _server_main(
-    server: Server[Any], args: tuple[Any, ...], starter: Pid | None, tag: Ref
+    server: Server[Any],
+    args: tuple[Any, ...],
+    starter: Pid | None,
+    tag: Ref,
+    hibernate_after: float | None = None,
 ) -> None:
     proc = current_process_var.get()
     assert proc is not None
@@ -401,7 +462,11 @@ async def _server_main(
         raise
     if isinstance(result, Ok):
         _ack(proc, starter, tag, ("ok", proc.pid))
-        await _loop(server, proc, result.state, result.continue_)
+        await _serve(server, proc, result.state, result.continue_, hibernate_after)
+        return
+    if isinstance(result, Hibernate) and result.reply is _NO_REPLY:
+        _ack(proc, starter, tag, ("ok", proc.pid))
+        await _serve(server, proc, result.state, _HIBERNATE, hibernate_after)
         return
     if isinstance(result, Ignore):
         _release_name(proc)
@@ -435,7 +500,41 @@ def _ack(proc: Process, starter: Pid | None, tag: Ref, result: Any) -> None:
         target.deliver(_Ack(tag, result))
 
 
-async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) -> None:
+async def _resume(server: Server[Any], state: Any, hibernate_after: float | None) -> None:
+    """A hibernated server's new task: the loop again, from an empty stack."""
+    proc = current_process_var.get()
+    assert proc is not None
+    await _serve(server, proc, state, _NO_CONTINUE, hibernate_after)
+
+
+async def _serve(
+    server: Server[Any], proc: Process, state: Any, continue_: Any, hibernate_after: float | None
+) -> None:
+    """Run the server loop with the process marked as a server (get_state answers).
+
+    A hibernating server stays marked: only the loop's real end unmarks it.
+    """
+    _SERVER_PIDS.add(proc.pid)
+    try:
+        await _loop(server, proc, state, continue_, hibernate_after)
+    except Hibernating:
+        raise
+    except BaseException:
+        _SERVER_PIDS.discard(proc.pid)
+        raise
+    _SERVER_PIDS.discard(proc.pid)
+
+
+async def _loop(
+    server: Server[Any],
+    proc: Process,
+    state: Any,
+    continue_: Any,
+    hibernate_after: float | None = None,
+) -> None:
+    """The gen_server loop. Hibernation (a :class:`Hibernate` result, or no message
+    for ``hibernate_after`` seconds) raises :class:`Hibernating` with
+    :func:`_resume` and the state: the task ends, the process stays."""
     name = _label(server)
     # gen.erl: a server started without a link is its own parent (init_it with
     # Parent = self), so an Exit from itself (exit(self(), R) while trapping)
@@ -446,18 +545,38 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
     try:
         while True:
             if continue_ is not _NO_CONTINUE:
+                if continue_ is _HIBERNATE:
+                    continue_ = _NO_CONTINUE
+                    if not proc.mailbox:  # with a message queued it would wake at once
+                        raise Hibernating(_resume, (server, state, hibernate_after))
+                    continue
                 callback = "handle_continue"
                 result = await server.handle_continue(continue_, state)
                 state, continue_ = _noreply(result, callback, name, state)
                 continue
-            message = await proc.receive(None, None)
+            if proc.mailbox and proc.ready_for_fast_take():
+                message = proc.take_first()
+            elif hibernate_after is None:
+                message = await proc.receive(None, None)
+            else:
+                try:
+                    message = await proc.receive(None, hibernate_after)
+                except ReceiveTimeout:
+                    raise Hibernating(_resume, (server, state, hibernate_after)) from None
             mtype = type(message)
             if mtype is _Call:
+                if message.request is _GET_STATE:  # a system request, not for handle_call
+                    _reply_from(proc, message.from_, _status(server, state))
+                    continue
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
                 if isinstance(answer, Reply):
                     _reply_from(proc, message.from_, answer.value)
                     state, continue_ = answer.state, answer.continue_
+                    continue
+                if type(answer) is Hibernate and answer.reply is not _NO_REPLY:
+                    _reply_from(proc, message.from_, answer.reply)
+                    state, continue_ = answer.state, _HIBERNATE
                     continue
                 state, continue_ = _noreply(answer, callback, name, state)
             elif mtype is _Cast:
@@ -488,6 +607,14 @@ async def _loop(server: Server[Any], proc: Process, state: Any, continue_: Any) 
         raise ProcessExit(reason) from exc
 
 
+def _status(server: Server[Any], state: Any) -> Any:
+    """``format_status(state)``; a failing hook is reported in its place, never a crash."""
+    try:
+        return server.format_status(state)
+    except Exception as exc:  # noqa: BLE001 - the server must not die of an introspection
+        return f"<format_status raised {exc!r}>"
+
+
 class _Stopping(Exception):
     def __init__(self, reason: Any, state: Any, reply_value: Any) -> None:
         self.reason = reason
@@ -498,6 +625,8 @@ class _Stopping(Exception):
 def _noreply(result: Any, callback: str, name: str, state: Any) -> tuple[Any, Any]:
     if isinstance(result, NoReply):
         return result.state, result.continue_
+    if isinstance(result, Hibernate) and result.reply is _NO_REPLY:
+        return result.state, _HIBERNATE
     if isinstance(result, Stop):
         raise _Stopping(
             result.reason, result.state if result.state is not None else state, result.reply
@@ -531,6 +660,7 @@ async def _terminate(
                 "last_message": repr(last_message),
                 "state": repr(server.format_status(state)),
             },
+            exc_info=crash_of(reason),  # the formatted traceback, as OTP's crash report
         )
 
 
@@ -542,17 +672,22 @@ async def start(
     *args: Any,
     name: str | None = None,
     timeout: float | None = None,
+    hibernate_after: float | None = None,
 ) -> Pid | None:
     """Start a server process (not linked) and wait until its ``init`` has returned.
 
     Returns the pid, or None when ``init`` returned :data:`IGNORE`.
+    ``hibernate_after`` (seconds) makes the server hibernate when it has had no
+    message for that long (default: the class's :attr:`Server.hibernate_after`).
 
     Raises:
         AlreadyStartedError: ``name`` is already registered (``init`` does not run).
         InitFailedError: ``init`` returned Stop/InitError, raised, or the process died.
         StartTimeoutError: ``init`` took longer than ``timeout`` (the process is killed).
     """
-    return await _start(server, args, name=name, timeout=timeout, link=False)
+    return await _start(
+        server, args, name=name, timeout=timeout, link=False, hibernate_after=hibernate_after
+    )
 
 
 async def start_link(
@@ -560,6 +695,7 @@ async def start_link(
     *args: Any,
     name: str | None = None,
     timeout: float | None = None,
+    hibernate_after: float | None = None,
 ) -> Pid | None:
     """Like :func:`start`, and link the caller and the server atomically.
 
@@ -569,7 +705,9 @@ async def start_link(
     ``reason`` while still linked (an abnormal reason kills a non-trapping
     caller after this function has returned).
     """
-    return await _start(server, args, name=name, timeout=timeout, link=True)
+    return await _start(
+        server, args, name=name, timeout=timeout, link=True, hibernate_after=hibernate_after
+    )
 
 
 async def _start(
@@ -579,15 +717,21 @@ async def _start(
     name: str | None,
     timeout: float | None,
     link: bool,
+    hibernate_after: float | None = None,
 ) -> Pid | None:
     instance = server() if isinstance(server, type) else server
     if not isinstance(instance, Server):
         raise TypeError(f"start: expected a Server subclass or instance, got {server!r}")
+    if hibernate_after is None:
+        hibernate_after = instance.hibernate_after
+    hibernate_after = _check_timeout(hibernate_after, "hibernate_after")
     caller = current_process_var.get()
     if caller is None:
         if link:
             raise NotInProcessError("start_link")
-        return await _start_from_outside(instance, args, name=name, timeout=timeout)
+        return await _start_from_outside(
+            instance, args, name=name, timeout=timeout, hibernate_after=hibernate_after
+        )
     node = caller.node
     if name is not None:
         if not isinstance(name, str) or not name:
@@ -600,7 +744,7 @@ async def _start(
     mark = len(caller.mailbox)
     pid, mref = node.spawn(
         _server_main,
-        (instance, args, caller.pid, tag),
+        (instance, args, caller.pid, tag, hibernate_after),
         parent=caller,
         link=link,
         monitor=True,
@@ -626,8 +770,7 @@ async def _start(
         demonitor(mref, flush=True)
         target = node.processes.get(pid)
         if target is not None:
-            target.links.pop(caller.pid, None)
-            caller.links.pop(pid, None)
+            drop_link(caller, pid)
             target.kill(KILLED)
         raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
     if type(answer) is Down:
@@ -642,7 +785,12 @@ async def _start(
 
 
 async def _start_from_outside(
-    server: Server[Any], args: tuple[Any, ...], *, name: str | None, timeout: float | None
+    server: Server[Any],
+    args: tuple[Any, ...],
+    *,
+    name: str | None,
+    timeout: float | None,
+    hibernate_after: float | None,
 ) -> Pid | None:
     """Code outside any process starts a server through a short-lived helper process."""
     node = current_node("start")
@@ -651,7 +799,14 @@ async def _start_from_outside(
 
     async def starter() -> None:
         try:
-            outcome["pid"] = await _start(server, args, name=name, timeout=timeout, link=False)
+            outcome["pid"] = await _start(
+                server,
+                args,
+                name=name,
+                timeout=timeout,
+                link=False,
+                hibernate_after=hibernate_after,
+            )
         except StartError as exc:
             outcome["error"] = exc
 
@@ -724,14 +879,14 @@ async def call(
         raise CallNoProcError(server, request, timeout)
     if target is caller:
         raise CallingSelfError(server, request, timeout)
+    if caller._call_ref is not None:  # another task of this process is in a call
+        raise ReceiveBusyError(caller.pid)
     # One reference is both the monitor and the reply alias (OTP 24+ gen:do_call).
     # Only messages that arrive after this point can answer (receive marker).
     mark = len(caller.mailbox)
     ref = node.make_ref()
-    mon = Monitor(ref, caller.pid, target.pid, target.pid)
-    caller.monitors_out[ref] = mon
-    target.monitors_in[ref] = mon
-    caller.aliases.add(ref)
+    add_monitor(ref, caller, target, target.pid)
+    caller._call_ref = ref
     target.post(_Call(From(caller.pid, ref), request), "call")
 
     def match(message: Any) -> bool:
@@ -746,14 +901,11 @@ async def call(
         demonitor(ref, flush=True)
         raise CallTimeoutError(server, request, timeout) from None
     finally:
-        caller.aliases.discard(ref)
+        caller._call_ref = None
+        caller._handoff = None
     if type(answer) is _Reply:
-        if caller.monitors_out.pop(ref, None) is not None:
-            # Still active, so no Down was delivered: nothing to flush.
-            watched = node.processes.get(mon.target)
-            if watched is not None:
-                watched.monitors_in.pop(ref, None)
-        else:
+        # An active monitor delivered no Down: only a fired one needs a flush.
+        if not drop_monitor(caller, ref):
             demonitor(ref, flush=True)
         return answer.value
     raise CallExitError(server, request, timeout, answer.reason)
@@ -769,9 +921,11 @@ async def _remote_call(caller: Process, server: Any, request: Any, timeout: floa
     """
     dist = caller.node.dist
     assert dist is not None
+    if caller._call_ref is not None:  # another task of this process is in a call
+        raise ReceiveBusyError(caller.pid)
     mark = len(caller.mailbox)
     ref = monitor(server)
-    caller.aliases.add(ref)
+    caller._call_ref = ref
     dist.send(server, _Call(From(caller.pid, ref), request))
 
     def match(message: Any) -> bool:
@@ -784,7 +938,7 @@ async def _remote_call(caller: Process, server: Any, request: Any, timeout: floa
         demonitor(ref, flush=True)
         raise CallTimeoutError(server, request, timeout) from None
     finally:
-        caller.aliases.discard(ref)
+        caller._call_ref = None
     if type(answer) is _Reply:
         demonitor(ref, flush=True)
         return answer.value
@@ -793,6 +947,37 @@ async def _remote_call(caller: Process, server: Any, request: Any, timeout: floa
     if isinstance(answer.reason, NoProc):
         raise CallNoProcError(server, request, timeout)
     raise CallExitError(server, request, timeout, answer.reason)
+
+
+async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
+    """The state of a running :class:`Server`, as its ``format_status`` shows it.
+
+    OTP's ``sys:get_state`` (with ``format_status`` applied, as ``sys:get_status``
+    does, so secrets a server redacts for crash reports stay redacted). The
+    server answers between two callbacks, from its loop; none of its callbacks
+    runs for it.
+
+    Raises:
+        NotAServerError: ``server`` is not running a server loop (a plain
+            process, or a server still in ``init``).
+        CallTimeoutError / CallNoProcError / CallExitError: as for :func:`call`.
+    """
+    caller = current_process_var.get()
+    if caller is None:
+        raise NotInProcessError("get_state")
+    if type(server) is str:
+        pid = caller.node.names.get(server)
+        if pid is None:
+            raise CallNoProcError(server, _GET_STATE, timeout)
+    elif type(server) is Pid:
+        pid = server
+    else:
+        raise InvalidDestinationError(server, "get_state")
+    if pid not in _SERVER_PIDS:
+        if pid not in caller.node.processes:
+            raise CallNoProcError(server, _GET_STATE, timeout)
+        raise NotAServerError(server)
+    return await call(pid, _GET_STATE, timeout)
 
 
 def cast(server: Pid | str | tuple[str, str], request: Any) -> None:
@@ -826,8 +1011,12 @@ def _reply_from(proc: Process, from_: From, value: Any) -> None:
     node = proc.node
     target = node.processes.get(from_.pid)
     if target is not None:
-        if from_.tag in target.aliases:
-            target.post(_Reply(from_.tag, value), "reply")
+        tag = from_.tag
+        alias = target._call_ref
+        if alias is not None and (tag is alias or tag == alias):
+            answer = _Reply(tag, value)
+            if not target.hand_reply(tag, answer):
+                target.post(answer, "reply")
     elif node.dist is not None and from_.pid._node != node.id:
         node.dist.send(from_.pid, _Reply(from_.tag, value))
 
@@ -843,8 +1032,12 @@ def reply(from_: From, value: Any) -> None:
     node = current_node("reply")
     target = node.processes.get(from_.pid)
     if target is not None:
-        if from_.tag in target.aliases:
-            target.post(_Reply(from_.tag, value), "reply")
+        tag = from_.tag
+        alias = target._call_ref
+        if alias is not None and (tag is alias or tag == alias):
+            answer = _Reply(tag, value)
+            if not target.hand_reply(tag, answer):
+                target.post(answer, "reply")
     elif node.dist is not None and from_.pid._node != node.id:
         node.dist.send(from_.pid, _Reply(from_.tag, value))
 

@@ -17,7 +17,7 @@ Reading order, as in supervisor.erl:
 2. A child's ``Exit`` reaches :meth:`Supervisor.handle_info`;
    :func:`exit_action` (``do_restart``) says whether it is restarted.
 3. :meth:`Supervisor._restart` (``restart/2``) charges the restart to the
-   intensity window (:func:`~thunderline.runtime._intensity.add_restart`) and
+   intensity window (:class:`~thunderline.runtime._intensity.RestartWindow`, O(1)) and
    then :meth:`Supervisor._restart_by_strategy` (``restart/3``) has one arm per
    strategy.
 4. A start that fails during a restart marks the child *restarting* and sends
@@ -61,7 +61,7 @@ from thunderline.runtime._child_spec import (
     SupervisorFlags,
 )
 from thunderline.runtime._errors import ReceiveTimeout, ThunderlineError
-from thunderline.runtime._intensity import add_restart, restart_stamp
+from thunderline.runtime._intensity import RestartWindow, restart_stamp
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._pid import Pid
 from thunderline.runtime._process import Process, current_process_var
@@ -71,6 +71,7 @@ from thunderline.runtime._reasons import (
     Crashed,
     Killed,
     Shutdown,
+    crash_of,
     is_quiet,
 )
 from thunderline.runtime._server import (
@@ -323,7 +324,13 @@ class Supervisor(Server["Supervisor"]):
     Raises:
         ChildSpecError: invalid flags, an invalid or duplicate child id, or
             ``significant`` children with ``auto_shutdown=never``.
+
+    A supervisor hibernates after :attr:`hibernate_after` seconds without a
+    message (default 5 s; None: never): an idle supervision tree then holds no
+    task per supervisor. A child's exit, a request or a shutdown wakes it.
     """
+
+    hibernate_after: float | None = 5.0
 
     def __init__(
         self,
@@ -352,7 +359,7 @@ class Supervisor(Server["Supervisor"]):
         self.specs = tuple(children)
         self.label = name or type(self).__qualname__
         self.children: list[_Child] = []
-        self.restarts: tuple[int, ...] = ()
+        self.restarts = RestartWindow(self.flags.intensity, self.flags.period)
         self.template: ChildSpec | None = None
         self.max_children: int | None = None
 
@@ -468,14 +475,7 @@ class Supervisor(Server["Supervisor"]):
 
         Returns False when the intensity is exceeded (the caller stops with SHUTDOWN).
         """
-        decision = add_restart(
-            self.restarts,
-            restart_stamp(anyio.current_time()),
-            intensity=self.flags.intensity,
-            period=self.flags.period,
-        )
-        self.restarts = decision.restarts
-        if decision.give_up:
+        if self.restarts.add(restart_stamp(anyio.current_time())):
             self._report("shutdown", "reached_max_restart_intensity", child)
             self._del_child(child)
             return False
@@ -701,6 +701,7 @@ class Supervisor(Server["Supervisor"]):
                 "offender": offender,
                 "child_id": child.spec.id,
             },
+            exc_info=crash_of(reason),  # the child's traceback, as OTP's supervisor report
         )
 
     # -------------------------------------------------------------- the API
@@ -709,14 +710,29 @@ class Supervisor(Server["Supervisor"]):
         self, request: Any, from_: From, state: Supervisor
     ) -> Reply[Supervisor] | NoReply[Supervisor] | Stop[Supervisor]:
         """Serve the supervisor API (start/terminate/restart/delete_child, which/count, specs)."""
-        operation, args = request
         try:
-            handler = getattr(self, f"_call_{operation}")
-        except AttributeError:
-            error = SupervisorError(f"supervisor {self.label!r}: unknown request {operation!r}")
-            return Reply(_Failure(error), self)
-        try:
-            result = await handler(*args)
+            match request:
+                case _StartChild(args):
+                    result: Any = await self._call_start_child(*args)
+                case _TerminateChild(key):
+                    await self._call_terminate_child(key)
+                    result = None
+                case _RestartChild(key):
+                    result = await self._call_restart_child(key)
+                case _DeleteChild(key):
+                    await self._call_delete_child(key)
+                    result = None
+                case _WhichChildren():
+                    result = await self._call_which_children()
+                case _CountChildren():
+                    result = await self._call_count_children()
+                case _GetChildspec(key):
+                    result = await self._call_get_childspec(key)
+                case _:
+                    error = SupervisorError(
+                        f"supervisor {self.label!r}: unknown request {request!r}"
+                    )
+                    return Reply(_Failure(error), self)
         except (SupervisorError, ChildSpecError) as exc:
             return Reply(_Failure(exc), self)
         return Reply(result, self)
@@ -912,15 +928,55 @@ def supervisor_spec(
     """A :class:`ChildSpec` for a nested supervisor (type supervisor, shutdown infinity)."""
 
     Supervisor(children, name=name, **flags)  # invalid flags or specs fail here, not at start
+    # reports name the supervisor by its registered name, else by its id
+    label = name if name is not None else str(id)
 
     async def start() -> Pid | None:
-        return await start_link(Supervisor(children, name=name, **flags), name=name)
+        return await start_link(Supervisor(children, name=label, **flags), name=name)
 
     return ChildSpec(id=id, start=start, restart=restart, type=ChildType.SUPERVISOR)
 
 
-async def _request(supervisor: Pid | str, operation: str, *args: Any) -> Any:
-    result = await call(supervisor, (operation, args), timeout=None)
+# The supervisor API's requests: one typed message each, dispatched with match.
+
+
+@attrs.frozen(slots=True)
+class _StartChild:
+    args: tuple[Any, ...]
+
+
+@attrs.frozen(slots=True)
+class _TerminateChild:
+    key: Hashable
+
+
+@attrs.frozen(slots=True)
+class _RestartChild:
+    key: Hashable
+
+
+@attrs.frozen(slots=True)
+class _DeleteChild:
+    key: Hashable
+
+
+@attrs.frozen(slots=True)
+class _WhichChildren:
+    pass
+
+
+@attrs.frozen(slots=True)
+class _CountChildren:
+    pass
+
+
+@attrs.frozen(slots=True)
+class _GetChildspec:
+    key: Hashable
+
+
+async def _request(supervisor: Pid | str, request: Any) -> Any:
+    result = await call(supervisor, request, timeout=None)
     if isinstance(result, _Failure):
         raise result.error
     return result
@@ -936,7 +992,7 @@ async def start_child(supervisor: Pid | str, *args: Any) -> Pid | None:
         ChildStartError: the start function failed (the spec is not kept).
         MaxChildrenError: a dynamic supervisor is full.
     """
-    result: Pid | None = await _request(supervisor, "start_child", *args)
+    result: Pid | None = await _request(supervisor, _StartChild(args))
     return result
 
 
@@ -948,7 +1004,7 @@ async def terminate_child(supervisor: Pid | str, child: Hashable) -> None:
         ChildNotFoundError: no such child.
         DynamicSupervisorError: an id given to a dynamic supervisor.
     """
-    await _request(supervisor, "terminate_child", child)
+    await _request(supervisor, _TerminateChild(child))
 
 
 async def restart_child(supervisor: Pid | str, child: Hashable) -> Pid | None:
@@ -957,7 +1013,7 @@ async def restart_child(supervisor: Pid | str, child: Hashable) -> Pid | None:
     Raises:
         ChildRunningError / ChildRestartingError / ChildNotFoundError; ChildStartError.
     """
-    result: Pid | None = await _request(supervisor, "restart_child", child)
+    result: Pid | None = await _request(supervisor, _RestartChild(child))
     return result
 
 
@@ -967,18 +1023,18 @@ async def delete_child(supervisor: Pid | str, child: Hashable) -> None:
     Raises:
         ChildRunningError / ChildRestartingError / ChildNotFoundError.
     """
-    await _request(supervisor, "delete_child", child)
+    await _request(supervisor, _DeleteChild(child))
 
 
 async def which_children(supervisor: Pid | str) -> list[ChildInfo]:
     """Every child, newest first (OTP order)."""
-    result: list[ChildInfo] = await _request(supervisor, "which_children")
+    result: list[ChildInfo] = await _request(supervisor, _WhichChildren())
     return result
 
 
 async def count_children(supervisor: Pid | str) -> ChildCounts:
     """Counts of specs, running children, supervisors and workers, and restarts in the window."""
-    result: ChildCounts = await _request(supervisor, "count_children")
+    result: ChildCounts = await _request(supervisor, _CountChildren())
     return result
 
 
@@ -988,5 +1044,5 @@ async def get_childspec(supervisor: Pid | str, child: Hashable) -> ChildSpec:
     Raises:
         ChildNotFoundError: no such child.
     """
-    result: ChildSpec = await _request(supervisor, "get_childspec", child)
+    result: ChildSpec = await _request(supervisor, _GetChildspec(child))
     return result

@@ -89,6 +89,7 @@ from thunderline.runtime import (
     DynamicSupervisor,
     Exit,
     From,
+    Hibernate,
     NoProcessError,
     NoReply,
     NotInProcessError,
@@ -633,7 +634,7 @@ class _SagaSupervisor(Server["_SagaSupervisor"]):
 
     async def handle_info(
         self, message: Any, state: _SagaSupervisor
-    ) -> NoReply[_SagaSupervisor] | Stop[_SagaSupervisor]:
+    ) -> NoReply[_SagaSupervisor] | Hibernate[_SagaSupervisor] | Stop[_SagaSupervisor]:
         if type(message) is _Finished or type(message) is Down:
             self._saga_end(message)
             return NoReply(self)

@@ -161,8 +161,8 @@ class _DropReporter:
             first, self._dropping = not self._dropping, True
         if first:
             _logger.warning(
-                "dropping spans until export succeeds again (%s); "
-                "see thunderline.telemetry.statistics()",
+                "dropping spans until export succeeds again (%s); the application keeps "
+                "running, and dropped spans are counted (dropped_spans)",
                 reason,
             )
 

@@ -172,8 +172,8 @@ class _Counters:
                 recovered = False
         if first:
             _logger.warning(
-                "metric export failed (%s); dropping metrics until export succeeds again; "
-                "see thunderline.telemetry.metrics_statistics()",
+                "metric export failed (%s); dropping metrics until export succeeds again "
+                "(the application keeps running; failed exports are counted)",
                 detail,
             )
         if recovered:

@@ -1,0 +1,122 @@
+"""The asyncio backend (also uvloop): bare tasks, bare futures, one ``call_at`` per node.
+
+* A process is a bare task from ``loop.create_task`` (no anyio task-group
+  bookkeeping or cancel scope per process); the backend keeps the set of
+  live tasks and :meth:`AsyncioBackend.open` waits for them when the node closes.
+* A kill of a process that is not blocked in ``receive`` cancels its task;
+  the task knows it is its own cancellation (``proc.exiting``) and uncancels.
+* A blocked receive awaits a bare future resolved by :meth:`wake`; a timeout is
+  an entry in the node's :class:`~._timers.Timers`, which keeps one
+  ``loop.call_at`` handle armed for the earliest deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any
+
+from thunderline.runtime._timers import EXPIRED, Entry, Timers
+
+if TYPE_CHECKING:
+    from thunderline.runtime._backends import ProcessFn
+    from thunderline.runtime._node import Node
+    from thunderline.runtime._process import Process
+
+__all__ = ["AsyncioBackend"]
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(EXPIRED)
+
+
+class AsyncioBackend:
+    """Processes as bare asyncio tasks; see the module docstring."""
+
+    __slots__ = ("_handle", "_loop", "_tasks", "timers")
+
+    name = "asyncio"
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self.timers = Timers(self._arm)
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # ---------------------------------------------------------------- timers
+
+    def _arm(self, deadline: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        self.timers.fire(self._loop.time())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.timers.clear()
+
+    # -------------------------------------------------------------- processes
+
+    def spawn(self, node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
+        task = self._loop.create_task(self._run(node, proc, fn, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _run(node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
+        """A process's task. It is known to the process only once it runs: a kill
+        that comes earlier is seen here (``proc.exiting``), since cancelling a task
+        that never started would skip this function and its ``finally``."""
+        task = asyncio.current_task()
+        proc._runner = task
+        node.enter(proc)
+        reason: Any = None
+        try:
+            if proc.exiting:
+                raise asyncio.CancelledError
+            reason = await node.body(proc, fn, args)
+        except asyncio.CancelledError:
+            if not proc.exiting:
+                raise  # not ours: propagate
+            if task is not None:
+                task.uncancel()
+        finally:
+            proc._runner = None
+            node.leave(proc, reason)
+
+    def interrupt(self, proc: Process) -> None:
+        task = proc._runner
+        if task is not None:
+            task.cancel()
+
+    # ------------------------------------------------------------ wait / wake
+
+    def wake(self, waiter: Any) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def park(self, proc: Process, deadline: float) -> tuple[Awaitable[Any], Entry | None]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        proc._waiter = future
+        if deadline == math.inf:
+            return future, None
+        return future, self.timers.schedule(deadline, _expire, future)
