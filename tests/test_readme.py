@@ -56,6 +56,7 @@ EXAMPLES = {
     "class Door(": "state-machine",
     "task_async_stream(": "tasks",
     "pg_monitor(": "process-groups",
+    "dist.NatsServer": "cluster",
 }
 
 

@@ -14,10 +14,13 @@ Hooks for instrument authors, tools and tests (the :class:`Instrument`
 protocol, the supervisor's pure decision functions, introspection snapshots,
 ``RECEIVE_BUDGET``) live in :mod:`thunderline.lowlevel`, as trio keeps its own
 in ``trio.lowlevel``. Every runtime name is in exactly one of the two.
+``run`` also joins a cluster (``node=...``, ``cluster=...``, see :mod:`thunderline.dist`).
 """
 
 from __future__ import annotations
 
+from thunderline._exports import publish as _publish
+from thunderline._run import run
 from thunderline._version import __version__
 from thunderline.runtime import (
     BRUTAL_KILL,
@@ -27,6 +30,7 @@ from thunderline.runtime import (
     KEEP_STATE_AND_DATA,
     KILL,
     KILLED,
+    NOCONNECTION,
     NOPROC,
     NORMAL,
     POSTPONE,
@@ -52,6 +56,7 @@ from thunderline.runtime import (
     CallError,
     CallExitError,
     CallingSelfError,
+    CallNodeDownError,
     CallNoProcError,
     CallTimeoutError,
     ChildAlreadyPresentError,
@@ -97,6 +102,7 @@ from thunderline.runtime import (
     NameTakenError,
     NextEvent,
     NextState,
+    NoConnection,
     NodeClosingError,
     NoNodeError,
     NoProc,
@@ -184,7 +190,6 @@ from thunderline.runtime import (
     reply,
     restart_child,
     resume_machine,
-    run,
     run_application,
     send,
     send_after,
@@ -223,6 +228,7 @@ __all__ = [
     "KEEP_STATE_AND_DATA",
     "KILL",
     "KILLED",
+    "NOCONNECTION",
     "NOPROC",
     "NORMAL",
     "POSTPONE",
@@ -247,6 +253,7 @@ __all__ = [
     "CallError",
     "CallExitError",
     "CallNoProcError",
+    "CallNodeDownError",
     "CallTimeoutError",
     "CallbackMode",
     "CallingSelfError",
@@ -293,6 +300,7 @@ __all__ = [
     "NameTakenError",
     "NextEvent",
     "NextState",
+    "NoConnection",
     "NoNodeError",
     "NoProc",
     "NoProcessError",
@@ -411,3 +419,5 @@ __all__ = [
     "whereis",
     "which_children",
 ]
+
+_publish(globals(), __name__, ["run"])

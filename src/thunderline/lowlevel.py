@@ -19,7 +19,9 @@ these names may change faster than the top-level API.
 * :class:`PgScope`, :class:`PgSync`, :func:`pg_scope`, :func:`pg_set_sync`: the
   process groups' seam for a distribution layer (``docs/toolbox.md``).
 
-All of them are also importable from :mod:`thunderline.runtime`.
+All of them are also importable from :mod:`thunderline.runtime`; ``remote``
+is the distribution seam (``node.dist`` and the inbound functions
+``thunderline.dist`` applies signals from other nodes with).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from thunderline.runtime import (
     pg_set_sync,
     process_row,
     process_table,
+    remote,
     resolve_application,
     supervision_tree,
     to_jsonable,
@@ -65,6 +68,7 @@ __all__ = [
     "pg_set_sync",
     "process_row",
     "process_table",
+    "remote",
     "resolve_application",
     "supervision_tree",
     "to_jsonable",

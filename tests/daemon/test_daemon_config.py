@@ -275,6 +275,22 @@ def test_statistics_and_json_of_snapshots() -> None:
     assert json.loads(json.dumps(as_json)) == as_json
 
 
+def test_node_and_cluster_from_every_source(tmp_path: Path) -> None:
+    config = load_config({}, {})
+    assert config.node is None
+    assert config.cluster == "nats://127.0.0.1:4222"
+    toml = tmp_path / "node.toml"
+    toml.write_text('node = "b"\ncluster = "nats://10.0.0.5:4222/shop"\n')
+    config = load_config({}, {"THUNDERLINE_NODE": "c"}, str(toml))
+    assert (config.node, config.cluster) == ("c", "nats://10.0.0.5:4222/shop")
+    config = load_config({"node": "d"}, {"THUNDERLINE_CLUSTER": "nats://h:1"})
+    assert (config.node, config.cluster) == ("d", "nats://h:1")
+    with pytest.raises(ConfigError, match="--node"):
+        load_config({"node": "Bad Name"}, {})
+    with pytest.raises(ConfigError, match="THUNDERLINE_CLUSTER"):
+        load_config({}, {"THUNDERLINE_CLUSTER": "http://not-nats"})
+
+
 def test_loop_option_defaults_and_uvloop_needs_asyncio() -> None:
     assert load_config({}, {}).loop == "default"
     pytest.importorskip("uvloop")

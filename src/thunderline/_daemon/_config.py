@@ -31,6 +31,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -65,6 +66,8 @@ OPTIONS: Final = {
     "otlp_endpoint": "THUNDERLINE_OTLP_ENDPOINT",
     "tracing": "THUNDERLINE_TRACING",
     "metrics": "THUNDERLINE_METRICS",
+    "node": "THUNDERLINE_NODE",
+    "cluster": "THUNDERLINE_CLUSTER",
     "control_max_connections": "THUNDERLINE_CONTROL_MAX_CONNECTIONS",
     "control_idle_timeout": "THUNDERLINE_CONTROL_IDLE_TIMEOUT",
 }
@@ -89,6 +92,8 @@ BACKENDS: Final = ("asyncio", "trio")
 LOOPS: Final = ("default", "uvloop")
 LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_CLUSTER: Final = "nats://127.0.0.1:4222"
+_NODE_NAME: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> str:
@@ -136,6 +141,8 @@ class DaemonConfig:
         control_max_connections: control connections served at once.
         control_idle_timeout: seconds a silent control connection stays open.
         config_file: the TOML file read, or None.
+        node: join a cluster under this node name (``thunderline.dist``), or None.
+        cluster: the cluster's NATS URL (``nats://host:port[/cluster]``).
     """
 
     app: str = DEFAULT_APP
@@ -153,6 +160,8 @@ class DaemonConfig:
     control_max_connections: int = 64
     control_idle_timeout: float = 60.0
     config_file: str | None = None
+    node: str | None = None
+    cluster: str = DEFAULT_CLUSTER
 
 
 def _check_url(source: str, option: str, value: str) -> str:
@@ -193,6 +202,20 @@ def _check(source: str, option: str, value: Any) -> Any:
             return level
         case "otlp_endpoint":
             return _check_url(source, option, text())
+        case "node":
+            if not isinstance(value, str) or not _NODE_NAME.match(value):
+                raise ConfigError(
+                    source, option, "a node name: [a-z][a-z0-9_-]* (at most 64)", value
+                )
+            return value
+        case "cluster":
+            url = text()
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
+                raise ConfigError(
+                    source, option, "a NATS URL, e.g. nats://host:4222[/cluster]", value
+                )
+            return url
         case "data":
             if "://" in text():
                 raise ConfigError(

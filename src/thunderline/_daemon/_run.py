@@ -21,11 +21,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,11 +43,13 @@ from thunderline._daemon._logging import setup_logging
 from thunderline._daemon._server import ControlServer
 from thunderline._daemon._telemetry import DaemonTelemetry, start_telemetry
 from thunderline._version import __version__
+from thunderline.dist import DistributionError, open_distribution
 from thunderline.runtime import (
     ApplicationExitedError,
     ApplicationSpecError,
     ApplicationStartError,
     open_application,
+    open_node,
 )
 
 __all__ = ["EXIT_APPLICATION_DIED", "EXIT_FORCED", "EXIT_STARTUP_FAILED", "run_daemon"]
@@ -118,18 +122,21 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                 assert commands is not None
                 return await commands(request)
 
-            async with ControlServer(
-                config.control,
-                dispatch,
-                max_connections=config.control_max_connections,
-                idle_timeout=config.control_idle_timeout,
-            ) as server:
+            async with (
+                ControlServer(
+                    config.control,
+                    dispatch,
+                    max_connections=config.control_max_connections,
+                    idle_timeout=config.control_idle_timeout,
+                ) as server,
+                _cluster(config, telemetry) as joined,
+            ):
                 shutdown.server = server
                 async with open_application(spec, instrument=telemetry.instrument) as app:
                     commands = Commands(app, settings, shutdown.request)
                     logger.info(
                         "thunderline %s running %s (application %r) on %s; data in %s%s; "
-                        "control socket %s; %s",
+                        "control socket %s; %s%s",
                         __version__,
                         config.app,
                         app.id,
@@ -138,6 +145,7 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                         f", ledger {_redact(config.ledger)}" if config.ledger else "",
                         config.control,
                         telemetry.describe(),
+                        joined,
                     )
                     async with anyio.create_task_group() as serving:
                         serving.start_soon(server.serve)
@@ -156,12 +164,30 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                 EXIT_APPLICATION_DIED,
             )
             status = EXIT_APPLICATION_DIED
-        except (ApplicationStartError, ApplicationSpecError, ControlSocketError) as exc:
+        except (
+            ApplicationStartError,
+            ApplicationSpecError,
+            ControlSocketError,
+            DistributionError,
+        ) as exc:
             logger.critical("cannot start: %s", exc)
             status = EXIT_STARTUP_FAILED
         finally:
             watchers.cancel_scope.cancel()
     return status
+
+
+@contextlib.asynccontextmanager
+async def _cluster(config: DaemonConfig, telemetry: DaemonTelemetry) -> AsyncIterator[str]:
+    """With ``--node``: a node joined to ``--cluster`` for the application to run on."""
+    if config.node is None:
+        yield ""
+        return
+    async with (
+        open_node(instrument=telemetry.instrument) as node,
+        open_distribution(node, config.node, config.cluster) as dist,
+    ):
+        yield f"; node {dist.name!r} of cluster {dist.cluster!r} (creation {dist.creation})"
 
 
 def _redact(location: str) -> str:
@@ -229,6 +255,12 @@ def run_daemon(config: DaemonConfig) -> int:
             logger.critical("cannot start: %s", exc)
             _flush_logs()
             return EXIT_STARTUP_FAILED
+    if config.node is not None:
+        # Each node's spans name it: service.instance.id (unless already set).
+        attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        if "service.instance.id=" not in attributes:
+            pair = f"service.instance.id={config.node}"
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{attributes},{pair}" if attributes else pair
     try:
         telemetry = start_telemetry(config, os.environ, handler)
     except TelemetrySetupError as exc:

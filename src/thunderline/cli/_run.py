@@ -139,6 +139,17 @@ def register(subparsers: Any) -> None:
         help=f"export runtime and saga metrics (${env['metrics']}; "
         "default: on when an OTLP endpoint is set)",
     )
+    parser.add_argument(
+        "--node",
+        metavar="NAME",
+        help=f"join a cluster under this node name (${env['node']}; see docs/distribution.md)",
+    )
+    parser.add_argument(
+        "--cluster",
+        metavar="URL",
+        help=f"the cluster's NATS URL, nats://host:port[/cluster] (${env['cluster']}; "
+        "default nats://127.0.0.1:4222)",
+    )
     parser.set_defaults(handler=run_command)
 
 

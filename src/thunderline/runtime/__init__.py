@@ -7,6 +7,7 @@ project README for an overview and ``docs/design.md`` for the mapping.
 from __future__ import annotations
 
 from thunderline._exports import publish
+from thunderline.runtime import _remote as remote
 from thunderline.runtime._api import (
     ProcessInfo,
     cancel_timer,
@@ -112,12 +113,14 @@ from thunderline.runtime._process import RECEIVE_BUDGET, ProcessExit
 from thunderline.runtime._reasons import (
     KILL,
     KILLED,
+    NOCONNECTION,
     NOPROC,
     NORMAL,
     SHUTDOWN,
     Crashed,
     Kill,
     Killed,
+    NoConnection,
     NoProc,
     Normal,
     Shutdown,
@@ -135,6 +138,7 @@ from thunderline.runtime._server import (
     CallError,
     CallExitError,
     CallingSelfError,
+    CallNodeDownError,
     CallNoProcError,
     CallTimeoutError,
     From,
@@ -249,6 +253,7 @@ __all__ = [
     "KEEP_STATE_AND_DATA",
     "KILL",
     "KILLED",
+    "NOCONNECTION",
     "NOPROC",
     "NORMAL",
     "POSTPONE",
@@ -275,6 +280,7 @@ __all__ = [
     "CallError",
     "CallExitError",
     "CallNoProcError",
+    "CallNodeDownError",
     "CallTimeoutError",
     "CallbackMode",
     "CallingSelfError",
@@ -322,6 +328,7 @@ __all__ = [
     "NameTakenError",
     "NextEvent",
     "NextState",
+    "NoConnection",
     "NoNodeError",
     "NoProc",
     "NoProcessError",
@@ -420,6 +427,7 @@ __all__ = [
     "receive_nowait",
     "register",
     "registered",
+    "remote",
     "reply",
     "resolve_application",
     "restart_child",

@@ -31,6 +31,7 @@ from thunderline.runtime._node import current_node, current_node_var
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import (
     Envelope,
+    Monitor,
     Predicate,
     Process,
     ProcessExit,
@@ -200,11 +201,14 @@ def _resolve(dest: object, operation: str) -> Process | None:
     raise InvalidDestinationError(dest, operation)
 
 
-def send(dest: Pid | str, message: Any) -> None:
+def send(dest: Pid | str | tuple[str, str], message: Any) -> None:
     """Send ``message`` to a pid or a registered name. Never blocks, never waits.
 
     Mailboxes are unbounded, as in OTP. Messages from one sender to one
     receiver arrive in the order sent. Sending to a dead pid does nothing.
+    On a distributed node (``thunderline.dist``) ``dest`` may also be a pid of
+    another node or a ``(name, node_name)`` pair; such a send never raises
+    for its target (unknown name, dead process, node down: dropped).
 
     Raises:
         NameNotRegisteredError: ``dest`` is a name no process holds.
@@ -213,6 +217,12 @@ def send(dest: Pid | str, message: Any) -> None:
     node = current_node_var.get()
     if node is not None and type(dest) is Pid:
         proc = node.processes.get(dest)
+        if proc is None and node.dist is not None and dest._node != node.id:
+            node.dist.send(dest, message)
+            return
+    elif node is not None and node.dist is not None and type(dest) is tuple:
+        node.dist.send(dest, message)
+        return
     else:
         proc = _resolve(dest, "send")
     if proc is None:
@@ -309,10 +319,12 @@ def exit(pid: Pid, reason: Any) -> None:
     sender = current_process_var.get()
     node = sender.node if sender is not None else current_node("exit")
     target = node.processes.get(pid)
-    if target is None:
-        return
     # Signals sent from outside any process come from the node's pseudo-pid <node.0>.
     origin = sender.pid if sender is not None else Pid._make(node.id, 0)
+    if target is None:
+        if node.dist is not None and pid._node != node.id:
+            node.dist.exit(origin, pid, reason, False)
+        return
     target.exit_signal(origin, reason, linked=False)
     if target is sender and target.exiting:
         raise ProcessExit(target.exit_reason)
@@ -353,7 +365,13 @@ def link(pid: Pid) -> None:
     _check_pid(pid, "link")
     if pid == proc.pid:
         return
-    other = proc.node.processes.get(pid)
+    node = proc.node
+    other = node.processes.get(pid)
+    if other is None and node.dist is not None and pid._node != node.id:
+        # A remote link never raises: a dead target answers with an exit signal.
+        proc.links[pid] = None
+        node.dist.link(proc.pid, pid)
+        return
     if other is None:
         if proc.trap_exit:
             proc.deliver(Exit(pid, NOPROC))
@@ -377,7 +395,7 @@ def unlink(pid: Pid) -> None:
     drop_link(proc, pid)
 
 
-def monitor(target: Pid | str) -> Ref:
+def monitor(target: Pid | str | tuple[str, str]) -> Ref:
     """Monitor ``target`` (a pid or a registered name); returns the monitor's reference.
 
     When the target ends with reason R, the caller receives ``Down(ref, target, R)``
@@ -395,13 +413,27 @@ def monitor(target: Pid | str) -> Ref:
     proc = _self("monitor")
     node = proc.node
     ref = node.make_ref()
-    reported: Pid | str
+    reported: Any
+    dist = node.dist
     if type(target) is Pid:
         pid: Pid | None = target
         reported = target
+        if dist is not None and target._node != node.id and target not in node.processes:
+            proc.monitors_out[ref] = Monitor(ref, proc.pid, target, target)
+            dist.monitor(proc.pid, target, ref)
+            return ref
     elif type(target) is str:
         pid = node.names.get(target)
         reported = target
+    elif dist is not None and type(target) is tuple:
+        # (name, node): a Down names the pair, also for this node's own names.
+        reported = target
+        where = dist.resolve(target)
+        if type(where) is Pid:  # a stand-in pid of the remote node
+            proc.monitors_out[ref] = Monitor(ref, proc.pid, where, target)
+            dist.monitor(proc.pid, target, ref)
+            return ref
+        pid = node.names.get(where) if type(where) is str else None
     else:
         raise InvalidDestinationError(target, "monitor")
     if pid == proc.pid:

@@ -29,7 +29,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
@@ -47,6 +47,9 @@ from thunderline.runtime._process import (
     current_process_var,
 )
 from thunderline.runtime._reasons import NORMAL, SHUTDOWN, Crashed, is_quiet
+
+if TYPE_CHECKING:
+    from thunderline.runtime._remote import Distribution
 
 __all__ = ["Node", "current_node", "open_node", "run"]
 
@@ -70,6 +73,8 @@ class Node:
         self._pid_numbers = itertools.count(1)
         self._ref_numbers = itertools.count(1)
         self._closing = False
+        #: Signals for other nodes go here (``thunderline.dist``); None: single node.
+        self.dist: Distribution | None = None
         #: The context hibernated processes wake up in (set by open_node).
         self.context = contextvars.copy_context()
 
@@ -197,6 +202,8 @@ class Node:
             target = self.processes.get(mon.target)
             if target is not None:
                 target.monitors_in.pop(ref, None)
+            elif self.dist is not None and mon.target._node != self.id:
+                self.dist.demonitor(pid, mon.target, ref)
         proc.monitors_out.clear()
         observed = bool(proc.links) or any(m.owner != pid for m in proc.monitors_in.values())
         # Then the signals: link partners first, then monitor owners (ERTS order).
@@ -207,12 +214,17 @@ class Node:
             if other is not None:
                 other.links.pop(pid, None)
                 other.exit_signal(pid, reason, linked=True)
+            elif self.dist is not None and other_pid._node != self.id:
+                self.dist.exit(pid, other_pid, reason, True)
         monitors = list(proc.monitors_in.values())
         proc.monitors_in.clear()
         for mon in monitors:
             owner = self.processes.get(mon.owner)
-            if owner is not None and owner.monitors_out.pop(mon.ref, None) is not None:
-                owner.deliver(Down(mon.ref, mon.reported, reason))
+            if owner is not None:
+                if owner.monitors_out.pop(mon.ref, None) is not None:
+                    owner.deliver(Down(mon.ref, mon.reported, reason))
+            elif self.dist is not None and mon.owner._node != self.id:
+                self.dist.down(mon.owner, mon.ref, reason)
         proc.mailbox.clear()
         if self.instrument is not None:
             self.call_hook(self.instrument.process_exited, pid, reason)
@@ -314,6 +326,7 @@ def run(
     backend: str = "asyncio",
     instrument: Instrument | None = None,
     backend_options: dict[str, Any] | None = None,
+    setup: Callable[[Node], contextlib.AbstractAsyncContextManager[Any]] | None = None,
     uvloop: bool = False,
 ) -> T:
     """Run ``main(*args)`` as the first process of a new node and return its result.
@@ -327,6 +340,9 @@ def run(
         backend: ``"asyncio"`` or ``"trio"``.
         instrument: optional :class:`Instrument`.
         backend_options: passed to :func:`anyio.run`.
+        setup: optional factory of an async context manager entered with the
+            node before ``main`` starts and left after it ended (before the
+            remaining processes are stopped); ``thunderline.dist`` uses it.
         uvloop: run asyncio on uvloop (anyio's ``use_uvloop``; ``pip install
             'thunderline[uvloop]'``). Same as ``backend_options={"use_uvloop": True}``.
 
@@ -348,7 +364,9 @@ def run(
             raise
 
     async def amain() -> None:
-        async with open_node(instrument=instrument) as node:
+        async with open_node(instrument=instrument) as node, contextlib.AsyncExitStack() as stack:
+            if setup is not None:
+                await stack.enter_async_context(setup(node))
             done = anyio.Event()
             pid, _ = node.spawn(
                 body, (), parent=None, link=False, monitor=False, trap_exit=False, label="main"

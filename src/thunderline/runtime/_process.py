@@ -88,7 +88,7 @@ class Monitor:
 
     __slots__ = ("owner", "ref", "reported", "target")
 
-    def __init__(self, ref: Ref, owner: Pid, target: Pid, reported: Pid | str) -> None:
+    def __init__(self, ref: Ref, owner: Pid, target: Pid, reported: Any) -> None:
         self.ref = ref
         self.owner = owner
         self.target = target
@@ -108,9 +108,12 @@ def add_link(a: Process, b: Process) -> None:
 def drop_link(proc: Process, pid: Pid) -> None:
     """Remove the link between ``proc`` and ``pid`` on both sides, if any."""
     proc.links.pop(pid, None)
-    other = proc.node.processes.get(pid)
+    node = proc.node
+    other = node.processes.get(pid)
     if other is not None:
         other.links.pop(proc.pid, None)
+    elif node.dist is not None and pid._node != node.id:
+        node.dist.unlink(proc.pid, pid)
 
 
 def add_monitor(ref: Ref, owner: Process, target: Process, reported: Pid | str) -> Monitor:
@@ -126,9 +129,12 @@ def drop_monitor(owner: Process, ref: Ref) -> bool:
     mon = owner.monitors_out.pop(ref, None)
     if mon is None:
         return False
-    target = owner.node.processes.get(mon.target)
+    node = owner.node
+    target = node.processes.get(mon.target)
     if target is not None:
         target.monitors_in.pop(ref, None)
+    elif node.dist is not None and mon.target._node != node.id:
+        node.dist.demonitor(owner.pid, mon.target, ref)
     return True
 
 

@@ -12,6 +12,8 @@ The other reasons the runtime produces:
 * :data:`KILLED`: the reason of a process that received ``exit(pid, KILL)``.
 * :data:`NOPROC`: the reason carried by a monitor or link set up on a process
   that did not exist.
+* :data:`NOCONNECTION`: the reason of a link or monitor to a process on a
+  node that was lost (OTP ``noconnection``; see ``thunderline.dist``).
 * :class:`Crashed`: the process raised an exception (kept, with its traceback).
 
 Any other object is allowed as a reason too (``exit(pid, "boom")``); it is
@@ -28,12 +30,14 @@ import attrs
 __all__ = [
     "KILL",
     "KILLED",
+    "NOCONNECTION",
     "NOPROC",
     "NORMAL",
     "SHUTDOWN",
     "Crashed",
     "Kill",
     "Killed",
+    "NoConnection",
     "NoProc",
     "Normal",
     "Shutdown",
@@ -88,6 +92,18 @@ class NoProc:
         return "NOPROC"
 
 
+@attrs.frozen(repr=False)
+class NoConnection:
+    """The connection to the process's node was lost (OTP ``noconnection``).
+
+    Links to processes on a lost node deliver it as an ordinary, trappable
+    exit reason; monitors fire ``Down`` with it.
+    """
+
+    def __repr__(self) -> str:
+        return "NOCONNECTION"
+
+
 @attrs.frozen(eq=False, repr=False)
 class Crashed:
     """The process raised ``exception``; its traceback is kept for reports.
@@ -118,6 +134,7 @@ SHUTDOWN: Final = Shutdown()
 KILL: Final = Kill()
 KILLED: Final = Killed()
 NOPROC: Final = NoProc()
+NOCONNECTION: Final = NoConnection()
 
 
 def is_quiet(reason: object) -> bool:

@@ -66,6 +66,8 @@ from thunderline.runtime._reasons import (
     NOPROC,
     NORMAL,
     Crashed,
+    NoConnection,
+    NoProc,
     Normal,
     crash_of,
     is_quiet,
@@ -314,7 +316,7 @@ class CallTimeoutError(CallError, TimeoutError):
         super().__init__(server, request, timeout, "timeout")
 
     def _describe(self) -> str:
-        return f"no reply within {self.timeout} s"
+        return f"no reply within {self.timeout} s (the server may or may not have handled it)"
 
 
 class CallNoProcError(CallError, LookupError):
@@ -332,6 +334,20 @@ class CallExitError(CallError):
 
     def _describe(self) -> str:
         return f"the server exited with {self.reason!r}"
+
+
+class CallNodeDownError(CallExitError):
+    """The server's node was lost during the call (OTP ``{nodedown, Node}``).
+
+    ``reason`` is ``NOCONNECTION``. The request may or may not have been
+    handled: it may have reached the server before the connection was lost.
+    """
+
+    def _describe(self) -> str:
+        return (
+            "the connection to the server's node was lost (noconnection): "
+            "the request may or may not have been handled"
+        )
 
 
 class CallingSelfError(CallError):
@@ -817,7 +833,9 @@ def _server_pid(server: object, operation: str) -> Pid | None:
     raise InvalidDestinationError(server, operation)
 
 
-async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
+async def call(
+    server: Pid | str | tuple[str, str], request: Any, timeout: float | None = 5.0
+) -> Any:
     """Send ``request`` to a server and wait for its reply (OTP ``gen_server:call``).
 
     The caller monitors the server for the duration of the call. A reply that
@@ -841,10 +859,19 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     if timeout is not None:
         timeout = _check_timeout(timeout, "call")
     node = caller.node
+    dist = node.dist
     if type(server) is Pid:
         target = node.processes.get(server)
+        if target is None and dist is not None and server._node != node.id:
+            return await _remote_call(caller, server, request, timeout)
     elif type(server) is str:
         holder = node.names.get(server)
+        target = node.processes.get(holder) if holder is not None else None
+    elif dist is not None and type(server) is tuple:
+        where = dist.resolve(server)
+        if type(where) is not str:
+            return await _remote_call(caller, server, request, timeout)
+        holder = node.names.get(where)
         target = node.processes.get(holder) if holder is not None else None
     else:
         raise InvalidDestinationError(server, "call")
@@ -884,6 +911,44 @@ async def call(server: Pid | str, request: Any, timeout: float | None = 5.0) -> 
     raise CallExitError(server, request, timeout, answer.reason)
 
 
+async def _remote_call(caller: Process, server: Any, request: Any, timeout: float | None) -> Any:
+    """A call to a process of another node (through ``node.dist``).
+
+    As a local call: a monitor whose reference is also the reply alias, the
+    request, then the first of reply, ``Down`` or timeout. ``Down`` with
+    ``NOCONNECTION`` (the node was lost, or was down already) raises
+    :class:`CallNodeDownError`, ``NOPROC`` :class:`CallNoProcError`.
+    """
+    dist = caller.node.dist
+    assert dist is not None
+    if caller._call_ref is not None:  # another task of this process is in a call
+        raise ReceiveBusyError(caller.pid)
+    mark = len(caller.mailbox)
+    ref = monitor(server)
+    caller._call_ref = ref
+    dist.send(server, _Call(From(caller.pid, ref), request))
+
+    def match(message: Any) -> bool:
+        mtype = type(message)
+        return (mtype is _Reply and message.tag == ref) or (mtype is Down and message.ref == ref)
+
+    try:
+        answer = await caller.receive(match, timeout, adopt=False, start=mark)
+    except ReceiveTimeout:
+        demonitor(ref, flush=True)
+        raise CallTimeoutError(server, request, timeout) from None
+    finally:
+        caller._call_ref = None
+    if type(answer) is _Reply:
+        demonitor(ref, flush=True)
+        return answer.value
+    if isinstance(answer.reason, NoConnection):
+        raise CallNodeDownError(server, request, timeout, answer.reason)
+    if isinstance(answer.reason, NoProc):
+        raise CallNoProcError(server, request, timeout)
+    raise CallExitError(server, request, timeout, answer.reason)
+
+
 async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
     """The state of a running :class:`Server`, as its ``format_status`` shows it.
 
@@ -915,7 +980,7 @@ async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
     return await call(pid, _GET_STATE, timeout)
 
 
-def cast(server: Pid | str, request: Any) -> None:
+def cast(server: Pid | str | tuple[str, str], request: Any) -> None:
     """Send ``request`` to a server's ``handle_cast`` and return at once.
 
     Never raises for a missing server (OTP ``gen_server:cast``).
@@ -923,10 +988,19 @@ def cast(server: Pid | str, request: Any) -> None:
     Raises:
         InvalidDestinationError: ``server`` is neither a Pid nor a str.
     """
+    node = current_node("cast")
+    dist = node.dist
+    if dist is not None and (
+        (type(server) is Pid and server._node != node.id)
+        or (type(server) is tuple and type(dist.resolve(server)) is not str)
+    ):
+        dist.send(server, _Cast(request))
+        return
+    if dist is not None and type(server) is tuple:
+        server = dist.resolve(server)
     pid = _server_pid(server, "cast")
     if pid is None:
         return
-    node = current_node("cast")
     target = node.processes.get(pid)
     if target is not None:
         target.post(_Cast(request), "cast")
@@ -934,7 +1008,8 @@ def cast(server: Pid | str, request: Any) -> None:
 
 def _reply_from(proc: Process, from_: From, value: Any) -> None:
     """The server loop's reply: no argument checks, the node is the server's."""
-    target = proc.node.processes.get(from_.pid)
+    node = proc.node
+    target = node.processes.get(from_.pid)
     if target is not None:
         tag = from_.tag
         alias = target._call_ref
@@ -942,6 +1017,8 @@ def _reply_from(proc: Process, from_: From, value: Any) -> None:
             answer = _Reply(tag, value)
             if not target.hand_reply(tag, answer):
                 target.post(answer, "reply")
+    elif node.dist is not None and from_.pid._node != node.id:
+        node.dist.send(from_.pid, _Reply(from_.tag, value))
 
 
 def reply(from_: From, value: Any) -> None:
@@ -961,9 +1038,13 @@ def reply(from_: From, value: Any) -> None:
             answer = _Reply(tag, value)
             if not target.hand_reply(tag, answer):
                 target.post(answer, "reply")
+    elif node.dist is not None and from_.pid._node != node.id:
+        node.dist.send(from_.pid, _Reply(from_.tag, value))
 
 
-async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = None) -> None:
+async def stop(
+    server: Pid | str | tuple[str, str], reason: Any = NORMAL, timeout: float | None = None
+) -> None:
     """Stop a server synchronously: it runs ``terminate(reason, state)`` and exits with ``reason``.
 
     Returns once the server has ended.
@@ -977,15 +1058,29 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
     caller = current_process_var.get()
     if caller is None:
         raise NotInProcessError("stop")
-    pid = _server_pid(server, "stop")
-    if pid is None:
-        raise NoProcessError(server, "stop")
-    if pid == caller.pid:
-        raise CallingSelfError(server, ("stop", reason), timeout)
+    dist = caller.node.dist
+    remote = dist is not None and (
+        (type(server) is Pid and server._node != caller.node.id)
+        or (type(server) is tuple and type(dist.resolve(server)) is not str)
+    )
     mark = len(caller.mailbox)
-    mref = monitor(pid)
-    target = caller.node.processes[pid]
-    target.deliver(_StopRequest(reason))
+    if remote:
+        # Another node's server: the same protocol through node.dist.
+        assert dist is not None
+        assert not isinstance(server, str)
+        mref = monitor(server)
+        dist.send(server, _StopRequest(reason))
+    else:
+        if dist is not None and type(server) is tuple:
+            server = dist.resolve(server)
+        pid = _server_pid(server, "stop")
+        if pid is None:
+            raise NoProcessError(server, "stop")
+        if pid == caller.pid:
+            raise CallingSelfError(server, ("stop", reason), timeout)
+        mref = monitor(pid)
+        target = caller.node.processes[pid]
+        target.deliver(_StopRequest(reason))
     try:
         down = await caller.receive(
             lambda m: type(m) is Down and m.ref == mref, timeout, adopt=False, start=mark
@@ -993,5 +1088,7 @@ async def stop(server: Pid | str, reason: Any = NORMAL, timeout: float | None = 
     except ReceiveTimeout:
         demonitor(mref, flush=True)
         raise StopTimeoutError(server, timeout if timeout is not None else 0.0) from None
+    if remote and isinstance(down.reason, NoProc):
+        raise NoProcessError(server, "stop")
     if down.reason != reason and not (isinstance(reason, Normal) and down.reason == NORMAL):
         raise CallExitError(server, ("stop", reason), timeout, down.reason)
