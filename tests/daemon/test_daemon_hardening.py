@@ -193,16 +193,16 @@ def test_silent_connections_are_closed(daemon_factory: MakeDaemon, backend: str)
 def test_socket_directory_open_to_others_is_refused(
     daemon_factory: MakeDaemon, tmp_path: Path, mode: int
 ) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(mode)
-    daemon = daemon_factory(control=str(shared / "control.sock")).start(wait=False)
+    open_dir = tmp_path / "open-dir"
+    open_dir.mkdir()
+    open_dir.chmod(mode)
+    daemon = daemon_factory(control=str(open_dir / "control.sock")).start(wait=False)
     assert daemon.wait_exit() == 2
     log = daemon.log()
     assert "writable by group or others" in log
     assert f"{mode:04o}" in log
     assert "Traceback" not in log
-    assert not (shared / "control.sock").exists()
+    assert not (open_dir / "control.sock").exists()
 
 
 def test_data_files_are_private(daemon_factory: MakeDaemon) -> None:
