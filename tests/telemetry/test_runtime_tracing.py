@@ -235,3 +235,66 @@ async def test_restart_span_links_to_crash(
     assert restart.links[0].context.span_id == consumer.context.span_id
     assert format(restart.links[0].context.trace_id, "032x") == outcome["trace"]
     assert consumer.status.status_code.name == "ERROR"
+
+
+async def test_message_id_is_real_when_the_senders_span_has_ended(
+    anyio_backend: str, exporter: InMemorySpanExporter
+) -> None:
+    """A process spawned inside a span that ended since sends a message: the consumer span's
+    ``messaging.message.id`` is the producer's (never empty)."""
+    instrument = telemetry.RuntimeInstrument(hop_spans=True)
+
+    ended = anyio.Event()  # not a message: receiving one would replace the sender's context
+
+    async def late_sender(target: tl.Pid) -> None:
+        await ended.wait()
+        tl.send(target, ("late", tl.current_pid()))
+
+    async def main() -> None:
+        with telemetry.span("spawner"):
+            tl.spawn(late_sender, tl.current_pid())
+        # "spawner" has ended; the sender still runs in its trace
+        ended.set()
+        with telemetry.continue_from(None):
+            await tl.receive(lambda m: isinstance(m, tuple) and m[0] == "late", timeout=10)
+
+    await _run_in_node(main, instrument)
+    spans = exporter.get_finished_spans()
+    [spawner] = _by_name(spans, "spawner")
+    consumers = [
+        s
+        for s in spans
+        if s.kind is SpanKind.CONSUMER and s.context.trace_id == spawner.context.trace_id
+    ]
+    assert consumers, [s.name for s in spans]
+    producer_ids = {
+        (s.attributes or {})["messaging.message.id"] for s in spans if s.kind is SpanKind.PRODUCER
+    }
+    for consumer in consumers:
+        message_id = (consumer.attributes or {})["messaging.message.id"]
+        assert message_id
+        assert message_id in producer_ids
+        assert consumer.parent is not None
+        [producer] = [s for s in spans if s.context.span_id == consumer.parent.span_id]
+        assert (producer.attributes or {})["messaging.message.id"] == message_id
+
+
+def test_carrier_without_message_id_gives_no_message_id_attribute(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A carrier from elsewhere (no thunderline message id): the attribute is absent."""
+    instrument = telemetry.RuntimeInstrument(hop_spans=True)
+    with telemetry.span("remote sender"):
+        carrier = telemetry.capture_carrier()
+    assert carrier is not None
+    assert "thunderline-message-id" not in carrier
+
+    class _Pid:
+        pass
+
+    pid: Any = _Pid()
+    token = instrument.message_received(pid, "worker", carrier)
+    instrument.message_done(pid, token)
+    [consumer] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert "messaging.message.id" not in (consumer.attributes or {})
+    assert (consumer.attributes or {})["messaging.destination.name"] == "worker"

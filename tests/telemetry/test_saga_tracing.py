@@ -18,6 +18,7 @@ from thunderline import telemetry, testing
 from thunderline.sagas import (
     Continue,
     Halt,
+    Input,
     Retry,
     RollbackStatus,
     SagaBuilder,
@@ -96,7 +97,7 @@ async def test_successful_saga_is_one_tree_under_the_current_span(
     assert isinstance(outcome, SagaSucceeded)
     spans = exporter.get_finished_spans()
     ingress = one(spans, "ingress")
-    execution = one(spans, "bolt.saga_execution")
+    execution = one(spans, "saga.execution")
     # T1: one trace id for everything, including the steps' own spans.
     assert {trace_id(s) for s in spans} == {trace_id(ingress)}
     assert parent_id(execution) == span_id(ingress)
@@ -116,8 +117,8 @@ async def test_successful_saga_is_one_tree_under_the_current_span(
     assert execution.attributes["saga.outcome"] == "succeeded"
     assert execution.status.status_code is StatusCode.UNSET
     names = event_names(execution)
-    assert names[0] == "bolt.saga_started"
-    assert "bolt.saga_completed" in names
+    assert names[0] == "saga.started"
+    assert "saga.completed" in names
     # T2: every parent is collected, except the ingress root's.
     ids = {span_id(s) for s in spans}
     assert all(parent_id(s) in ids for s in spans if s is not ingress)
@@ -152,7 +153,7 @@ async def test_failed_step_is_error_even_when_rollback_succeeds(
     assert outcome.rollback.status is RollbackStatus.ROLLED_BACK
     assert undone == ["r"]
     spans = exporter.get_finished_spans()
-    execution = one(spans, "bolt.saga_execution")
+    execution = one(spans, "saga.execution")
     charge_span = one(spans, "saga.step charge")
     # T16: the failed step's span is ERROR with the exception recorded.
     assert charge_span.status.status_code is StatusCode.ERROR
@@ -168,9 +169,9 @@ async def test_failed_step_is_error_even_when_rollback_succeeds(
     assert execution.attributes["saga.failed_step"] == "charge"
     assert execution.attributes["saga.rollback.status"] == "rolled_back"
     names = event_names(execution)
-    for event in ("bolt.saga_started", "bolt.rollback_started", "bolt.saga_rolled_back"):
+    for event in ("saga.started", "saga.rollback_started", "saga.rolled_back"):
         assert event in names
-    assert names.index("bolt.saga_rolled_back") < names.index("bolt.saga_failed")
+    assert names.index("saga.rolled_back") < names.index("saga.failed")
     # T3: undo under saga.rollback under the saga span, after the failing step ended.
     rollback = one(spans, "saga.rollback")
     undo = one(spans, "saga.undo reserve")
@@ -222,8 +223,8 @@ async def test_retries_are_separate_attempt_spans_and_compensation_follows_its_a
         "retry",
         "ok",
     ]
-    execution = one(spans, "bolt.saga_execution")
-    assert event_names(execution).count("bolt.retry_scheduled") == 2
+    execution = one(spans, "saga.execution")
+    assert event_names(execution).count("saga.retry_scheduled") == 2
     failed = one(spans, "saga.step fixable")
     compensation = one(spans, "saga.compensate fixable")
     assert failed.status.status_code is StatusCode.ERROR
@@ -263,7 +264,7 @@ async def test_nested_saga_runs_under_its_parent_step_and_is_undone_under_the_ro
         )
     assert isinstance(outcome, SagaFailed)
     spans = exporter.get_finished_spans()
-    executions = named(spans, "bolt.saga_execution")
+    executions = named(spans, "saga.execution")
     outer_run = next(s for s in executions if s.attributes and s.attributes["saga.name"] == "outer")
     inner_run = next(s for s in executions if s.attributes and s.attributes["saga.name"] == "inner")
     nested_step = one(spans, "saga.step nested")
@@ -328,7 +329,7 @@ async def test_concurrent_steps_and_runs_parent_correctly(
         ingress = one(spans, f"ingress {label}")
         execution = next(
             s
-            for s in named(spans, "bolt.saga_execution")
+            for s in named(spans, "saga.execution")
             if s.attributes and s.attributes["saga.name"] == label
         )
         assert parent_id(execution) == span_id(ingress)
@@ -386,7 +387,7 @@ async def test_cancelled_run_ends_every_span_once(
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
     spans = exporter.get_finished_spans()
-    execution = one(spans, "bolt.saga_execution")
+    execution = one(spans, "saga.execution")
     assert execution.attributes is not None
     assert execution.attributes["saga.outcome"] == "cancelled"
     forever_span = one(spans, "saga.step forever")
@@ -426,7 +427,7 @@ async def test_in_flight_attempt_cancelled_by_a_failure_is_marked_cancelled(
     assert step.attributes["saga.step.outcome"] == "cancelled"
     assert step.status.status_code is StatusCode.UNSET  # cancelled, not failed
     assert one(spans, "saga.step fail").status.status_code is StatusCode.ERROR
-    assert one(spans, "bolt.saga_execution").status.status_code is StatusCode.ERROR
+    assert one(spans, "saga.execution").status.status_code is StatusCode.ERROR
     testing.check_trace_tree(spans)
     assert tracer.open_spans() == 0
 
@@ -455,20 +456,18 @@ async def test_resumed_run_links_to_the_halted_run(
         resumed = await resume_saga(outcome.state, instrument=tracer)
     assert isinstance(resumed, SagaSucceeded)
     spans = exporter.get_finished_spans()
-    first_run, second_run = sorted(
-        named(spans, "bolt.saga_execution"), key=lambda s: s.start_time or 0
-    )
+    first_run, second_run = sorted(named(spans, "saga.execution"), key=lambda s: s.start_time or 0)
     assert first_run.attributes is not None
     assert second_run.attributes is not None
     assert first_run.attributes["saga.outcome"] == "halted"
-    assert "bolt.saga_halted" in event_names(first_run)
+    assert "saga.halted" in event_names(first_run)
     assert second_run.attributes["saga.resumed_from"] == first_run.attributes["saga.run_id"]
     assert [link.context.span_id for link in second_run.links] == [span_id(first_run)]
     assert len(named(spans, "saga.step first")) == 1  # not re-run
     testing.check_trace_tree(spans)
 
 
-async def test_supervised_saga_nests_under_bolt_run_saga(
+async def test_supervised_saga_nests_under_run_saga(
     anyio_backend: str, exporter: InMemorySpanExporter
 ) -> None:
     async def work() -> str:
@@ -489,17 +488,86 @@ async def test_supervised_saga_nests_under_bolt_run_saga(
                 await anyio.sleep(0.001)
     spans = exporter.get_finished_spans()
     request = one(spans, "request")
-    supervised = one(spans, "bolt.run_saga")
-    execution = one(spans, "bolt.saga_execution")
+    supervised = one(spans, "saga.run")
+    execution = one(spans, "saga.execution")
     assert parent_id(supervised) == span_id(request)
     assert parent_id(execution) == span_id(supervised)
     assert parent_id(one(spans, "saga.step work")) == span_id(execution)
-    assert event_names(supervised)[0] == "bolt.saga_registered"
+    assert event_names(supervised)[0] == "saga.registered"
     assert supervised.attributes is not None
     assert supervised.attributes["saga.correlation_id"] == "c-9"
     assert supervised.attributes["saga.outcome"] == "succeeded"
     assert {trace_id(s) for s in spans} == {trace_id(request)}
     testing.check_trace_tree(spans)
+
+
+@pytest.mark.parametrize("instrumented", [True, False], ids=["instrument", "no-instrument"])
+async def test_named_tracer_continues_the_trace_its_inputs_carry(
+    anyio_backend: str, exporter: InMemorySpanExporter, instrumented: bool
+) -> None:
+    """An application's names, attributes and trace parent (from the run's inputs): the
+    supervised run continues the inputs' trace with or without a runtime instrument."""
+
+    async def work(meta: dict[str, str]) -> str:
+        return "done"
+
+    b = SagaBuilder("named", inputs=["meta"])
+    b.step("work", work, args={"meta": Input("meta")})
+    tracer = telemetry.SagaTracer(
+        run_span="app.run_saga",
+        execution_span="app.saga_execution",
+        event_name=lambda name: f"app.{name}",
+        attributes=lambda run: {"app.saga": run.saga.name.upper()},
+        trace_parent=lambda run: run.inputs.get("meta"),
+    )
+    instrument = telemetry.RuntimeInstrument() if instrumented else None
+    async with tl.open_node(instrument=instrument):
+        with anyio.fail_after(LIMIT):
+            sup = await start_saga_supervisor(instrument=tracer)
+            with telemetry.continue_from(None), telemetry.span("origin"):
+                meta = dict(telemetry.inject({}))
+            # the seed's pair alone (no traceparent) is enough to continue the trace
+            seed_meta = {"trace_id": meta["trace_id"], "span_id": meta["span_id"]}
+            with telemetry.continue_from(None):
+                await start_saga(
+                    sup, b.build(returns="work"), {"meta": seed_meta}, correlation_id="n-1"
+                )
+            outcome = await await_saga(sup, "n-1")
+            assert isinstance(outcome, SagaSucceeded)
+            while tracer.open_spans():
+                await anyio.sleep(0.001)
+    spans = exporter.get_finished_spans()
+    origin = one(spans, "origin")
+    supervised = one(spans, "app.run_saga")
+    execution = one(spans, "app.saga_execution")
+    assert parent_id(supervised) == span_id(origin)
+    assert parent_id(execution) == span_id(supervised)
+    assert {trace_id(s) for s in spans} == {trace_id(origin)}
+    assert event_names(supervised)[0] == "app.saga_registered"
+    assert "app.saga_started" in event_names(execution)
+    for span in (supervised, execution, one(spans, "saga.step work")):
+        assert span.attributes is not None
+        assert span.attributes["app.saga"] == "NAMED"
+        assert span.attributes["saga.correlation_id"] == "n-1"
+    testing.check_trace_tree(spans)
+
+
+async def test_trace_parent_without_a_context_keeps_the_current_span(
+    anyio_backend: str, exporter: InMemorySpanExporter
+) -> None:
+    """Metadata without a valid trace context leaves the run under the current span."""
+    b = SagaBuilder("plain")
+
+    async def work() -> int:
+        return 1
+
+    b.step("work", work)
+    tracer = telemetry.SagaTracer(trace_parent=lambda run: {"traceparent": "garbage"})
+    with telemetry.span("caller"):
+        await run_saga(b.build(returns="work"), instrument=tracer)
+    spans = exporter.get_finished_spans()
+    assert parent_id(one(spans, "saga.execution")) == span_id(one(spans, "caller"))
+    assert "saga.started" in event_names(one(spans, "saga.execution"))
 
 
 # --- property: the tree matches what the recorder saw ---------------------------------
@@ -528,7 +596,7 @@ async def test_generated_sagas_have_the_recorded_tree(
     testing.check_trace_tree(spans, recorder=recorder)
     assert tracer.open_spans() == 0
     assert len({trace_id(s) for s in spans}) == 1
-    execution = one(spans, "bolt.saga_execution")
+    execution = one(spans, "saga.execution")
     assert (execution.status.status_code is StatusCode.ERROR) == isinstance(outcome, SagaFailed)
     failing = {s.name for s in plan.steps if s.fails}
     error_steps = {
@@ -576,7 +644,7 @@ def _fake_tree(*, attempt_status: StatusCode, compensate_early: bool) -> list[Re
 
     base = {"saga.name": "fake", "saga.correlation_id": "f", "saga.run_id": 1}
     run = otel.start_span(
-        "bolt.saga_execution", attributes={**base, "thunderline.saga.span": "execution"}
+        "saga.execution", attributes={**base, "thunderline.saga.span": "execution"}
     )
     ctx = trace.set_span_in_context(run)
     step = {**base, "saga.step": "s", "saga.attempt": 1}
@@ -633,7 +701,7 @@ async def test_checker_rejects_dangling_parents_and_recorder_mismatch(
         await run_saga(diamond(), instrument=telemetry.CompositeSagaInstrument(recorder, tracer))
     spans = list(exporter.get_finished_spans())
     testing.check_trace_tree(spans, recorder=recorder)
-    without_run = [s for s in spans if s.name != "bolt.saga_execution"]
+    without_run = [s for s in spans if s.name != "saga.execution"]
     with pytest.raises(testing.TraceTreeViolation) as caught:
         testing.check_trace_tree(without_run)
     assert caught.value.invariant.startswith("T2")

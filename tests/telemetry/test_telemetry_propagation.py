@@ -213,6 +213,71 @@ def test_absent_traceparent_is_not_malformed() -> None:
     assert statistics().malformed_contexts == before
 
 
+# The seed's trace_id + span_id pair (issue 13).
+
+
+@given(trace_ids, span_ids)
+def test_seed_pair_alone_continues_the_trace(trace_id: int, span_id: int) -> None:
+    """Meta with only ``trace_id`` + ``span_id`` continues that trace, as a sampled parent."""
+    meta = {"trace_id": f"{trace_id:032x}", "span_id": f"{span_id:016x}", "pipeline": "general"}
+    remote = remote_of(extract(json.loads(json.dumps(meta))))
+    assert (remote.trace_id, remote.span_id) == (trace_id, span_id)
+    assert remote.is_remote
+    assert remote.trace_flags.sampled
+
+
+def test_traceparent_wins_over_the_pair() -> None:
+    """``traceparent`` is authoritative (with its flags) when both forms are present."""
+    other_span = "1" * 16
+    meta = {
+        "traceparent": f"00-{GOOD_TRACE}-{GOOD_SPAN}-00",
+        "trace_id": GOOD_TRACE,
+        "span_id": other_span,
+    }
+    remote = remote_of(extract(meta))
+    assert f"{remote.span_id:016x}" == GOOD_SPAN
+    assert not remote.trace_flags.sampled
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        {"trace_id": "0" * 32, "span_id": GOOD_SPAN},
+        {"trace_id": GOOD_TRACE, "span_id": "0" * 16},
+        {"trace_id": GOOD_TRACE.upper(), "span_id": GOOD_SPAN},
+        {"trace_id": GOOD_TRACE, "span_id": GOOD_SPAN + "0"},
+        {"trace_id": 12, "span_id": GOOD_SPAN},
+    ],
+)
+def test_malformed_pair_starts_a_new_trace_and_is_counted(pair: dict[str, Any]) -> None:
+    before = statistics().malformed_contexts
+    assert not remote_of(extract(pair)).is_valid
+    assert statistics().malformed_contexts == before + 1
+
+
+def test_inject_keeps_all_three_keys_and_continue_from_reads_either(
+    exporter: InMemorySpanExporter,
+) -> None:
+    with span("origin"):
+        meta = dict(inject({"parent_domain": "gate"}))
+    assert {"traceparent", "trace_id", "span_id", "parent_domain"} <= meta.keys()
+    assert meta["traceparent"].startswith(f"00-{meta['trace_id']}-{meta['span_id']}-")
+    pair_only = {k: v for k, v in meta.items() if k != "traceparent"}
+    with continue_from(pair_only), span("from pair"):
+        pass
+    with continue_from(meta), span("from traceparent"):
+        pass
+    spans = by_name(exporter.get_finished_spans())
+    origin = spans["origin"]
+    assert origin.context is not None
+    for name in ("from pair", "from traceparent"):
+        child = spans[name]
+        assert child.parent is not None
+        assert child.parent.span_id == origin.context.span_id
+        assert child.context is not None
+        assert child.context.trace_id == origin.context.trace_id
+
+
 def test_future_version_is_accepted() -> None:
     remote = remote_of(extract({"traceparent": f"01-{GOOD_TRACE}-{GOOD_SPAN}-01-future"}))
     assert remote.is_valid

@@ -428,6 +428,7 @@ class SagaRun:
             parent_step=parent_step,
             resumed=frozenset(self._results) if self._results else _NOTHING_RESUMED,
             resumed_from=state.run.run_id if state is not None and state.run else None,
+            inputs=self._inputs,
         )
         self._plan = plan
         self._path = self.info.path

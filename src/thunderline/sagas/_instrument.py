@@ -27,7 +27,7 @@ Ordering guarantees, so an implementation can keep explicit span handles per
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -68,6 +68,8 @@ class SagaRunInfo:
         parent_step: The parent's step running this nested saga.
         resumed: Steps already completed (from a halted state) when this run began.
         resumed_from: ``run_id`` of the halted run this one continues, if any.
+        inputs: The run's inputs (read-only; e.g. for an instrument that takes
+            a trace context from them). Empty for a standalone rollback.
     """
 
     saga: Saga = attrs.field(repr=lambda s: repr(s.name))
@@ -77,6 +79,7 @@ class SagaRunInfo:
     parent_step: str | None = None
     resumed: frozenset[str] = frozenset()
     resumed_from: int | None = None
+    inputs: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def path(self) -> tuple[str, ...]:

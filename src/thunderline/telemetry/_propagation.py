@@ -25,8 +25,13 @@ Example::
 The carrier format is fixed to W3C ``traceparent``/``tracestate`` and W3C
 ``baggage``, whatever ``OTEL_PROPAGATORS`` says: it is part of the message
 envelope and event metadata contract, read by other thunderline nodes.
-``traceparent`` (with its flags) is authoritative; ``trace_id`` and
-``span_id`` are written for humans and log queries and are ignored on read.
+:func:`inject` writes ``traceparent`` and also the pair ``trace_id`` +
+``span_id`` (the names the seed's events use, handy for log queries). On
+read, ``traceparent`` (with its flags) is authoritative; metadata with no
+``traceparent`` but both ``trace_id`` (32 lowercase hex digits) and
+``span_id`` (16) continues that trace as a sampled remote parent (the pair
+carries no flags; one of the two alone is ignored), so events written by a
+producer that only knows the seed's two keys stay in their trace.
 
 Reading never raises. A missing ``traceparent`` gives a context without a
 parent; a present but invalid one (wrong lengths, uppercase hex, all-zero
@@ -192,8 +197,9 @@ def extract(meta: Mapping[str, Any] | None, context: Context | None = None) -> C
     """Build a context from trace metadata or a carrier; never raises.
 
     Args:
-        meta: A mapping holding ``traceparent`` and optionally ``tracestate``
-            and ``baggage`` (other keys are ignored), or None.
+        meta: A mapping holding ``traceparent`` (or, without it, the pair
+            ``trace_id`` + ``span_id``) and optionally ``tracestate`` and
+            ``baggage`` (other keys are ignored), or None.
         context: The context to add the remote parent and baggage to; an
             empty context by default, so nothing current leaks in.
 
@@ -208,12 +214,34 @@ def extract(meta: Mapping[str, Any] | None, context: Context | None = None) -> C
     if not meta:
         return ctx
     traceparent = meta.get(TRACEPARENT)
+    if traceparent is None and TRACE_ID in meta and SPAN_ID in meta:
+        traceparent = _pair_traceparent(meta.get(TRACE_ID), meta.get(SPAN_ID))
     if traceparent is not None:
         ctx = _extract_traceparent(traceparent, meta.get(TRACESTATE), ctx)
     baggage_header = meta.get(BAGGAGE)
     if isinstance(baggage_header, str) and baggage_header:
         ctx = _BAGGAGE.extract({BAGGAGE: baggage_header}, context=ctx)
     return ctx
+
+
+_TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID_RE = re.compile(r"[0-9a-f]{16}")
+
+
+def _pair_traceparent(trace_id: object, span_id: object) -> object:
+    """The ``traceparent`` the seed's ``trace_id`` + ``span_id`` pair stands for (sampled).
+
+    A malformed pair gives a value the traceparent check counts as malformed
+    (a new trace starts); a lone ``trace_id`` or ``span_id`` is ignored.
+    """
+    if (
+        isinstance(trace_id, str)
+        and isinstance(span_id, str)
+        and _TRACE_ID_RE.fullmatch(trace_id)
+        and _SPAN_ID_RE.fullmatch(span_id)
+    ):
+        return f"00-{trace_id}-{span_id}-01"
+    return False  # not a string: counted as malformed
 
 
 def _extract_traceparent(traceparent: object, tracestate: object, ctx: Context) -> Context:
@@ -316,7 +344,8 @@ def continue_from(meta: Mapping[str, Any] | None) -> ContextScope:
 
     Args:
         meta: Metadata written by :func:`inject` (possibly after a JSON round
-            trip), or None.
+            trip), metadata with only the seed's ``trace_id`` + ``span_id``,
+            or None.
 
     Returns:
         A :class:`ContextScope` for ``with`` or ``async with``.

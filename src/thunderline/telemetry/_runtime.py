@@ -23,9 +23,14 @@ CONSUMER span ``process {destination}`` around the handling, a child of the
 producer span (or, with ``links=True``, a new trace linked to it). Both carry
 ``messaging.system="thunderline"``, ``messaging.operation.name``,
 ``messaging.destination.name`` and ``messaging.message.id``. Hop spans are
-created only when the sender's span is recording, so untraced or unsampled
-traffic costs a context lookup per message, not a span. They can be turned
-off for single processes with :meth:`RuntimeInstrument.quiet`.
+created only when the sender's trace context is valid and sampled, so
+untraced or unsampled traffic costs a context lookup per message, not a span.
+The sender and the receiver decide alike: a process whose current span has
+ended (one spawned inside a span that finished since) still gets a producer
+span, so every consumer span's ``messaging.message.id`` names a real
+producer; a carrier with no message id (sent by something else) gives a
+consumer span without that attribute, never an empty one. Hop spans can be
+turned off for single processes with :meth:`RuntimeInstrument.quiet`.
 
 A supervisor restart gets a ``restart {child id}`` span linked to the span
 that was current in the child when it crashed.
@@ -120,8 +125,8 @@ class RuntimeInstrument(BaseInstrument):
         """Capture the sender's context; with hop spans, inside a PRODUCER span."""
         if not self.hop_spans or dest in self._quiet or sender in self._quiet:
             return self._propagate()
-        current = trace.get_current_span()
-        if not current.is_recording():
+        sender_context = trace.get_current_span().get_span_context()
+        if not (sender_context.is_valid and sender_context.trace_flags.sampled):
             return self._propagate()
         message_id = f"{dest!r}-{next(self._ids)}"
         producer = STATE.tracer.start_span(
@@ -167,8 +172,10 @@ class RuntimeInstrument(BaseInstrument):
                     "messaging.operation.name": "process",
                     "messaging.operation.type": "process",
                     "messaging.destination.name": label,
-                    "messaging.message.id": str(carrier.get("thunderline-message-id", "")),
                 }
+                message_id = carrier.get("thunderline-message-id")
+                if isinstance(message_id, str) and message_id:
+                    attributes["messaging.message.id"] = message_id
                 if self.links:
                     consumer = STATE.tracer.start_span(
                         f"process {label}",

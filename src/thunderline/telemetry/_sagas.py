@@ -19,8 +19,8 @@ Example::
     >>> outcome = anyio.run(lambda: run_saga(saga, instrument=tracer))
     >>> spans = exporter.get_finished_spans()
     >>> sorted(s.name for s in spans)
-    ['bolt.saga_execution', 'saga.step reserve']
-    >>> [s.attributes["saga.outcome"] for s in spans if s.name == "bolt.saga_execution"]
+    ['saga.execution', 'saga.step reserve']
+    >>> [s.attributes["saga.outcome"] for s in spans if s.name == "saga.execution"]
     ['succeeded']
     >>> from thunderline.testing import check_trace_tree
     >>> check_trace_tree(spans)
@@ -30,29 +30,43 @@ Example::
 The shape of one run (every span is started with an *explicit* parent, so
 concurrent steps in separate tasks nest correctly)::
 
-    bolt.run_saga                  only under a saga supervisor: from its
+    saga.run                       only under a saga supervisor: from its
     │                              "saga_registered" to "saga_unregistered"
-    └─ bolt.saga_execution         the run (child of the current span when the
-       │                           run starts, or of bolt.run_saga)
+    └─ saga.execution              the run (child of the current span when the
+       │                           run starts, or of saga.run)
        ├─ saga.step {step}         one span per attempt (saga.attempt = 1, 2...)
-       │  └─ bolt.saga_execution   a nested saga, under its parent step's attempt
+       │  └─ saga.execution        a nested saga, under its parent step's attempt
        ├─ saga.compensate {step}   after the failed attempt's span ended
        └─ saga.rollback            from "rollback_started" to its end
           └─ saga.undo {step}      one span per undo attempt
 
+The names of the two outer spans and of the span events are parameters, so an
+application can use its own (the reference application's Bolt names them
+``bolt.run_saga`` and ``bolt.saga_execution``, with events ``bolt.saga_started``
+and so on: :func:`thunderline.domains.bolt.saga_tracer`).
+
 Attributes: ``saga.name``, ``saga.correlation_id``, ``saga.run_id`` on every
-span; ``saga.step`` and ``saga.attempt`` on step, compensate and undo spans;
+span, plus whatever the tracer's ``attributes`` function gives for the run;
+``saga.step`` and ``saga.attempt`` on step, compensate and undo spans;
 ``saga.outcome`` on the execution span (``succeeded``, ``failed``,
 ``halted``, ``cancelled`` or ``crashed``) and ``saga.step.outcome`` on step
 spans (``ok``, ``error``, ``retry``, ``halt``, ``cancelled``). A failed
 attempt, compensate or undo records the exception with status ERROR; a failed
 run is ERROR on its execution span even when the rollback succeeded. The
-saga's events become span events named ``bolt.{event}``
-(``bolt.saga_started``, ``bolt.saga_completed``, ``bolt.saga_failed``,
-``bolt.saga_rolled_back``, ``bolt.saga_halted``, ``bolt.saga_registered``...).
+saga's events become span events, by default named ``saga.{event}`` without
+the event's own ``saga_`` prefix (``saga.started``, ``saga.completed``,
+``saga.failed``, ``saga.rolled_back``, ``saga.halted``, ``saga.registered``,
+``saga.rollback_started``, ``saga.retry_scheduled``...).
 Every span carries ``thunderline.saga.span`` (``run``, ``execution``,
 ``attempt``, ``compensate``, ``rollback``, ``undo``), which is what
 :func:`thunderline.testing.check_trace_tree` reads.
+
+The outermost span of a run (``saga.run`` under a supervisor, else the
+execution span of a run that is not nested) is a child of the span current
+when it starts, unless the tracer's ``trace_parent`` function returns W3C
+trace metadata for the run (``traceparent``, or ``trace_id`` + ``span_id``, as
+:func:`~thunderline.telemetry.continue_from` reads): then it continues that
+trace, whichever process the hook runs in.
 
 While ``run``, ``compensate`` or ``undo`` of a step executes, its span is the
 current span, so spans and messages the step's code creates are its children.
@@ -62,8 +76,8 @@ from __future__ import annotations
 
 import contextvars
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -83,15 +97,15 @@ from thunderline.sagas import (
     UndoOutcome,
 )
 from thunderline.telemetry._context import _GUARD
+from thunderline.telemetry._propagation import extract
 from thunderline.telemetry._state import STATE
 from thunderline.telemetry._stats import COUNTERS
 
 __all__ = ["SagaTracer"]
 
-SUPERVISED_SPAN: Final = "bolt.run_saga"
-EXECUTION_SPAN: Final = "bolt.saga_execution"
+SUPERVISED_SPAN: Final = "saga.run"
+EXECUTION_SPAN: Final = "saga.execution"
 ROLLBACK_SPAN: Final = "saga.rollback"
-EVENT_PREFIX: Final = "bolt."
 KIND_KEY: Final = "thunderline.saga.span"
 _ENDED_RUNS_KEPT: Final = 1024
 
@@ -179,6 +193,11 @@ def _event_attributes(attributes: Mapping[str, object]) -> dict[str, AttributeVa
     return converted
 
 
+def default_event_name(name: str) -> str:
+    """The default span event name of a saga event: ``saga_started`` -> ``saga.started``."""
+    return "saga." + name.removeprefix("saga_")
+
+
 def _fail(span: Span, error: BaseException, *, escaped: bool = True) -> None:
     if span.is_recording():
         span.record_exception(error, escaped=escaped)
@@ -202,13 +221,39 @@ class SagaTracer(SagaInstrument):
         current_steps: Make each step's ``run``/``compensate``/``undo`` span
             current while its code runs (default True), so work done by the
             step nests under it.
+        run_span: The name of the span around a supervised run.
+        execution_span: The name of a run's execution span.
+        event_name: Maps a saga event (``saga_started``...) to its span event
+            name (default :func:`default_event_name`: ``saga.started``...).
+        attributes: Extra attributes for every span of a run, from its
+            :class:`~thunderline.sagas.SagaRunInfo` (called once per span).
+        trace_parent: Trace metadata (``traceparent``, or ``trace_id`` and
+            ``span_id``) the run's outermost span continues, from its
+            :class:`~thunderline.sagas.SagaRunInfo` (e.g. from its inputs);
+            None, or metadata without a valid context, keeps the current span
+            as the parent.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, *, tracer: trace.Tracer | None = None, current_steps: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        tracer: trace.Tracer | None = None,
+        current_steps: bool = True,
+        run_span: str = SUPERVISED_SPAN,
+        execution_span: str = EXECUTION_SPAN,
+        event_name: Callable[[str], str] = default_event_name,
+        attributes: Callable[[SagaRunInfo], Mapping[str, AttributeValue]] | None = None,
+        trace_parent: Callable[[SagaRunInfo], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         self._tracer = tracer
         self._current_steps = current_steps
+        self.run_span = run_span
+        self.execution_span = execution_span
+        self._event_name = event_name
+        self._extra = attributes
+        self._trace_parent = trace_parent
         self._runs: dict[int, _Run] = {}
         self._supervised: dict[int, Span] = {}
         self._attempts: dict[tuple[int, str, int], _Handle] = {}
@@ -266,13 +311,26 @@ class SagaTracer(SagaInstrument):
         self._supervised.clear()
         return ended
 
-    @staticmethod
-    def _run_attributes(run: SagaRunInfo) -> dict[str, AttributeValue]:
-        return {
-            "saga.name": run.saga.name,
-            "saga.correlation_id": run.correlation_id,
-            "saga.run_id": run.run_id,
-        }
+    def _run_attributes(self, run: SagaRunInfo) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {}
+        if self._extra is not None:
+            attributes.update(self._extra(run))
+        attributes["saga.name"] = run.saga.name
+        attributes["saga.correlation_id"] = run.correlation_id
+        attributes["saga.run_id"] = run.run_id
+        return attributes
+
+    def _outer_context(self, run: SagaRunInfo) -> Context | None:
+        """The context the run's outermost span starts in: from ``trace_parent``, else current."""
+        if self._trace_parent is None:
+            return None
+        meta = self._trace_parent(run)
+        if not meta:
+            return None
+        context = extract(meta)
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return None
+        return context
 
     def _start(
         self,
@@ -281,9 +339,11 @@ class SagaTracer(SagaInstrument):
         parent: Span | None,
         attributes: dict[str, AttributeValue],
         links: list[Link] | None = None,
+        context: Context | None = None,
     ) -> Span:
         attributes[KIND_KEY] = kind
-        context = trace.set_span_in_context(parent) if parent is not None else None
+        if parent is not None:
+            context = trace.set_span_in_context(parent)
         return self.tracer.start_span(name, context=context, attributes=attributes, links=links)
 
     def _owner(self, run: SagaRunInfo) -> Span | None:
@@ -319,7 +379,7 @@ class SagaTracer(SagaInstrument):
     # ---------------------------------------------------------------- runs
 
     def saga_started(self, run: SagaRunInfo) -> None:
-        """Start the run's ``bolt.saga_execution`` span."""
+        """Start the run's execution span."""
         parent: Span | None = self._supervised.get(run.run_id)
         attributes = self._run_attributes(run)
         if run.parent is not None and run.parent_step is not None:
@@ -341,7 +401,10 @@ class SagaTracer(SagaInstrument):
             halted = self._ended.get(run.resumed_from)
             if halted is not None:
                 links = [Link(halted, {"saga.link": "resumed_from"})]
-        execution = self._start(EXECUTION_SPAN, "execution", parent, attributes, links)
+        context = self._outer_context(run) if parent is None and run.parent is None else None
+        execution = self._start(
+            self.execution_span, "execution", parent, attributes, links, context
+        )
         previous = self._runs.pop(run.run_id, None)
         if previous is not None:  # started twice: never leave the first one open
             self._close_run(previous, abandoned=True)
@@ -501,8 +564,8 @@ class SagaTracer(SagaInstrument):
     # ---------------------------------------------------------------- events
 
     def event(self, run: SagaRunInfo, name: str, attributes: Mapping[str, object]) -> None:
-        """Add ``bolt.{name}`` to the run's span; open or close supervisor and rollback spans."""
-        event_name = EVENT_PREFIX + name
+        """Add the event to the run's span; open or close supervisor and rollback spans."""
+        event_name = self._event_name(name)
         event_attributes = _event_attributes(attributes)
         if name == "saga_registered":
             self._registered(run, event_name, event_attributes)
@@ -555,6 +618,8 @@ class SagaTracer(SagaInstrument):
         if previous is not None:
             previous.set_attribute("saga.abandoned", True)
             previous.end()
-        span = self._start(SUPERVISED_SPAN, "run", None, self._run_attributes(run))
+        span = self._start(
+            self.run_span, "run", None, self._run_attributes(run), None, self._outer_context(run)
+        )
         span.add_event(event_name, attributes)
         self._supervised[run.run_id] = span
