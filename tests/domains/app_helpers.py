@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import thunderline.runtime as tl
 from thunderline import telemetry
-from thunderline.domains import AppConfig, Event, application_spec, gate, link, open_ledger
+from thunderline.domains import AppConfig, Event, application_spec, bolt, gate, link, open_ledger
 
 #: Bound for a whole test body on a loaded 2-core machine.
 LIMIT = 45.0
@@ -107,7 +107,7 @@ def memory_tracing(**kwargs: Any) -> Iterator[SpanLog]:
 
 def app_config(data_dir: Path, **kwargs: Any) -> AppConfig:
     """The application's configuration in ``data_dir``, with the saga tracer."""
-    kwargs.setdefault("saga_instrument", telemetry.SagaTracer())
+    kwargs.setdefault("saga_instrument", bolt.saga_tracer())
     return AppConfig(data_dir=data_dir, **kwargs)
 
 

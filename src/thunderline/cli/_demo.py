@@ -24,6 +24,7 @@ from thunderline.domains import (
     LedgerError,
     SigningKeyError,
     application_spec,
+    bolt,
     gate,
     link,
     open_ledger,
@@ -136,7 +137,7 @@ async def _demo(
     total: int, config: AppConfig, progress: _Progress, tracing: bool
 ) -> dict[str, Any]:
     supervisor = await application_spec(
-        attrs.evolve(config, saga_instrument=telemetry.SagaTracer() if tracing else None)
+        attrs.evolve(config, saga_instrument=bolt.saga_tracer() if tracing else None)
     ).start()
     assert supervisor is not None
     link.subscribe()

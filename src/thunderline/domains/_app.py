@@ -61,7 +61,8 @@ class AppConfig:
         routes: Flow's routes (default: each event name Bolt has a saga for, i.e.
             ``system.heartbeat``, to the bolt pipeline; see ``flow.default_routes``).
         saga_concurrency: step slots shared by all running sagas.
-        saga_instrument: hooks for every saga run (e.g. telemetry's saga tracer).
+        saga_instrument: hooks for every saga run (e.g. ``bolt.saga_tracer()``: the
+            saga spans with Bolt's names, in each event's trace).
         saga_journal: where the saga supervisor journals Bolt's sagas, a path or
             ``postgresql://`` URL (default ``data_dir/sagas.db``); unfinished
             runs are recovered when the application starts.

@@ -36,16 +36,28 @@ async def request(server: tl.Pid | str, message: Any, timeout: float | None = No
     return result
 
 
+#: The seed's ``thunderline.domain`` and ``thunderline.component`` of each domain's spans.
+GATE_SPAN: Final = {"thunderline.domain": "gate", "thunderline.component": "thunder_bridge"}
+FLOW_SPAN: Final = {"thunderline.domain": "flow", "thunderline.component": "event_bus"}
+BOLT_SPAN: Final = {"thunderline.domain": "bolt", "thunderline.component": "sagas_supervisor"}
+VAULT_SPAN: Final = {"thunderline.domain": "vault"}
+LINK_SPAN: Final = {"thunderline.domain": "link", "thunderline.component": "transport_telemetry"}
+#: The span event recorded wherever an event is refused (Gate's validation, Flow, the ledger).
+DROPPED: Final = "flow.event_dropped"
+
+
 @contextlib.contextmanager
 def event_context(event: Event) -> Iterator[None]:
     """Continue ``event``'s trace unless a span is already current.
 
     With the runtime's ``RuntimeInstrument`` installed, the message that
-    brought the event already carries the trace; without it, the trace context
-    Gate injected into the event's ``meta`` keeps every domain in one trace.
+    brought the event already carries the trace; without it, the event's own
+    trace (:attr:`Event.trace_meta`: the context Gate injected into its
+    ``meta``, or the one Flow gave a trace-less event in memory) keeps every
+    domain in one trace.
     """
     if telemetry.current_span_id() is not None:
         yield
         return
-    with telemetry.continue_from(event.meta):
+    with telemetry.continue_from(event.trace_meta):
         yield

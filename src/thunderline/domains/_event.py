@@ -379,6 +379,8 @@ class Event:
     occurred_at: _dt.datetime
     #: The canonical bytes, computed on first use (the event is immutable).
     _canonical: bytes | None = attrs.field(default=None, init=False, repr=False)
+    #: Trace context carried in memory beside the content (see :meth:`with_trace`).
+    _carried_trace: Mapping[str, str] | None = attrs.field(default=None, init=False, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
@@ -558,6 +560,37 @@ class Event:
         .. versionadded:: 0.1
         """
         return {key: value for key, value in self.meta.items() if key in TRACE_META_KEYS}
+
+    @property
+    def trace_meta(self) -> Mapping[str, Any]:
+        """The trace context the domains continue for this event.
+
+        The trace keys of :attr:`meta` when it holds a context (``traceparent``,
+        or the pair ``trace_id`` + ``span_id``), else the context carried in
+        memory by :meth:`with_trace`, else an empty mapping (a new trace).
+        Pass it to :func:`thunderline.telemetry.continue_from`.
+
+        .. versionadded:: 0.1
+        """
+        if "traceparent" in self.meta or ("trace_id" in self.meta and "span_id" in self.meta):
+            return self.trace_context
+        return self._carried_trace or {}
+
+    def with_trace(self, carrier: Mapping[str, str]) -> Event:
+        """A copy of this event carrying ``carrier`` (a W3C carrier) as its trace, in memory.
+
+        The carried context is not content: it is not in :meth:`to_dict`, the
+        canonical bytes, equality or the ledger, so publishing the event again
+        stays idempotent. It is used only when :attr:`meta` has no trace
+        context of its own (see :attr:`trace_meta`). Flow gives an event
+        published without trace context its ``flow.publish_event`` span this
+        way, so the domains after Flow continue that trace.
+
+        .. versionadded:: 0.1
+        """
+        copy = attrs.evolve(self)
+        object.__setattr__(copy, "_carried_trace", dict(carrier))
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as a JSON object (plain dicts, lists and strings).

@@ -2,14 +2,21 @@
 
 :func:`run` asks Bolt to run the saga registered for an event's name. Bolt
 answers later (a deferred reply): it spawns a linked runner process per event
-that opens the ``bolt.handle_event`` span (``saga.module``,
-``saga.correlation_id``), starts the saga under the saga supervisor
-(registered as ``thunderline.sagas``, correlation id = the event id, joining
-a run already going for that id), waits for the outcome and replies. So Bolt
-itself is never blocked by a running saga. With telemetry's ``SagaTracer``
-on the saga supervisor, the saga shows as ``bolt.run_saga`` >
+that opens the ``bolt.handle_event`` span, starts the saga under the saga
+supervisor (registered as ``thunderline.sagas``, correlation id = the event
+id, joining a run already going for that id), waits for the outcome and
+replies. So Bolt itself is never blocked by a running saga.
+
+Tracing. With :func:`saga_tracer` on the saga supervisor (the application's
+``AppConfig.saga_instrument``), the saga shows as ``bolt.run_saga`` >
 ``bolt.saga_execution`` > one span per step attempt, with the span events
 ``bolt.saga_registered``, ``bolt.saga_started`` and ``bolt.saga_completed``.
+Every Bolt span (``bolt.handle_event``, the saga's spans) carries
+``thunderline.domain=bolt``, ``thunderline.component=sagas_supervisor``,
+``saga.module`` (the saga's name) and ``saga.correlation_id`` (the event id).
+The saga's spans continue the trace of the event in its input
+(:attr:`~thunderline.domains.Event.trace_meta`), so they are in the event's
+trace whether or not the runtime carries trace context in messages.
 
 The demo's :data:`HEARTBEAT` saga persists the event to Vault and then
 notifies Link; a step whose call fails because Vault or Link is restarting is
@@ -26,7 +33,7 @@ second start with its id is ``SagaAlreadyRanError``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -34,7 +41,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas, telemetry
 from thunderline.domains import link, vault
-from thunderline.domains._common import BOLT, SAGAS, Failure, event_context, request
+from thunderline.domains._common import BOLT, BOLT_SPAN, SAGAS, Failure, event_context, request
 from thunderline.domains._event import Event
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "bolt_spec",
     "run",
     "run_batch",
+    "saga_tracer",
 ]
 
 
@@ -144,14 +152,51 @@ class _State:
     failed: int = 0
 
 
-async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.SagaOutcome:
-    correlation_id = str(event.id)
-    attributes = {
-        "thunderline.domain": "bolt",
+def _span_attributes(event: Event, saga: sagas.Saga) -> dict[str, str]:
+    return {
+        **BOLT_SPAN,
         "saga.module": saga.name,
-        "saga.correlation_id": correlation_id,
+        "saga.correlation_id": str(event.id),
         "event.name": event.name,
     }
+
+
+def _saga_attributes(run: sagas.SagaRunInfo) -> dict[str, str]:
+    return {**BOLT_SPAN, "saga.module": run.saga.name}
+
+
+def _saga_trace_parent(run: sagas.SagaRunInfo) -> Mapping[str, Any] | None:
+    event = run.inputs.get("event")
+    return event.trace_meta if isinstance(event, Event) else None
+
+
+def _bolt_event_name(name: str) -> str:
+    return f"bolt.{name}"
+
+
+def saga_tracer(**kwargs: Any) -> telemetry.SagaTracer:
+    """A :class:`~thunderline.telemetry.SagaTracer` with Bolt's names and attributes.
+
+    Spans ``bolt.run_saga`` and ``bolt.saga_execution``, span events
+    ``bolt.{event}`` (``bolt.saga_started``...), ``thunderline.domain=bolt``,
+    ``thunderline.component=sagas_supervisor`` and ``saga.module`` on every
+    span, each run continuing the trace of its input event. Pass it as the
+    application's ``AppConfig.saga_instrument``; ``kwargs`` go to the tracer
+    (e.g. ``tracer=``, ``current_steps=``).
+    """
+    return telemetry.SagaTracer(
+        run_span="bolt.run_saga",
+        execution_span="bolt.saga_execution",
+        event_name=_bolt_event_name,
+        attributes=_saga_attributes,
+        trace_parent=_saga_trace_parent,
+        **kwargs,
+    )
+
+
+async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.SagaOutcome:
+    correlation_id = str(event.id)
+    attributes = _span_attributes(event, saga)
     with event_context(event), telemetry.span("bolt.handle_event", attributes=attributes):
         # The saga supervisor's tracer records bolt.run_saga > bolt.saga_execution
         # (with bolt.saga_registered / started / completed) below this span.
@@ -176,15 +221,9 @@ async def _batch_runner(
             started.append((event, False))
             continue
         correlation_id = str(event.id)
-        attributes = {
-            "thunderline.domain": "bolt",
-            "saga.module": saga.name,
-            "saga.correlation_id": correlation_id,
-            "event.name": event.name,
-        }
         with (
-            telemetry.continue_from(event.meta),
-            telemetry.span("bolt.handle_event", attributes=attributes),
+            telemetry.continue_from(event.trace_meta),
+            telemetry.span("bolt.handle_event", attributes=_span_attributes(event, saga)),
         ):
             handle = await sagas.start_saga(
                 supervisor,

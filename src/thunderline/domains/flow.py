@@ -1,8 +1,10 @@
 """Flow: the event bus, and the application's durable intake.
 
 :func:`publish` hands an event to Flow, which continues the event's trace
-(``flow.publish_event`` with ``event.id``, ``event.name``, ``event.type``,
-``event.source``, ``event.priority``), validates it, commits it to the ledger
+(``flow.publish_event`` with ``thunderline.domain=flow``,
+``thunderline.component=event_bus``, ``event.id``, ``event.name``,
+``event.type``, ``event.source``, ``event.priority`` and ``event.pipeline``
+when ``meta`` names one), validates it, commits it to the ledger
 and only then answers: **a publish that returns means the event is committed
 in the ledger** (Vault's transaction committed). Otherwise it raises, and the
 event may or may not be recorded, never twice: publishing the same event again
@@ -20,17 +22,34 @@ each publisher of the batch, and hands the new events to their routes:
   concurrency and batching, :class:`~thunderline.domains.PipelineSpec`). By
   default each event name Bolt has a saga for (``system.heartbeat``) goes to
   the ``bolt`` pipeline, whose workers run each event's saga through Bolt.
+* A route may also require ``meta["pipeline"]`` (``Route(pattern, pipeline,
+  meta_pipeline=...)``), as the seed's Flow routes by ``meta.pipeline``, and a
+  route without a processing pipeline (``pipeline=None``) accepts its events
+  for the ledger and Link only. The default routes end with the *general
+  pipeline*: ``Route("*", None, meta_pipeline="general")``, so any valid
+  event whose ``meta["pipeline"]`` is ``"general"`` is committed and relayed
+  by Link (and still runs a saga if one is routed for its name).
+
+Trace. An event whose ``meta`` has no trace context (e.g. built with
+``Event.new(...)`` and published straight to Flow) continues Flow's
+``flow.publish_event``: Flow hands on a copy carrying that context in memory
+(:meth:`~thunderline.domains.Event.with_trace`, not content, so a retry stays
+idempotent), and Vault, Bolt's saga and Link continue it, so the event is one
+trace with or without a runtime instrument.
 
 Flow monitors Vault per batch: if Vault dies with a batch in flight, the batch
 is sent again once Vault is back (the ledger deduplicates by event id, so a
 batch that was in fact committed is not written twice); publishers just wait.
 
-Validation drops (span event ``flow.event_dropped`` with the reason, and
-:class:`EventDroppedError` for the publisher) an event that is not an
-:class:`Event`, or that no route or subscriber wants (refused at once instead
-of accepted and lost). Accepted events get ``flow.event_validated`` and, once
-committed, ``flow.event_published``. An id already pending joins the pending
-publish (same content) or is refused (:class:`~thunderline.domains.DuplicateEventError`).
+Validation drops (span event ``flow.event_dropped`` with the reason, status
+ERROR with the reason, and :class:`EventDroppedError` for the publisher) an
+event that is not an :class:`Event`, or that no route or subscriber wants
+(refused at once instead of accepted and lost); an event refused because the
+application is shutting down, a pipeline is full (:func:`try_publish`) or its
+id is pending with other content is recorded the same way. Accepted events
+get ``flow.event_validated`` and ``flow.event_published`` (handed to the
+ledger). An id already pending joins the pending publish (same content) or is
+refused (:class:`~thunderline.domains.DuplicateEventError`).
 
 Backpressure: while a pipeline is full, Flow waits for it before committing
 more, so :func:`publish` waits; :func:`try_publish` raises
@@ -59,7 +78,15 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas, telemetry
 from thunderline.domains import bolt, vault
-from thunderline.domains._common import FLOW, VAULT, Failure, event_context, request
+from thunderline.domains._common import (
+    DROPPED,
+    FLOW,
+    FLOW_SPAN,
+    VAULT,
+    Failure,
+    event_context,
+    request,
+)
 from thunderline.domains._event import Event
 from thunderline.domains._ledger import DuplicateEventError, LedgerError
 from thunderline.domains._pipeline import (
@@ -73,6 +100,7 @@ from thunderline.domains._pipeline import (
 )
 
 __all__ = [
+    "GENERAL_ROUTE",
     "BatchFailedError",
     "Delivered",
     "EventDroppedError",
@@ -152,10 +180,30 @@ class Delivered:
 
 @attrs.frozen
 class Route:
-    """Events whose name matches ``pattern`` (fnmatch) go to ``pipeline``."""
+    """Events whose name matches ``pattern`` (fnmatch) go to ``pipeline``.
+
+    Attributes:
+        pattern: fnmatch pattern of the event names routed.
+        pipeline: the processing pipeline, or None: the route only accepts its
+            events (committed to the ledger and relayed by Link).
+        meta_pipeline: if given, the route takes only events whose
+            ``meta["pipeline"]`` equals it.
+    """
 
     pattern: str
-    pipeline: PipelineSpec[Event]
+    pipeline: PipelineSpec[Event] | None
+    meta_pipeline: str | None = attrs.field(default=None, kw_only=True)
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` takes this route."""
+        return fnmatch.fnmatchcase(event.name, self.pattern) and (
+            self.meta_pipeline is None or event.meta.get("pipeline") == self.meta_pipeline
+        )
+
+
+#: The seed's general pipeline: events with ``meta["pipeline"] == "general"`` go to
+#: the ledger and Link (and to a saga only if another route takes them too).
+GENERAL_ROUTE: Final = Route("*", None, meta_pipeline="general")
 
 
 @attrs.frozen
@@ -195,14 +243,15 @@ def default_routes(
     batch_timeout: float = 0.005,
     event_names: Iterable[str] | None = None,
 ) -> tuple[Route, ...]:
-    """Each of ``event_names`` -> the ``bolt`` pipeline, whose workers run each event's saga.
+    """Each of ``event_names`` -> the ``bolt`` pipeline, whose workers run each event's saga;
+    then the general pipeline (:data:`GENERAL_ROUTE`).
 
     Args:
         event_names: the names Bolt has a saga for (default: the keys of
-            :data:`~thunderline.domains.bolt.DEFAULT_SAGAS`). Only these are
-            routed: an event no saga handles is refused by Flow
-            (:class:`EventDroppedError`) rather than accepted and then lost
-            when Bolt cannot run it.
+            :data:`~thunderline.domains.bolt.DEFAULT_SAGAS`). Only these go to
+            Bolt: any other event is refused by Flow (:class:`EventDroppedError`)
+            rather than accepted and then lost when Bolt cannot run it, unless
+            its ``meta["pipeline"]`` is ``"general"``.
     """
     names = sorted(bolt.DEFAULT_SAGAS if event_names is None else set(event_names))
     pipeline: PipelineSpec[Event] = PipelineSpec(
@@ -213,7 +262,7 @@ def default_routes(
         max_buffer=max_buffer,
         batch_timeout=batch_timeout,
     )
-    return tuple(Route(_exact(name), pipeline) for name in names)
+    return (*(Route(_exact(name), pipeline) for name in names), GENERAL_ROUTE)
 
 
 def _exact(name: str) -> str:
@@ -223,7 +272,7 @@ def _exact(name: str) -> str:
 
 def _pipelines(routes: Iterable[Route]) -> dict[str, PipelineSpec[Event]]:
     """The distinct pipelines of ``routes`` by name (routes may share one)."""
-    return {route.pipeline.name: route.pipeline for route in routes}
+    return {route.pipeline.name: route.pipeline for route in routes if route.pipeline is not None}
 
 
 @attrs.frozen
@@ -298,55 +347,61 @@ class Flow(tl.Server[_State]):
         return tl.NoReply(state)
 
     def _routes_of(self, event: Event) -> list[str]:
-        return list(
-            _pipelines(r for r in self.routes if fnmatch.fnmatchcase(event.name, r.pattern))
-        )
+        """The names of the processing pipelines routed for ``event``."""
+        return list(_pipelines(r for r in self.routes if r.matches(event)))
+
+    def _routed(self, event: Event) -> bool:
+        return any(r.matches(event) for r in self.routes)
 
     async def _accept(self, event: Event, wait: bool, from_: tl.From, state: _State) -> Any:
         """Validate; join or queue for commit (deferred answer), or answer a Failure now."""
         if not isinstance(event, Event):
             state.dropped += 1
-            return Failure(EventDroppedError(repr(event)[:64], "not an Event"))
-        if state.closing:
-            return Failure(ShuttingDownError(str(event.id)))
+            with telemetry.span("flow.publish_event", attributes=FLOW_SPAN):
+                return _refuse(EventDroppedError(repr(event)[:64], "not an Event"))
+        attributes = {
+            **FLOW_SPAN,
+            "event.id": str(event.id),
+            "event.name": event.name,
+            "event.type": event.type,
+            "event.source": event.source,
+            "event.priority": event.priority.value,
+        }
+        pipeline = event.meta.get("pipeline")
+        if isinstance(pipeline, str):
+            attributes["event.pipeline"] = pipeline
         with (
             event_context(event),
-            telemetry.span(
-                "flow.publish_event",
-                attributes={
-                    "thunderline.domain": "flow",
-                    "event.id": str(event.id),
-                    "event.name": event.name,
-                    "event.type": event.type,
-                    "event.source": event.source,
-                    "event.priority": event.priority.value,
-                },
-            ),
+            telemetry.span("flow.publish_event", attributes=attributes),
         ):
+            if state.closing:
+                return _refuse(ShuttingDownError(str(event.id)))
             routes = self._routes_of(event)
             reason = None
-            if not routes and not _subscribers(event):
+            if not self._routed(event) and not _subscribers(event):
                 reason = f"no route or subscriber for {event.name!r}"
             elif not wait:
                 reason = await self._overloaded(routes, state)
             if reason is not None:
                 state.dropped += 1
-                telemetry.add_event("flow.event_dropped", {"reason": reason})
                 if reason.startswith("pipeline "):
                     name = reason.split("'")[1]
                     spec = _pipelines(self.routes)[name]
-                    return Failure(PipelineOverloaded(name, spec.max_buffer))
-                return Failure(EventDroppedError(str(event.id), reason))
+                    return _refuse(PipelineOverloaded(name, spec.max_buffer), reason)
+                return _refuse(EventDroppedError(str(event.id), reason), reason)
             telemetry.add_event("flow.event_validated")
             key = str(event.id)
             queued = state.pending.get(key) or state.in_flight.get(key)
             if queued is not None:
                 if queued[0] != event:
-                    error = DuplicateEventError(key, None)
-                    telemetry.add_event("flow.event_dropped", {"reason": str(error)})
-                    return Failure(error)
+                    return _refuse(DuplicateEventError(key, None))
                 queued[1].append(from_)  # the same event again: answered with the first
                 return _DEFERRED
+            if not event.trace_meta:
+                # No trace of its own: the domains after Flow continue this span.
+                carrier = telemetry.capture_carrier()
+                if carrier is not None:
+                    event = event.with_trace(carrier)
             state.pending[key] = (event, [from_])
             telemetry.add_event("flow.event_published", {"pipelines": len(routes)})
         self._dispatch(state)
@@ -473,6 +528,15 @@ class Flow(tl.Server[_State]):
                 anyio.current_time() - started,
                 state.published,
             )
+
+
+def _refuse(error: Exception, reason: str | None = None) -> Failure:
+    """Record a refusal on the current (``flow.publish_event``) span: ERROR with the reason."""
+    text = reason if reason is not None else str(error)
+    telemetry.add_event(DROPPED, {"reason": text})
+    telemetry.set_attributes({"error.type": type(error).__qualname__})
+    telemetry.set_status("error", text)
+    return Failure(error)
 
 
 _DEFERRED: Final = object()

@@ -8,8 +8,12 @@ opens the ``gate.publish`` span (``thunderline.domain=gate``,
 in ``meta["traceparent"]`` when the publisher passes one, else the
 publisher's current trace, else starting a new one; injects that context into
 the event's ``meta`` (``trace_id``, ``span_id``, ``traceparent``,
-``parent_domain="gate"``), validates and builds the :class:`Event` and records
-``gate.event_published``.
+``parent_domain="gate"``), validates and builds the :class:`Event`, hands it
+to Flow and, once Flow has committed it, records ``gate.event_published``
+(``event.id``). A refused event never gets ``gate.event_published``: invalid
+fields record ``flow.event_dropped`` (``reason``) on ``gate.publish`` and mark
+it ERROR; an event Flow refuses marks ``gate.publish`` ERROR with Flow's
+error (Flow's own span holds ``flow.event_dropped``).
 
 Gate is a library, not a process: validation and tracing run in the
 publisher, so an event costs one call (to Flow) on its way in.
@@ -30,8 +34,8 @@ from typing import Any
 import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.domains import flow
-from thunderline.domains._common import FLOW
-from thunderline.domains._event import TRACE_META_KEYS, Event
+from thunderline.domains._common import DROPPED, FLOW, GATE_SPAN
+from thunderline.domains._event import TRACE_META_KEYS, Event, EventValidationError
 
 __all__ = ["publish"]
 
@@ -70,18 +74,13 @@ async def publish(
     }
     inbound = dict(meta) if isinstance(meta, Mapping) else {}
     parent: contextlib.AbstractContextManager[Any] = (
-        telemetry.continue_from(inbound) if "traceparent" in inbound else contextlib.nullcontext()
+        telemetry.continue_from(inbound)
+        if "traceparent" in inbound or ("trace_id" in inbound and "span_id" in inbound)
+        else contextlib.nullcontext()
     )
     with (
         parent,
-        telemetry.span(
-            "gate.publish",
-            attributes={
-                "thunderline.domain": "gate",
-                "thunderline.component": "thunder_bridge",
-                "event.name": str(name),
-            },
-        ),
+        telemetry.span("gate.publish", attributes={**GATE_SPAN, "event.name": str(name)}),
     ):
         if meta is None or isinstance(meta, Mapping):
             built = {k: v for k, v in inbound.items() if k not in TRACE_META_KEYS}
@@ -89,10 +88,15 @@ async def publish(
             built["parent_domain"] = "gate"
             fields["meta"] = built
         # else: Event.new reports the non-mapping meta with the other problems
-        event = Event.new(**fields)
-        telemetry.add_event("gate.event_published", {"event.id": str(event.id)})
+        try:
+            event = Event.new(**fields)
+        except EventValidationError as exc:
+            telemetry.add_event(DROPPED, {"reason": str(exc)})
+            raise  # the span records it: status ERROR
+        telemetry.set_attributes({"event.id": str(event.id)})
         if wait:
             await flow.publish(event, flow=flow_server)
         else:
             await flow.try_publish(event, flow=flow_server)
+        telemetry.add_event("gate.event_published", {"event.id": str(event.id)})
         return event

@@ -4,8 +4,10 @@ Link is the ledger's relay (the transactional-outbox pattern): it delivers
 every committed record, in ledger order, to the processes subscribed with
 :func:`subscribe` (an :class:`Emitted` message each) and to an optional
 JSON-lines sink file (one ``{"event": ..., "seq": ...}`` object per line).
-Each delivery is traced as ``link.transport_emit`` (``transport.event``) with
-the span event ``link.telemetry_emitted``, in the event's own trace.
+Each delivery is traced as ``link.transport_emit`` (``thunderline.domain=link``,
+``thunderline.component=transport_telemetry``, ``transport.event``) with the
+span event ``link.telemetry_emitted``, in the event's own trace
+(:attr:`~thunderline.domains.Event.trace_meta`).
 
 Algorithm. Link keeps a cursor: the seq of the last record it delivered.
 * Start: the cursor is the seq on the sink's last complete line (a torn last
@@ -40,7 +42,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.domains import vault
-from thunderline.domains._common import LINK, Failure, request
+from thunderline.domains._common import LINK, LINK_SPAN, Failure, request
 from thunderline.domains._event import Event
 from thunderline.domains._ledger import LedgerError, LedgerRecord
 
@@ -228,11 +230,11 @@ class Link(tl.Server[_State]):
     @staticmethod
     def _notify(event: Event, seq: int, subscribers: list[tuple[tl.Pid, Any]]) -> None:
         with (
-            telemetry.continue_from(event.meta),  # a batch mixes events of many traces
+            telemetry.continue_from(event.trace_meta),  # a batch mixes events of many traces
             telemetry.span(
                 "link.transport_emit",
                 attributes={
-                    "thunderline.domain": "link",
+                    **LINK_SPAN,
                     "transport.event": event.name,
                     "event.id": str(event.id),
                     "ledger.seq": seq,

@@ -14,9 +14,15 @@ of an id committed moments ago is answered without touching the database) and
 send the new records to Link (:data:`~thunderline.domains._common.LINK`), the
 relay that delivers them in ledger order.
 
-Every action is traced as a span ``vault.{action}`` with ``vault.resource``,
-``vault.action`` and ``vault.actor`` (the way opentelemetry_ash traces Ash
-resource actions). Appending an event id that is already in the ledger with
+Every action is traced as a span ``vault.{action}`` with
+``thunderline.domain=vault``, ``vault.resource``, ``vault.action`` and
+``vault.actor`` (the way opentelemetry_ash traces Ash resource actions; they
+stand for the seed's ``ash.resource``, ``ash.action`` and ``ash.actor``, see
+``docs/design.md``). An append continues its caller's span, or else the
+event's own trace (:attr:`~thunderline.domains.Event.trace_meta`); Flow's
+batches mix events of many traces, so each event's span continues its own.
+An append the ledger refuses ends ERROR with the ledger's error and the span
+event ``flow.event_dropped`` (``reason``). Appending an event id that is already in the ledger with
 the same content returns the existing record, so a retry after a crash never
 writes an event twice.
 """
@@ -33,7 +39,15 @@ import attrs
 
 import thunderline.runtime as tl
 from thunderline import telemetry
-from thunderline.domains._common import LINK, VAULT, Failure, event_context, request
+from thunderline.domains._common import (
+    DROPPED,
+    LINK,
+    VAULT,
+    VAULT_SPAN,
+    Failure,
+    event_context,
+    request,
+)
 from thunderline.domains._event import Event
 from thunderline.domains._ledger import (
     AsyncLedger,
@@ -118,11 +132,12 @@ class _State:
 def _span(event: Event, actor: str, *, own_trace: bool = False) -> telemetry.DetachedSpan:
     """The ``vault.append`` span of ``event``: in the caller's trace, or (for Flow's
     batches, which mix events of many traces) in the event's own trace."""
-    scope = telemetry.continue_from(event.meta) if own_trace else event_context(event)
+    scope = telemetry.continue_from(event.trace_meta) if own_trace else event_context(event)
     with scope:
         return telemetry.start_span(
             "vault.append",
             attributes={
+                **VAULT_SPAN,
                 "vault.resource": "ledger",
                 "vault.action": "append",
                 "vault.actor": actor,
@@ -184,6 +199,7 @@ class Vault(tl.Server[_State]):
         with telemetry.span(
             f"vault.{operation}",
             attributes={
+                **VAULT_SPAN,
                 "vault.resource": "ledger",
                 "vault.action": operation,
                 "vault.actor": "api",
@@ -265,6 +281,7 @@ class Vault(tl.Server[_State]):
                     span.set_attribute("vault.batch_size", len(events))
                     span.end()
                 else:
+                    span.add_event(DROPPED, {"reason": str(result)})
                     span.end(result)
             _answer(waiter, mine)
         if fresh:
