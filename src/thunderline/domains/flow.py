@@ -112,6 +112,7 @@ __all__ = [
     "default_routes",
     "flow_spec",
     "publish",
+    "publish_event",
     "statistics",
     "subscribe",
     "try_publish",
@@ -583,6 +584,11 @@ async def publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
         LedgerError: the ledger failed (the event may or may not be recorded).
     """
     await _request(flow, _Publish(event, True), str(getattr(event, "id", "?")))
+
+
+async def publish_event(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
+    """The seed's name for :func:`publish` (``EventBus.publish_event(event)``): the same call."""
+    await publish(event, flow=flow)
 
 
 async def try_publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
