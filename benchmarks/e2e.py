@@ -50,11 +50,9 @@ async def _app_body(n: int, data_dir: Path, traced: bool) -> float:
 
     import thunderline.runtime as tl
     from thunderline import telemetry
-    from thunderline.domains import AppConfig, application_spec, drain, gate, link
+    from thunderline.domains import AppConfig, application_spec, bolt, drain, gate, link
 
-    config = AppConfig(
-        data_dir=data_dir, saga_instrument=telemetry.SagaTracer() if traced else None
-    )
+    config = AppConfig(data_dir=data_dir, saga_instrument=bolt.saga_tracer() if traced else None)
     supervisor = await application_spec(config).start()
     assert supervisor is not None
     link.subscribe()

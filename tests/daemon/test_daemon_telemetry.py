@@ -216,7 +216,7 @@ def test_spans_metrics_and_log_correlation_reach_the_collector(
 
     # The saga started by "starter" is traced; its step's log line has the step's trace id.
     execution = poll(
-        lambda: receiver.span_named("bolt.saga_execution", **{"saga.name": "greet"}),
+        lambda: receiver.span_named("saga.execution", **{"saga.name": "greet"}),
         "the greet saga's span",
     )
     assert execution["attributes"]["saga.outcome"] == "succeeded"
@@ -253,7 +253,7 @@ def test_spans_metrics_and_log_correlation_reach_the_collector(
         assert {s["service"] for s in receiver.spans} == {SERVICE}
 
     # Stopping flushes what ended during shutdown: the cancelled "linger" saga.
-    assert receiver.span_named("bolt.saga_execution", **{"saga.name": "linger"}) is None
+    assert receiver.span_named("saga.execution", **{"saga.name": "linger"}) is None
     daemon.request("stop")
     assert daemon.wait_exit(STOP_BOUND) == 0
     shut = re.search(
@@ -264,7 +264,7 @@ def test_spans_metrics_and_log_correlation_reach_the_collector(
     with receiver.lock:
         assert int(shut[1]) == len(receiver.spans)
         assert int(shut[2]) == receiver.requests["/v1/metrics"]
-    linger = receiver.span_named("bolt.saga_execution", **{"saga.name": "linger"})
+    linger = receiver.span_named("saga.execution", **{"saga.name": "linger"})
     assert linger is not None, daemon.log()
     assert linger["attributes"]["saga.outcome"] == "cancelled"
     assert receiver.latest(

@@ -1,4 +1,4 @@
-"""Telemetry exactly as the seed specifies it (issue 13), with and without a runtime instrument.
+"""Telemetry as the seed specifies it (T21, T22, T23), with and without a runtime instrument.
 
 One row of the issue's table per test (or group of asserts): every domain's
 span names, ``thunderline.domain`` / ``thunderline.component`` and the seed's
@@ -137,7 +137,7 @@ SAGA_SPANS = {
 async def test_every_domain_span_has_the_seed_attributes_and_events(
     anyio_backend: str, tmp_path: Path, traced: bool
 ) -> None:
-    """Rows flow / bolt / vault / link / gate of the table, one trace Gate -> Link."""
+    """T21/T22: rows flow / bolt / vault / link / gate of the table, one trace Gate -> Link."""
     with memory_tracing() as log:
         published: list[Event] = []
 
@@ -202,7 +202,7 @@ async def test_every_domain_span_has_the_seed_attributes_and_events(
 async def test_the_seeds_heartbeat_check_is_one_trace_flow_vault_link(
     anyio_backend: str, tmp_path: Path, traced: bool
 ) -> None:
-    """The seed's check as written: ``Event.new(name="test.heartbeat", ..., meta={"pipeline":
+    """T22: the seed's check as written: ``Event.new(name="test.heartbeat", ..., meta={"pipeline":
     "general"})`` then ``publish_event`` straight to Flow: the general pipeline, one trace."""
     with memory_tracing() as log:
         published: list[Event] = []
@@ -254,7 +254,7 @@ async def test_the_seeds_heartbeat_check_is_one_trace_flow_vault_link(
 async def test_a_saga_event_published_straight_to_flow_is_one_trace(
     anyio_backend: str, tmp_path: Path, traced: bool
 ) -> None:
-    """An event with a saga route and no trace in its meta: Flow -> Bolt's saga -> Vault ->
+    """T22: an event with a saga route and no trace in its meta: Flow -> Bolt's saga -> Vault ->
     Link in Flow's trace; its saga route is kept even with ``meta.pipeline == "general"``."""
     with memory_tracing() as log:
         published: list[Event] = []
@@ -291,7 +291,7 @@ async def test_a_saga_event_published_straight_to_flow_is_one_trace(
 async def test_refused_events_mark_the_refusing_span_error_with_flow_event_dropped(
     anyio_backend: str, tmp_path: Path, traced: bool
 ) -> None:
-    """Gate's validation, Flow (no route, not an Event) and the ledger (same id, other
+    """T23: Gate's validation, Flow (no route, not an Event) and the ledger (same id, other
     content) each refuse: ERROR with the reason and ``flow.event_dropped`` on their span,
     and never ``gate.event_published``."""
     with memory_tracing() as log:

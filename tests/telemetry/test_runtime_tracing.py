@@ -240,7 +240,7 @@ async def test_restart_span_links_to_crash(
 async def test_message_id_is_real_when_the_senders_span_has_ended(
     anyio_backend: str, exporter: InMemorySpanExporter
 ) -> None:
-    """A process spawned inside a span that ended since sends a message: the consumer span's
+    """T24: a process spawned inside a span that ended since sends a message: the consumer span's
     ``messaging.message.id`` is the producer's (never empty)."""
     instrument = telemetry.RuntimeInstrument(hop_spans=True)
 
@@ -282,7 +282,7 @@ async def test_message_id_is_real_when_the_senders_span_has_ended(
 def test_carrier_without_message_id_gives_no_message_id_attribute(
     exporter: InMemorySpanExporter,
 ) -> None:
-    """A carrier from elsewhere (no thunderline message id): the attribute is absent."""
+    """T24: a carrier from elsewhere (no thunderline message id): the attribute is absent."""
     instrument = telemetry.RuntimeInstrument(hop_spans=True)
     with telemetry.span("remote sender"):
         carrier = telemetry.capture_carrier()

@@ -78,7 +78,7 @@ and additionally receives, through ``event`` and from the supervisor process,
 ``supervisor``, ``ended``: ``"succeeded"``, ``"failed"``, ``"halted"`` or
 ``"crashed"``, ``cancelled``, and ``reason`` for a crash) after the run's
 ``saga_finished``; a crash is also announced as ``"saga_crashed"`` (``reason``).
-The pair brackets the whole supervised run, for an outer ``bolt.run_saga`` span.
+The pair brackets the whole supervised run, for an outer span (``saga.run``).
 """
 
 from __future__ import annotations
