@@ -167,7 +167,11 @@ async def test_nested_span_hierarchy(anyio_backend: str, tmp_path: Path) -> None
             chain.append(span.name)
         return chain
 
-    vault_span = _one(spans, "vault.append")
+    appends = {
+        (s.attributes or {}).get("vault.actor"): s for s in spans if s.name == "vault.append"
+    }
+    assert sorted(appends) == ["bolt", "flow"], appends
+    vault_span = appends["flow"]
     link_span = _one(spans, "link.transport_emit")
     persist = _one(spans, "saga.step persist")
     notify = _one(spans, "saga.step notify")
@@ -190,6 +194,9 @@ async def test_nested_span_hierarchy(anyio_backend: str, tmp_path: Path) -> None
     assert persist.end_time is not None
     assert notify.start_time is not None
     assert persist.end_time <= notify.start_time
+    # the persist step's own append (answered from the records just committed) is its child
+    assert parent_id(appends["bolt"]) == span_id(persist)
+    assert (appends["bolt"].attributes or {})["vault.seq"] == vault_span.attributes["vault.seq"]
     assert vault_span.attributes is not None
     assert vault_span.attributes["vault.resource"] == "ledger"
     assert vault_span.attributes["vault.action"] == "append"
@@ -278,8 +285,9 @@ async def test_concurrent_traces_stay_isolated(anyio_backend: str, tmp_path: Pat
             if s.attributes and "saga.correlation_id" in s.attributes
         }
         assert correlation == {event_id}
+        # vault.append twice: Flow's commit and the saga's persist step
         assert sorted(s.name for s in mine if s.name in DOMAIN_SPANS.values()) == sorted(
-            DOMAIN_SPANS.values()
+            [*DOMAIN_SPANS.values(), "vault.append"]
         )
         root = _one(mine, "gate.publish")
         _assert_one_rooted_tree(mine, root)

@@ -21,10 +21,13 @@ stand for the seed's ``ash.resource``, ``ash.action`` and ``ash.actor``, see
 ``docs/design.md``). An append continues its caller's span, or else the
 event's own trace (:attr:`~thunderline.domains.Event.trace_meta`); Flow's
 batches mix events of many traces, so each event's span continues its own.
-An append the ledger refuses ends ERROR with the ledger's error and the span
-event ``flow.event_dropped`` (``reason``). Appending an event id that is already in the ledger with
-the same content returns the existing record, so a retry after a crash never
-writes an event twice.
+An append answered from the recently committed records is traced too
+(``vault.recorded=True``). An append the ledger refuses ends ERROR with the
+ledger's error and the span event ``flow.event_dropped`` (``reason``).
+
+Appending an event id that is already in the ledger with the same content
+returns the existing record, so a retry after a crash never writes an event
+twice.
 """
 
 from __future__ import annotations
@@ -180,13 +183,18 @@ class Vault(tl.Server[_State]):
     ) -> tl.Reply[_State] | tl.NoReply[_State]:
         """``_Append`` (answered once committed), ``head``, ``signed_head``, ``verify``, read."""
         if isinstance(request, _Append):
+            span = _span(request.event, request.actor)
             known = state.recent.get(str(request.event.id))
-            if known is not None:
+            if known is not None:  # committed moments ago: answered without the database
                 if known.canonical == request.event.canonical_bytes():
+                    span.set_attribute("vault.seq", known.seq)
+                    span.set_attribute("vault.recorded", True)
+                    span.end()
                     return tl.Reply(known, state)
                 error = DuplicateEventError(str(request.event.id), known.seq)
+                span.add_event(DROPPED, {"reason": str(error)})
+                span.end(error)
                 return tl.Reply(Failure(error), state)
-            span = _span(request.event, request.actor)
             self._enqueue(state, (from_, (request.event,), (span,)))
             return tl.NoReply(state)
         operation = request[0]
