@@ -224,7 +224,8 @@ class SagaTracer(SagaInstrument):
         run_span: The name of the span around a supervised run.
         execution_span: The name of a run's execution span.
         event_name: Maps a saga event (``saga_started``...) to its span event
-            name (default :func:`default_event_name`: ``saga.started``...).
+            name (default: ``saga.`` and the event without its own ``saga_``
+            prefix: ``saga.started``, ``saga.rollback_started``...).
         attributes: Extra attributes for every span of a run, from its
             :class:`~thunderline.sagas.SagaRunInfo` (called once per span).
         trace_parent: Trace metadata (``traceparent``, or ``trace_id`` and
