@@ -12,6 +12,7 @@ import contextvars
 import math
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -256,6 +257,54 @@ async def test_machine_name_and_already_started(anyio_backend: str) -> None:
         pid, state, where = await in_process(main)
     assert state == ("on", 1)
     assert where == pid
+
+
+class StuckMachine(tl.StateMachine[str, None]):
+    """A machine whose ``init`` reports its pid to ``watcher`` and never returns."""
+
+    async def init(self, watcher: tl.Pid) -> Any:
+        tl.send(watcher, ("stuck", tl.current_pid()))
+        await anyio.sleep_forever()
+
+
+class StuckServer(tl.Server[None]):
+    """The same for a Server (both start through one handshake)."""
+
+    async def init(self, watcher: tl.Pid) -> Any:
+        tl.send(watcher, ("stuck", tl.current_pid()))
+        await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize("kind", ["machine", "server"])
+async def test_a_start_timeout_kills_the_process_and_drops_its_link(
+    anyio_backend: str, kind: str
+) -> None:
+    """OTP proc_lib: on a start timeout the starter unlinks and kills the process, so a
+    trapping starter receives no exit signal from it and its name is free again."""
+
+    async def main() -> Any:
+        me = tl.current_pid()
+        start: Any = (
+            tl.start_machine_link(StuckMachine, me, name="stuck", timeout=0.05)
+            if kind == "machine"
+            else tl.start_link(StuckServer, me, name="stuck", timeout=0.05)
+        )
+        with pytest.raises(tl.StartTimeoutError) as caught:
+            await start
+        _, pid = await tl.receive(lambda m: isinstance(m, tuple) and m[0] == "stuck", timeout=BOUND)
+        down = await wait_down(tl.monitor(pid))  # its exit signals have all been sent
+        info = tl.process_info(me)
+        assert info is not None
+        return caught.value, down.reason, info.links, tl.whereis("stuck"), drain()
+
+    async with tl.open_node():
+        error, reason, links, where, left = await in_process(main, trap_exit=True)
+    label = "StuckMachine" if kind == "machine" else "StuckServer"
+    assert (error.server, error.timeout) == (label, 0.05)
+    assert reason in (tl.KILLED, tl.NOPROC)
+    assert links == ()
+    assert where is None
+    assert left == []  # no Exit from the killed process, no stray acknowledgement
 
 
 async def test_started_from_outside_any_process(anyio_backend: str) -> None:

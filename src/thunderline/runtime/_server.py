@@ -34,6 +34,7 @@ state passed through :meth:`Server.format_status`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -244,10 +245,16 @@ class _StopRequest:
     reason: Any
 
 
-@attrs.frozen(slots=True)
 class _Ack:
-    tag: Ref
-    result: Any
+    """The start acknowledgement; the starter sets ``taken`` once it has it."""
+
+    __slots__ = ("kind", "tag", "taken", "value")
+
+    def __init__(self, tag: Ref, kind: str, value: Any) -> None:
+        self.tag = tag
+        self.kind = kind  # "ok", "ignore" or "error"
+        self.value = value
+        self.taken = False
 
 
 # --------------------------------------------------------------------- errors
@@ -443,10 +450,10 @@ def _label(server: Server[Any]) -> str:
 
 
 async def _server_main(
-    server: Server[Any],
-    args: tuple[Any, ...],
     starter: Pid | None,
     tag: Ref,
+    server: Server[Any],
+    args: tuple[Any, ...],
     hibernate_after: float | None = None,
 ) -> None:
     proc = current_process_var.get()
@@ -455,34 +462,34 @@ async def _server_main(
     try:
         result = await server.init(*args)
     except ProcessExit as exc:
-        _ack(proc, starter, tag, ("error", exc.reason))
+        _ack(proc, starter, tag, "error", exc.reason)
         raise
     except Exception as exc:
-        _ack(proc, starter, tag, ("error", Crashed(exc)))
+        _ack(proc, starter, tag, "error", Crashed(exc))
         raise
     if isinstance(result, Ok):
-        _ack(proc, starter, tag, ("ok", proc.pid))
+        _ack(proc, starter, tag, "ok", proc.pid)
         await _serve(server, proc, result.state, result.continue_, hibernate_after)
         return
     if isinstance(result, Hibernate) and result.reply is _NO_REPLY:
-        _ack(proc, starter, tag, ("ok", proc.pid))
+        _ack(proc, starter, tag, "ok", proc.pid)
         await _serve(server, proc, result.state, _HIBERNATE, hibernate_after)
         return
     if isinstance(result, Ignore):
         _release_name(proc)
-        _ack(proc, starter, tag, ("ignore", None))
+        _ack(proc, starter, tag, "ignore", None)
         return
     if isinstance(result, InitError):
         _release_name(proc)
-        _ack(proc, starter, tag, ("error", result.reason))
+        _ack(proc, starter, tag, "error", result.reason)
         return
     if isinstance(result, Stop):
         _release_name(proc)
-        _ack(proc, starter, tag, ("error", result.reason))
+        _ack(proc, starter, tag, "error", result.reason)
         raise ProcessExit(result.reason)
     error = BadReturnError("init", result, name)
     _release_name(proc)
-    _ack(proc, starter, tag, ("error", Crashed(error)))
+    _ack(proc, starter, tag, "error", Crashed(error))
     raise error
 
 
@@ -492,12 +499,16 @@ def _release_name(proc: Process) -> None:
         proc.name = None
 
 
-def _ack(proc: Process, starter: Pid | None, tag: Ref, result: Any) -> None:
+def _ack(proc: Process, starter: Pid | None, tag: Ref, kind: str, value: Any) -> _Ack | None:
+    """Acknowledge the start to ``starter`` (``kind``: "ok", "ignore" or "error")."""
     if starter is None:
-        return
+        return None
     target = proc.node.processes.get(starter)
-    if target is not None:
-        target.deliver(_Ack(tag, result))
+    if target is None:
+        return None
+    ack = _Ack(tag, kind, value)
+    target.deliver(ack)
+    return ack
 
 
 async def _resume(server: Server[Any], state: Any, hibernate_after: float | None) -> None:
@@ -725,12 +736,46 @@ async def _start(
     if hibernate_after is None:
         hibernate_after = instance.hibernate_after
     hibernate_after = _check_timeout(hibernate_after, "hibernate_after")
+    return await _start_process(
+        _server_main,
+        (instance, args, hibernate_after),
+        label=_label(instance),
+        operation="start",
+        name=name,
+        timeout=timeout,
+        link=link,
+    )
+
+
+async def _start_process(
+    entry: Callable[..., Awaitable[None]],
+    entry_args: tuple[Any, ...],
+    *,
+    label: str,
+    operation: str,
+    name: str | None,
+    timeout: float | None,
+    link: bool,
+) -> Pid | None:
+    """The start handshake of servers and state machines (OTP ``proc_lib:start``/``start_link``).
+
+    Spawns ``entry(starter, tag, *entry_args)`` (linked to the caller when
+    ``link``, registered as ``name``) and waits for its :func:`_ack` or its
+    death. ``operation`` names the public function (``start``,
+    ``start_machine``) in errors and the helper process that starts from
+    outside any process. Returns the pid, or None when ``init`` ignored.
+
+    Raises:
+        AlreadyStartedError: ``name`` is taken (nothing is spawned).
+        InitFailedError: the process acknowledged an error, or died before acknowledging.
+        StartTimeoutError: no acknowledgement within ``timeout`` (the process is killed).
+    """
     caller = current_process_var.get()
     if caller is None:
         if link:
-            raise NotInProcessError("start_link")
+            raise NotInProcessError(f"{operation}_link")
         return await _start_from_outside(
-            instance, args, name=name, timeout=timeout, hibernate_after=hibernate_after
+            entry, entry_args, label=label, operation=operation, name=name, timeout=timeout
         )
     node = caller.node
     if name is not None:
@@ -740,11 +785,10 @@ async def _start(
         if holder is not None:
             raise AlreadyStartedError(name, holder)
     tag = node.make_ref()
-    label = _label(instance)
     mark = len(caller.mailbox)
     pid, mref = node.spawn(
-        _server_main,
-        (instance, args, caller.pid, tag, hibernate_after),
+        entry,
+        (caller.pid, tag, *entry_args),
         parent=caller,
         link=link,
         monitor=True,
@@ -775,43 +819,45 @@ async def _start(
         raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
     if type(answer) is Down:
         raise InitFailedError(label, answer.reason)
+    answer.taken = True
     demonitor(mref, flush=True)
-    kind, value = answer.result
-    if kind == "ok":
+    if answer.kind == "ok":
         return pid
-    if kind == "ignore":
+    if answer.kind == "ignore":
         return None
-    raise InitFailedError(label, value)
+    raise InitFailedError(label, answer.value)
 
 
 async def _start_from_outside(
-    server: Server[Any],
-    args: tuple[Any, ...],
+    entry: Callable[..., Awaitable[None]],
+    entry_args: tuple[Any, ...],
     *,
+    label: str,
+    operation: str,
     name: str | None,
     timeout: float | None,
-    hibernate_after: float | None,
 ) -> Pid | None:
-    """Code outside any process starts a server through a short-lived helper process."""
-    node = current_node("start")
+    """Code outside any process starts through a short-lived helper process."""
+    node = current_node(operation)
     outcome: dict[str, Any] = {}
     done = anyio.Event()
 
     async def starter() -> None:
         try:
-            outcome["pid"] = await _start(
-                server,
-                args,
+            outcome["pid"] = await _start_process(
+                entry,
+                entry_args,
+                label=label,
+                operation=operation,
                 name=name,
                 timeout=timeout,
                 link=False,
-                hibernate_after=hibernate_after,
             )
         except StartError as exc:
             outcome["error"] = exc
 
     pid, _ = node.spawn(
-        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label="start"
+        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label=operation
     )
     node.processes[pid].exit_callbacks.append(lambda _pid, _reason: done.set())
     await done.wait()

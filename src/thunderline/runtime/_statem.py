@@ -72,29 +72,22 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
-import anyio
 import attrs
 from anyio.lowlevel import checkpoint
 
-from thunderline.runtime._api import cancel_timer, demonitor, send_after
-from thunderline.runtime._errors import (
-    InvalidNameError,
-    NotInProcessError,
-    ReceiveTimeout,
-    ThunderlineError,
-)
-from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_node
+from thunderline.runtime._api import cancel_timer, send_after
+from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import Process, ProcessExit, current_process_var
-from thunderline.runtime._reasons import KILLED, NORMAL, Crashed, is_quiet
+from thunderline.runtime._reasons import NORMAL, Crashed, is_quiet
 from thunderline.runtime._server import (
-    AlreadyStartedError,
     From,
     Ignore,
-    InitFailedError,
-    StartTimeoutError,
+    _ack,
+    _release_name,
     _reply_from,
+    _start_process,
     call,
 )
 from thunderline.runtime._server import _Call as _CallMessage
@@ -484,18 +477,6 @@ class _TimerMessage:
     token: int
 
 
-class _Ack:
-    """The start acknowledgement; the starter sets ``taken`` once it has it."""
-
-    __slots__ = ("kind", "tag", "taken", "value")
-
-    def __init__(self, tag: Ref, kind: str, value: Any) -> None:
-        self.tag = tag
-        self.kind = kind
-        self.value = value
-        self.taken = False
-
-
 class _TimerEntry:
     """A running timer; ``ref`` None marks a zero timeout waiting in the zero queue."""
 
@@ -843,7 +824,7 @@ def _check_class(machine: StateMachine[Any, Any]) -> None:
 
 
 async def _machine_main(
-    machine: StateMachine[Any, Any], args: tuple[Any, ...], starter: Pid | None, tag: Ref
+    starter: Pid | None, tag: Ref, machine: StateMachine[Any, Any], args: tuple[Any, ...]
 ) -> None:
     proc = current_process_var.get()
     assert proc is not None
@@ -878,23 +859,6 @@ async def _machine_main(
     error = BadInitResultError(result)
     _ack(proc, starter, tag, "error", error)
     raise ProcessExit(error)
-
-
-def _release_name(proc: Process) -> None:
-    if proc.name is not None:
-        proc.node.names.pop(proc.name, None)
-        proc.name = None
-
-
-def _ack(proc: Process, starter: Pid | None, tag: Ref, kind: str, value: Any) -> _Ack | None:
-    if starter is None:
-        return None
-    target = proc.node.processes.get(starter)
-    if target is None:
-        return None
-    ack = _Ack(tag, kind, value)
-    target.deliver(ack)
-    return ack
 
 
 async def start_machine(
@@ -948,91 +912,15 @@ async def _start(
             f"start_machine: expected a StateMachine subclass or instance, got {machine!r}"
         )
     _check_class(instance)
-    caller = current_process_var.get()
-    if caller is None:
-        if link:
-            raise NotInProcessError("start_machine_link")
-        return await _start_from_outside(instance, args, name=name, timeout=timeout)
-    node = caller.node
-    if name is not None:
-        if not isinstance(name, str) or not name:
-            raise InvalidNameError(name, "names are non-empty str")
-        holder = node.names.get(name)
-        if holder is not None:
-            raise AlreadyStartedError(name, holder)
-    tag = node.make_ref()
-    label = _label(instance)
-    mark = len(caller.mailbox)
-    pid, mref = node.spawn(
+    return await _start_process(
         _machine_main,
-        (instance, args, caller.pid, tag),
-        parent=caller,
+        (instance, args),
+        label=_label(instance),
+        operation="start_machine",
+        name=name,
+        timeout=timeout,
         link=link,
-        monitor=True,
-        trap_exit=False,
-        label=label,
     )
-    child = node.processes[pid]
-    if not link:
-        child.parent = None
-    if name is not None:
-        node.names[name] = pid
-        child.name = name
-    assert mref is not None
-
-    def match(message: Any) -> bool:
-        return (type(message) is _Ack and message.tag == tag) or (
-            type(message) is Down and message.ref == mref
-        )
-
-    try:
-        answer = await caller.receive(match, timeout, adopt=False, start=mark)
-    except ReceiveTimeout:
-        demonitor(mref, flush=True)
-        target = node.processes.get(pid)
-        if target is not None:
-            target.links.pop(caller.pid, None)
-            caller.links.pop(pid, None)
-            target.kill(KILLED)
-        raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
-    if type(answer) is Down:
-        raise InitFailedError(label, answer.reason)
-    answer.taken = True
-    demonitor(mref, flush=True)
-    if answer.kind == "ok":
-        return pid
-    if answer.kind == "ignore":
-        return None
-    raise InitFailedError(label, answer.value)
-
-
-async def _start_from_outside(
-    machine: StateMachine[Any, Any],
-    args: tuple[Any, ...],
-    *,
-    name: str | None,
-    timeout: float | None,
-) -> Pid | None:
-    """Code outside any process starts a machine through a short-lived helper process."""
-    node = current_node("start_machine")
-    outcome: dict[str, Any] = {}
-    done = anyio.Event()
-
-    async def starter() -> None:
-        try:
-            outcome["pid"] = await _start(machine, args, name=name, timeout=timeout, link=False)
-        except (InitFailedError, AlreadyStartedError, StartTimeoutError) as exc:
-            outcome["error"] = exc
-
-    pid, _ = node.spawn(
-        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label="start_machine"
-    )
-    node.processes[pid].exit_callbacks.append(lambda _pid, _reason: done.set())
-    await done.wait()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: Pid | None = outcome.get("pid")
-    return result
 
 
 # ------------------------------------------------------------ system requests
