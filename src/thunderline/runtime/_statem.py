@@ -59,8 +59,14 @@ The engine (one event at a time; OTP's ``loop_state_callback`` ...
    the order of their last setting (a zero event timeout only if the queue
    is empty: any queued event would cancel it).
 
-``HibernateAction`` is accepted and validated; it does not hibernate yet (the
-machine keeps its task while idle), which changes no observable behaviour.
+5. Hibernation: when the last transition asked for it (``HibernateAction``)
+   and the machine would wait for a mailbox message (its own queue and the
+   zero timeouts drained, the mailbox empty), it hibernates as a
+   :class:`Server` does: the task ends and the process keeps its mailbox,
+   links, monitors, name and timers; state, data, postponed events and timers
+   live in the engine, which a new task resumes on the next message or
+   signal (OTP ``hibernate``). With events queued it does not hibernate, as
+   OTP's ``loop_event`` only garbage-collects then.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ from thunderline.runtime._api import cancel_timer, send_after
 from thunderline.runtime._errors import ThunderlineError
 from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Process, ProcessExit, current_process_var
+from thunderline.runtime._process import Hibernating, Process, ProcessExit, current_process_var
 from thunderline.runtime._reasons import NORMAL, Crashed, is_quiet
 from thunderline.runtime._server import (
     From,
@@ -277,7 +283,11 @@ class Postpone:
 
 @attrs.frozen
 class HibernateAction:
-    """Ask the machine to hibernate while idle (accepted; currently no effect, see module)."""
+    """Hibernate when the machine next waits for a message (OTP's ``hibernate`` transition option).
+
+    The task ends until a message or signal arrives (see the module docstring,
+    step 5); the next transition decides again (without this action: no).
+    """
 
     enabled: bool = True
 
@@ -544,9 +554,12 @@ class _Engine:
 
     # ----------------------------------------------------------------- loop
 
-    async def run(self, init_actions: tuple[Any, ...]) -> None:
+    async def run(self, init_actions: tuple[Any, ...] | None) -> None:
+        """Handle events until the machine stops (``init_actions`` None: woken from
+        hibernation, the init pseudo-event long done)."""
         try:
-            await self._process(_INIT_EVENT, init_actions)
+            if init_actions is not None:
+                await self._process(_INIT_EVENT, init_actions)
             while True:
                 if self.queue:
                     event = self.queue.popleft()
@@ -601,9 +614,19 @@ class _Engine:
             )
 
     async def _receive(self) -> tuple[Any, Any]:
-        """The next event from the mailbox; system requests and stale timers are consumed here."""
+        """The next event from the mailbox; system requests and stale timers are consumed here.
+
+        With ``hibernate`` set by the last transition and nothing to take, the
+        machine hibernates instead of waiting (OTP ``loop_hibernate``): the
+        task ends with :class:`Hibernating` and the next message or signal
+        runs :func:`_wake` in a new one. The flag stays set until the next
+        event's transition, so a system request or a stale timer that woke
+        it sends it back to hibernation.
+        """
         proc = self.proc
         while True:
+            if self.hibernate and not proc.mailbox:
+                raise Hibernating(_wake, (self,))
             if self.suspended:
                 message = await proc.receive(self._is_system, None)
             else:
@@ -807,6 +830,11 @@ class _Engine:
             self.zero.remove(kind)
         else:
             cancel_timer(entry.ref)
+
+
+async def _wake(engine: _Engine) -> None:
+    """A hibernated machine's new task: the engine loop again, from an empty stack."""
+    await engine.run(None)
 
 
 # ----------------------------------------------------------------------- start
