@@ -318,6 +318,51 @@ async def test_started_from_outside_any_process(anyio_backend: str) -> None:
         assert await in_process(main) == ("off", 0)
 
 
+class Safe(tl.StateMachine[str, dict[str, Any]]):
+    """A machine that redacts its code in ``format_status``."""
+
+    callback_mode = "state_functions"
+
+    async def init(self) -> Any:
+        return tl.InitialState("locked", {"code": "1234", "tries": 0})
+
+    async def locked(self, event_type: Any, content: Any, data: dict[str, Any]) -> Any:
+        if event_type == "cast" and content == "try":
+            return tl.KeepState({**data, "tries": data["tries"] + 1}, [tl.HibernateAction()])
+        return tl.KEEP_STATE_AND_DATA
+
+    def format_status(self, state: str, data: dict[str, Any]) -> Any:
+        return (state, {**data, "code": "***"})
+
+
+async def test_get_state_answers_for_a_machine_as_sys_get_state(anyio_backend: str) -> None:
+    """OTP sys:get_state gives a gen_statem's {State, Data}; thunderline's get_state shows
+    it through format_status (as for a Server), get_machine_state shows it raw."""
+
+    async def main() -> Any:
+        switch = await tl.start_machine(Switch, name="switch")
+        assert switch is not None
+        tl.cast(switch, "flip")
+        default = await tl.get_state("switch")
+        safe = await tl.start_machine(Safe)
+        assert safe is not None
+        tl.cast(safe, "try")  # and hibernate: the system request wakes it
+        redacted = await tl.get_state(safe)
+        raw = await tl.get_machine_state(safe)
+        await tl.suspend_machine(safe)
+        while_suspended = await tl.get_state(safe)
+        await tl.stop(safe)
+        with pytest.raises(tl.CallNoProcError):
+            await tl.get_state(safe)
+        return default, redacted, raw, while_suspended
+
+    async with tl.open_node():
+        default, redacted, raw, while_suspended = await in_process(main)
+    assert default == ("on", 1)
+    assert redacted == while_suspended == ("locked", {"code": "***", "tries": 1})
+    assert raw == ("locked", {"code": "1234", "tries": 1})
+
+
 class Ticker(tl.StateMachine[str, list[Any]]):
     """Generic timeouts survive state changes; an event timeout dies with any event."""
 

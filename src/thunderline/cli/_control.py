@@ -46,10 +46,10 @@ def register(subparsers: Any) -> None:
     tree.set_defaults(handler=tree_command)
     state = subparsers.add_parser(
         "state",
-        help="show a server's state (as its format_status shows it)",
-        description="Show the state of a running Server (OTP sys:get_state), as the server's "
-        "format_status() hook shows it (override it to redact secrets). Long states are cut "
-        "at --limit characters.",
+        help="show a server's or state machine's state (as its format_status shows it)",
+        description="Show the state of a running Server, or the (state, data) pair of a "
+        "running StateMachine (OTP sys:get_state), as its format_status() hook shows it "
+        "(override it to redact secrets). Long states are cut at --limit characters.",
     )
     state.add_argument("pid", metavar="PID|NAME", help="a pid like '<1.5>' or a registered name")
     state.add_argument(

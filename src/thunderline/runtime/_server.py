@@ -33,8 +33,9 @@ state passed through :meth:`Server.format_status`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -225,8 +226,27 @@ class _GetState:
 
 
 _GET_STATE: Final = _GetState()
-#: Pids of the processes running a server loop (what :func:`get_state` may ask).
+#: Pids of the processes running a server or state machine loop (what :func:`get_state`
+#: may ask).
 _SERVER_PIDS: Final[set[Pid]] = set()
+
+
+@contextlib.contextmanager
+def _answering_get_state(pid: Pid) -> Iterator[None]:
+    """Mark ``pid`` as answering :func:`get_state` while its server or machine loop runs.
+
+    A hibernating loop stays marked: only the loop's real end unmarks it.
+    """
+    _SERVER_PIDS.add(pid)
+    hibernating = False
+    try:
+        yield
+    except Hibernating:
+        hibernating = True
+        raise
+    finally:
+        if not hibernating:
+            _SERVER_PIDS.discard(pid)
 
 
 class _Reply:
@@ -368,11 +388,12 @@ class CallingSelfError(CallError):
 
 
 class NotAServerError(ThunderlineError, TypeError):
-    """:func:`get_state` was asked of a process that does not run a :class:`Server` loop."""
+    """:func:`get_state` was asked of a process that runs no :class:`Server` or state
+    machine loop."""
 
     def __init__(self, server: object) -> None:
         self.server = server
-        super().__init__(f"get_state: {server!r} is not a running Server")
+        super().__init__(f"get_state: {server!r} is not a running Server or StateMachine")
 
 
 class StopTimeoutError(ThunderlineError, TimeoutError):
@@ -521,19 +542,9 @@ async def _resume(server: Server[Any], state: Any, hibernate_after: float | None
 async def _serve(
     server: Server[Any], proc: Process, state: Any, continue_: Any, hibernate_after: float | None
 ) -> None:
-    """Run the server loop with the process marked as a server (get_state answers).
-
-    A hibernating server stays marked: only the loop's real end unmarks it.
-    """
-    _SERVER_PIDS.add(proc.pid)
-    try:
+    """Run the server loop with the process marked as a server (get_state answers)."""
+    with _answering_get_state(proc.pid):
         await _loop(server, proc, state, continue_, hibernate_after)
-    except Hibernating:
-        raise
-    except BaseException:
-        _SERVER_PIDS.discard(proc.pid)
-        raise
-    _SERVER_PIDS.discard(proc.pid)
 
 
 async def _loop(
@@ -577,7 +588,7 @@ async def _loop(
             mtype = type(message)
             if mtype is _Call:
                 if message.request is _GET_STATE:  # a system request, not for handle_call
-                    _reply_from(proc, message.from_, _status(server, state))
+                    _reply_from(proc, message.from_, _status(server.format_status, state))
                     continue
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
@@ -618,10 +629,10 @@ async def _loop(
         raise ProcessExit(reason) from exc
 
 
-def _status(server: Server[Any], state: Any) -> Any:
-    """``format_status(state)``; a failing hook is reported in its place, never a crash."""
+def _status(format_status: Callable[..., Any], *state: Any) -> Any:
+    """``format_status(*state)``; a failing hook is reported in its place, never a crash."""
     try:
-        return server.format_status(state)
+        return format_status(*state)
     except Exception as exc:  # noqa: BLE001 - the server must not die of an introspection
         return f"<format_status raised {exc!r}>"
 
@@ -1001,11 +1012,14 @@ async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
     OTP's ``sys:get_state`` (with ``format_status`` applied, as ``sys:get_status``
     does, so secrets a server redacts for crash reports stay redacted). The
     server answers between two callbacks, from its loop; none of its callbacks
-    runs for it.
+    runs for it. A :class:`~thunderline.runtime.StateMachine` answers too, with
+    ``format_status(state, data)``: by default the ``(state, data)`` pair, as
+    ``sys:get_state`` gives ``{State, Data}`` for a ``gen_statem`` (see also
+    :func:`~thunderline.runtime.get_machine_state`, which skips ``format_status``).
 
     Raises:
-        NotAServerError: ``server`` is not running a server loop (a plain
-            process, or a server still in ``init``).
+        NotAServerError: ``server`` is not running a server or state machine
+            loop (a plain process, or one still in ``init``).
         CallTimeoutError / CallNoProcError / CallExitError: as for :func:`call`.
     """
     caller = current_process_var.get()

@@ -88,12 +88,15 @@ from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import Hibernating, Process, ProcessExit, current_process_var
 from thunderline.runtime._reasons import NORMAL, Crashed, is_quiet
 from thunderline.runtime._server import (
+    _GET_STATE,
     From,
     Ignore,
     _ack,
+    _answering_get_state,
     _release_name,
     _reply_from,
     _start_process,
+    _status,
     call,
 )
 from thunderline.runtime._server import _Call as _CallMessage
@@ -463,7 +466,8 @@ class StateMachine(Generic[St, D]):
         """Clean up before the machine ends with ``reason`` (not called when it is killed)."""
 
     def format_status(self, state: St, data: D) -> Any:
-        """What termination reports show of the state and data; override to redact."""
+        """What termination reports and :func:`get_state` show of the state and data;
+        override to redact."""
         return (state, data)
 
 
@@ -637,6 +641,10 @@ class _Engine:
                 if type(request) is _SystemRequest:
                     self._system(request, message.from_)
                     continue
+                if request is _GET_STATE:  # get_state: format_status, as for a Server
+                    status = _status(self.machine.format_status, self.state, self.data)
+                    _reply_from(proc, message.from_, status)
+                    continue
                 return (Call(message.from_), request)
             if mtype is _CastMessage:
                 return ("cast", message.request)
@@ -653,7 +661,10 @@ class _Engine:
     def _is_system(self, message: Any) -> bool:
         mtype = type(message)
         return (
-            (mtype is _CallMessage and type(message.request) is _SystemRequest)
+            (
+                mtype is _CallMessage
+                and (type(message.request) is _SystemRequest or message.request is _GET_STATE)
+            )
             or mtype is _StopMessage
             or (mtype is Exit and message.pid == self.parent)
         )
@@ -834,7 +845,8 @@ class _Engine:
 
 async def _wake(engine: _Engine) -> None:
     """A hibernated machine's new task: the engine loop again, from an empty stack."""
-    await engine.run(None)
+    with _answering_get_state(engine.proc.pid):
+        await engine.run(None)
 
 
 # ----------------------------------------------------------------------- start
@@ -868,14 +880,16 @@ async def _machine_main(
         raise
     rtype = type(result)
     if rtype is InitialState:
-        ack = _ack(proc, starter, tag, "ok", proc.pid)
-        # Let the starter resume before the machine runs its first actions, as
-        # a BEAM starter is runnable as soon as it is acknowledged: whatever it
-        # does right after the start (monitor, link, send) sees a live machine.
-        while ack is not None and not ack.taken and starter in proc.node.processes:
-            await checkpoint()
-        engine = _Engine(machine, proc, result.state, result.data)
-        await engine.run(result.actions)
+        # get_state may ask as soon as the starter has the pid
+        with _answering_get_state(proc.pid):
+            ack = _ack(proc, starter, tag, "ok", proc.pid)
+            # Let the starter resume before the machine runs its first actions, as
+            # a BEAM starter is runnable as soon as it is acknowledged: whatever it
+            # does right after the start (monitor, link, send) sees a live machine.
+            while ack is not None and not ack.taken and starter in proc.node.processes:
+                await checkpoint()
+            engine = _Engine(machine, proc, result.state, result.data)
+            await engine.run(result.actions)
         return
     _release_name(proc)
     if rtype is Ignore:
