@@ -61,7 +61,7 @@ from thunderline import sagas, telemetry
 from thunderline.domains import bolt, vault
 from thunderline.domains._common import FLOW, VAULT, Failure, event_context, request
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import DuplicateEventError, LedgerError
+from thunderline.domains._ledger._core import DuplicateEventError, LedgerError
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,

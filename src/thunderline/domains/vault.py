@@ -35,7 +35,7 @@ import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.domains._common import LINK, VAULT, Failure, event_context, request
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     AsyncLedger,
     DuplicateEventError,
     LedgerError,
