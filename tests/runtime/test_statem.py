@@ -307,6 +307,26 @@ async def test_a_start_timeout_kills_the_process_and_drops_its_link(
     assert left == []  # no Exit from the killed process, no stray acknowledgement
 
 
+@pytest.mark.parametrize("kind", ["machine", "server"])
+async def test_a_bad_name_is_refused_inside_and_outside_a_process(
+    anyio_backend: str, kind: str
+) -> None:
+    """Outside any process the start goes through a helper process: its error must reach
+    the caller too (it once came back as None, as if ``init`` had ignored)."""
+
+    async def start() -> Any:
+        if kind == "machine":
+            return await tl.start_machine(Switch, name="")
+        return await tl.start(StuckServer, None, name="")  # init never runs
+
+    async with tl.open_node():
+        with pytest.raises(tl.InvalidNameError):
+            await start()
+        with pytest.raises(tl.InvalidNameError):
+            await in_process(start)
+        assert tl.registered() == []
+
+
 async def test_started_from_outside_any_process(anyio_backend: str) -> None:
     async with tl.open_node():
         pid = await tl.start_machine(Switch)

@@ -780,7 +780,10 @@ async def _start_process(
         AlreadyStartedError: ``name`` is taken (nothing is spawned).
         InitFailedError: the process acknowledged an error, or died before acknowledging.
         StartTimeoutError: no acknowledgement within ``timeout`` (the process is killed).
+        InvalidNameError: ``name`` is not a non-empty str.
     """
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidNameError(name, "names are non-empty str")
     caller = current_process_var.get()
     if caller is None:
         if link:
@@ -790,8 +793,6 @@ async def _start_process(
         )
     node = caller.node
     if name is not None:
-        if not isinstance(name, str) or not name:
-            raise InvalidNameError(name, "names are non-empty str")
         holder = node.names.get(name)
         if holder is not None:
             raise AlreadyStartedError(name, holder)
