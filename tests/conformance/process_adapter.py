@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+from conformance_support import ExitLog as ExitLog  # distribution_adapter imports it from here
 from conformance_support import run_driver
 
 from thunderline.runtime import (
