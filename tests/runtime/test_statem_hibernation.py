@@ -270,6 +270,35 @@ async def test_stop_and_kill_end_a_hibernated_machine(anyio_backend: str) -> Non
         await in_process(body, trap_exit=True)
 
 
+class Dozer(tl.Server[None]):
+    async def init(self) -> Any:
+        return tl.Hibernate(None)
+
+
+@pytest.mark.parametrize("kind", ["machine", "server"])
+async def test_a_killed_hibernated_process_is_forgotten_by_get_state(
+    anyio_backend: str, kind: str
+) -> None:
+    """Killed while hibernated (no task to end), a machine or server is no longer marked
+    as answering get_state (the mark would otherwise outlive it)."""
+    from thunderline.runtime._server import _SERVER_PIDS
+
+    async def body() -> None:
+        pid = await (tl.start_machine(Napper, True) if kind == "machine" else tl.start(Dozer))
+        assert pid is not None
+        assert await hibernated(pid)
+        assert pid in _SERVER_PIDS
+        ref = tl.monitor(pid)
+        tl.exit(pid, tl.KILL)
+        assert (await wait_down(ref)).reason == tl.KILLED
+        assert pid not in _SERVER_PIDS
+        with pytest.raises(tl.CallNoProcError):
+            await tl.get_state(pid)
+
+    async with tl.open_node():
+        await in_process(body)
+
+
 async def test_node_close_stops_a_hibernated_machine(anyio_backend: str) -> None:
     stopped: list[Any] = []
     with anyio.fail_after(BOUND):

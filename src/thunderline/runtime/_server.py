@@ -232,12 +232,17 @@ _SERVER_PIDS: Final[set[Pid]] = set()
 
 
 @contextlib.contextmanager
-def _answering_get_state(pid: Pid) -> Iterator[None]:
-    """Mark ``pid`` as answering :func:`get_state` while its server or machine loop runs.
+def _answering_get_state(proc: Process) -> Iterator[None]:
+    """Mark ``proc`` as answering :func:`get_state` while its server or machine loop runs.
 
-    A hibernating loop stays marked: only the loop's real end unmarks it.
+    A hibernating loop stays marked: the loop's real end unmarks it, or the
+    death of the process (a hibernated process is killed without a task to
+    end, so an exit callback, added once, unmarks it then).
     """
-    _SERVER_PIDS.add(pid)
+    pid = proc.pid
+    if pid not in _SERVER_PIDS:
+        _SERVER_PIDS.add(pid)
+        proc.exit_callbacks.append(_unmark_server)
     hibernating = False
     try:
         yield
@@ -247,6 +252,10 @@ def _answering_get_state(pid: Pid) -> Iterator[None]:
     finally:
         if not hibernating:
             _SERVER_PIDS.discard(pid)
+
+
+def _unmark_server(pid: Pid, _reason: Any) -> None:
+    _SERVER_PIDS.discard(pid)
 
 
 class _Reply:
@@ -543,7 +552,7 @@ async def _serve(
     server: Server[Any], proc: Process, state: Any, continue_: Any, hibernate_after: float | None
 ) -> None:
     """Run the server loop with the process marked as a server (get_state answers)."""
-    with _answering_get_state(proc.pid):
+    with _answering_get_state(proc):
         await _loop(server, proc, state, continue_, hibernate_after)
 
 

@@ -845,7 +845,7 @@ class _Engine:
 
 async def _wake(engine: _Engine) -> None:
     """A hibernated machine's new task: the engine loop again, from an empty stack."""
-    with _answering_get_state(engine.proc.pid):
+    with _answering_get_state(engine.proc):
         await engine.run(None)
 
 
@@ -881,7 +881,7 @@ async def _machine_main(
     rtype = type(result)
     if rtype is InitialState:
         # get_state may ask as soon as the starter has the pid
-        with _answering_get_state(proc.pid):
+        with _answering_get_state(proc):
             ack = _ack(proc, starter, tag, "ok", proc.pid)
             # Let the starter resume before the machine runs its first actions, as
             # a BEAM starter is runnable as soon as it is acknowledged: whatever it
