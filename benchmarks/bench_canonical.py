@@ -9,7 +9,7 @@ is faster) does not depend on how loaded the machine is. Documents:
 * ``unicode``: non-ASCII keys and strings, escapes;
 * ``floats``: an array of 50 non-integral doubles (the package's strong case).
 
-This is why ``domains/_canonical.py`` is kept (see its docstring); the
+This is why ``domains/_ledger/_canonical.py`` is kept (see its docstring); the
 equality of the two is tested in ``tests/domains/test_canonical_rfc8785.py``.
 """
 

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+from conformance_support import ExitLog as ExitLog  # distribution_adapter imports it from here
+from conformance_support import run_driver
 
 from thunderline.runtime import (
     IGNORE,
@@ -38,7 +40,6 @@ from thunderline.runtime import (
     SHUTDOWN,
     AlreadyStartedError,
     BadReturnError,
-    BaseInstrument,
     CallExitError,
     CallingSelfError,
     CallNoProcError,
@@ -74,7 +75,6 @@ from thunderline.runtime import (
     is_alive,
     link,
     monitor,
-    open_node,
     process_info,
     receive,
     receive_nowait,
@@ -447,16 +447,6 @@ class _Defer:
     def __init__(self, from_: From, value: Any) -> None:
         self.from_ = from_
         self.value = value
-
-
-class ExitLog(BaseInstrument):
-    """The instrument: logs the death of every scenario process, where it happens."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def process_exited(self, pid: Pid, reason: Any) -> None:
-        self.runner.on_exit(pid, reason)
 
 
 class Runner:
@@ -944,32 +934,10 @@ class ScenarioServer(Server[None]):
 # Entry points
 
 
-async def run_scenario_async(runner: Runner) -> list[dict[str, Any]]:
-    """Run the runner's script on a fresh node of the current backend; return the event log."""
-    async with open_node(instrument=ExitLog(runner)):
-        done = anyio.Event()
-        failure: list[BaseException] = []
-
-        async def driver() -> None:
-            try:
-                await runner.driver_main()
-            except Exception as exc:
-                failure.append(exc)
-                raise
-            finally:
-                done.set()
-
-        spawn(driver, trap_exit=True)
-        await done.wait()
-        if failure:
-            raise failure[0]
-    return runner.lines
-
-
 def run_scenario(scenario: dict[str, Any], backend: str = "asyncio") -> list[dict[str, Any]]:
     """Run a parsed scenario on ``backend``; return the event log (a list of dicts)."""
     runner = Runner(scenario["script"])
-    anyio.run(run_scenario_async, runner, backend=backend)
+    anyio.run(run_driver, runner, backend=backend)
     return runner.lines
 
 
@@ -983,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(scenario["script"])
     status = 0
     try:
-        anyio.run(run_scenario_async, runner, backend=args.backend)
+        anyio.run(run_driver, runner, backend=args.backend)
     except Exception as exc:  # noqa: BLE001 - print what was logged, then fail
         print(f"adapter failed: {exc!r}", file=sys.stderr)
         traceback.print_exc()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import math
 import selectors
@@ -44,10 +43,10 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
+from conformance_support import load_module, run_driver
 
 from thunderline.runtime import (
     IGNORE,
@@ -57,7 +56,6 @@ from thunderline.runtime import (
     BadInitResultError,
     BadReplyActionError,
     BadStateResultError,
-    BaseInstrument,
     Call,
     CallExitError,
     CallNoProcError,
@@ -97,7 +95,6 @@ from thunderline.runtime import (
     get_machine_state,
     is_alive,
     monitor,
-    open_node,
     receive,
     receive_nowait,
     resume_machine,
@@ -113,21 +110,8 @@ from thunderline.runtime import (
 HERE = Path(__file__).resolve().parent
 
 
-def _load_terms() -> ModuleType:
-    """The Erlang term reader/printer shared with the process adapter (one copy)."""
-    name = "thunderline_conformance_process_adapter"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "process_adapter.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-terms = _load_terms()
+# the Erlang term reader/printer shared with the process adapter (one copy)
+terms = load_module("thunderline_conformance_process_adapter", HERE / "process_adapter.py")
 Atom = terms.Atom
 EList = terms.EList
 Improper = terms.Improper
@@ -471,16 +455,6 @@ class Command:
         self.op = op
 
 
-class ExitLog(BaseInstrument):
-    """Logs the death of every scenario process, in its own task."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def process_exited(self, pid: Pid, reason: Any) -> None:
-        self.runner.on_exit(pid, reason)
-
-
 class Runner:
     """Runs one scenario; the event log collects in :attr:`lines`."""
 
@@ -773,33 +747,10 @@ def _backend_options(backend: str) -> dict[str, Any]:
     return {"loop_factory": VirtualLoop}
 
 
-async def run_scenario_async(runner: Runner) -> list[dict[str, Any]]:
-    async with open_node(instrument=ExitLog(runner)):
-        done = anyio.Event()
-        failure: list[BaseException] = []
-
-        async def driver() -> None:
-            try:
-                await runner.driver_main()
-            except Exception as exc:
-                failure.append(exc)
-                raise
-            finally:
-                done.set()
-
-        spawn(driver, trap_exit=True)
-        await done.wait()
-        if failure:
-            raise failure[0]
-    return runner.lines
-
-
 def run_scenario(scenario: dict[str, Any], backend: str = "asyncio") -> list[dict[str, Any]]:
     """Run a parsed scenario on ``backend``; return the event log."""
     runner = Runner(scenario["script"], wait_idle)
-    anyio.run(
-        run_scenario_async, runner, backend=backend, backend_options=_backend_options(backend)
-    )
+    anyio.run(run_driver, runner, backend=backend, backend_options=_backend_options(backend))
     return runner.lines
 
 
@@ -818,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         anyio.run(
-            run_scenario_async,
+            run_driver,
             runner,
             backend=args.backend,
             backend_options=_backend_options(args.backend),

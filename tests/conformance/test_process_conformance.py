@@ -10,15 +10,14 @@ drives the adapter as a command, to prove the command-line contract.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from conformance_support import load_module
 from eventlog import canonical_process_order, explain_mismatch, parse_log, render
 
 HERE = Path(__file__).resolve().parent
@@ -26,17 +25,7 @@ CORPUS = HERE / "otp25" / "process"
 ADAPTER = HERE / "process_adapter.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-adapter = _load("process_conformance_adapter", ADAPTER)
+adapter = load_module("process_conformance_adapter", ADAPTER)
 
 SCENARIOS = sorted((CORPUS / "scenarios").glob("*.json"))
 # Regression scenarios found by differential testing against real OTP 25 (see

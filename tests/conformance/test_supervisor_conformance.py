@@ -12,15 +12,14 @@ command line.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from conformance_support import load_module
 from eventlog import explain_mismatch, parse_log, render
 
 HERE = Path(__file__).resolve().parent
@@ -28,17 +27,7 @@ CORPUS = HERE / "otp25" / "supervisor"
 ADAPTER = HERE / "supervisor_adapter.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-adapter = _load("supervisor_adapter", ADAPTER)
+adapter = load_module("supervisor_adapter", ADAPTER)
 
 EXTRA = HERE / "extra_supervisor"
 SCENARIOS = sorted(CORPUS.glob("scenarios/*.json"))

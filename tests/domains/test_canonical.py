@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from thunderline.domains._canonical import (
+from thunderline.domains._ledger._canonical import (
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
     CanonicalizationError,

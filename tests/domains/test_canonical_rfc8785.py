@@ -1,6 +1,6 @@
 """Our RFC 8785 canonicalization against Trail of Bits' ``rfc8785`` package (a dev dependency).
 
-``domains/_canonical.py`` is kept over the package because it is faster on the
+``domains/_ledger/_canonical.py`` is kept over the package because it is faster on the
 ledger's events (mostly strings: about 2x; float-heavy documents are about 25 %
 slower; ``benchmarks/bench_canonical.py``) and because its errors name the
 offending path (``$.a[2]``). These tests hold it
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_canonical import RFC_NUMBERS, json_values
 
 from thunderline.domains import CanonicalizationError, canonicalize
-from thunderline.domains._canonical import MAX_SAFE_INTEGER
+from thunderline.domains._ledger._canonical import MAX_SAFE_INTEGER
 
 
 def _from_bits(bits: int) -> float:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import thunderline.domains._ledger as ledger_module
+import thunderline.domains._ledger._core as ledger_module
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import open_ledger
+from thunderline.domains._ledger._core import open_ledger
 
-SRC = str(Path(ledger_module.__file__).resolve().parents[2])
+SRC = str(Path(ledger_module.__file__).resolve().parents[3])
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

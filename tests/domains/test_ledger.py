@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     GENESIS_CANONICAL,
     GENESIS_EVENT_ID,
     GENESIS_HASH,
@@ -41,7 +41,7 @@ from thunderline.domains._ledger import (
     open_ledger,
     verify_records,
 )
-from thunderline.domains._ledger_signing import (
+from thunderline.domains._ledger._signing import (
     PRIVATE_KEY_FILE,
     PUBLIC_KEY_FILE,
     LedgerSigningKey,
@@ -49,7 +49,7 @@ from thunderline.domains._ledger_signing import (
     key_id_of,
     load_public_key_pem,
 )
-from thunderline.domains._ledger_sqlite import SqliteLedger
+from thunderline.domains._ledger._sqlite import SqliteLedger
 from thunderline.runtime._errors import ThunderlineError
 
 N_EVENTS = 8  # records 0 (genesis) .. 8
@@ -300,7 +300,7 @@ def test_rewrite_by_the_key_holder_is_a_head_mismatch(tmp_path: Path) -> None:
 
 def test_signatures_verify_and_fail_after_change(built, public_key) -> None:  # type: ignore[no-untyped-def]
     _, records, head = built
-    from thunderline.domains._ledger_signing import verify_signature
+    from thunderline.domains._ledger._signing import verify_signature
 
     for record in records:
         message = bytes.fromhex(record.event_hash)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     DuplicateEventError,
     LedgerBackend,
     LedgerBackendError,
@@ -30,8 +30,8 @@ from thunderline.domains._ledger import (
     open_async_ledger,
     open_ledger,
 )
-from thunderline.domains._ledger_postgres import PostgresLedger, redact_url
-from thunderline.domains._ledger_signing import LedgerSigningKey, SigningKeyError
+from thunderline.domains._ledger._postgres import PostgresLedger, redact_url
+from thunderline.domains._ledger._signing import LedgerSigningKey, SigningKeyError
 
 URL = os.environ.get("THUNDERLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRED = os.environ.get("THUNDERLINE_REQUIRE_SERVICES") == "1"

@@ -61,6 +61,18 @@ async def wait_exit(pid: tl.Pid) -> tl.Exit:
     return message
 
 
+async def hibernated(pid: tl.Pid) -> bool:
+    """Wait until ``pid`` hibernates (True), or until it is gone (False)."""
+    with anyio.fail_after(BOUND):
+        while True:
+            info = tl.process_info(pid)
+            if info is None:
+                return False
+            if info.hibernating:
+                return True
+            await anyio.sleep(0.001)
+
+
 def drain() -> list[Any]:
     """Inside a process: take every queued message, in order."""
     messages = []

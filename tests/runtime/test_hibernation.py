@@ -10,7 +10,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from process_helpers import BOUND, idle, in_process, wait_down
+from process_helpers import BOUND, hibernated, idle, in_process, wait_down
 
 import thunderline.runtime as tl
 
@@ -50,18 +50,6 @@ class Sleeper(tl.Server[list[Any]]):
         if isinstance(message, tl.Down):
             return tl.Hibernate([*state, ("down", message.reason)])
         return tl.Hibernate([*state, ("info", message)])
-
-
-async def hibernated(pid: tl.Pid) -> bool:
-    """Wait until ``pid`` hibernates (True), or until it is gone (False)."""
-    with anyio.fail_after(BOUND):
-        while True:
-            info = tl.process_info(pid)
-            if info is None:
-                return False
-            if info.hibernating:
-                return True
-            await anyio.sleep(0.001)
 
 
 async def handled_while_hibernated(pid: tl.Pid, count: int) -> None:

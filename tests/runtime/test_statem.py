@@ -12,6 +12,7 @@ import contextvars
 import math
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -258,6 +259,74 @@ async def test_machine_name_and_already_started(anyio_backend: str) -> None:
     assert where == pid
 
 
+class StuckMachine(tl.StateMachine[str, None]):
+    """A machine whose ``init`` reports its pid to ``watcher`` and never returns."""
+
+    async def init(self, watcher: tl.Pid) -> Any:
+        tl.send(watcher, ("stuck", tl.current_pid()))
+        await anyio.sleep_forever()
+
+
+class StuckServer(tl.Server[None]):
+    """The same for a Server (both start through one handshake)."""
+
+    async def init(self, watcher: tl.Pid) -> Any:
+        tl.send(watcher, ("stuck", tl.current_pid()))
+        await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize("kind", ["machine", "server"])
+async def test_a_start_timeout_kills_the_process_and_drops_its_link(
+    anyio_backend: str, kind: str
+) -> None:
+    """OTP proc_lib: on a start timeout the starter unlinks and kills the process, so a
+    trapping starter receives no exit signal from it and its name is free again."""
+
+    async def main() -> Any:
+        me = tl.current_pid()
+        start: Any = (
+            tl.start_machine_link(StuckMachine, me, name="stuck", timeout=0.05)
+            if kind == "machine"
+            else tl.start_link(StuckServer, me, name="stuck", timeout=0.05)
+        )
+        with pytest.raises(tl.StartTimeoutError) as caught:
+            await start
+        _, pid = await tl.receive(lambda m: isinstance(m, tuple) and m[0] == "stuck", timeout=BOUND)
+        down = await wait_down(tl.monitor(pid))  # its exit signals have all been sent
+        info = tl.process_info(me)
+        assert info is not None
+        return caught.value, down.reason, info.links, tl.whereis("stuck"), drain()
+
+    async with tl.open_node():
+        error, reason, links, where, left = await in_process(main, trap_exit=True)
+    label = "StuckMachine" if kind == "machine" else "StuckServer"
+    assert (error.server, error.timeout) == (label, 0.05)
+    assert reason in (tl.KILLED, tl.NOPROC)
+    assert links == ()
+    assert where is None
+    assert left == []  # no Exit from the killed process, no stray acknowledgement
+
+
+@pytest.mark.parametrize("kind", ["machine", "server"])
+async def test_a_bad_name_is_refused_inside_and_outside_a_process(
+    anyio_backend: str, kind: str
+) -> None:
+    """Outside any process the start goes through a helper process: its error must reach
+    the caller too (it once came back as None, as if ``init`` had ignored)."""
+
+    async def start() -> Any:
+        if kind == "machine":
+            return await tl.start_machine(Switch, name="")
+        return await tl.start(StuckServer, None, name="")  # init never runs
+
+    async with tl.open_node():
+        with pytest.raises(tl.InvalidNameError):
+            await start()
+        with pytest.raises(tl.InvalidNameError):
+            await in_process(start)
+        assert tl.registered() == []
+
+
 async def test_started_from_outside_any_process(anyio_backend: str) -> None:
     async with tl.open_node():
         pid = await tl.start_machine(Switch)
@@ -267,6 +336,51 @@ async def test_started_from_outside_any_process(anyio_backend: str) -> None:
             return await tl.get_machine_state(pid)
 
         assert await in_process(main) == ("off", 0)
+
+
+class Safe(tl.StateMachine[str, dict[str, Any]]):
+    """A machine that redacts its code in ``format_status``."""
+
+    callback_mode = "state_functions"
+
+    async def init(self) -> Any:
+        return tl.InitialState("locked", {"code": "1234", "tries": 0})
+
+    async def locked(self, event_type: Any, content: Any, data: dict[str, Any]) -> Any:
+        if event_type == "cast" and content == "try":
+            return tl.KeepState({**data, "tries": data["tries"] + 1}, [tl.HibernateAction()])
+        return tl.KEEP_STATE_AND_DATA
+
+    def format_status(self, state: str, data: dict[str, Any]) -> Any:
+        return (state, {**data, "code": "***"})
+
+
+async def test_get_state_answers_for_a_machine_as_sys_get_state(anyio_backend: str) -> None:
+    """OTP sys:get_state gives a gen_statem's {State, Data}; thunderline's get_state shows
+    it through format_status (as for a Server), get_machine_state shows it raw."""
+
+    async def main() -> Any:
+        switch = await tl.start_machine(Switch, name="switch")
+        assert switch is not None
+        tl.cast(switch, "flip")
+        default = await tl.get_state("switch")
+        safe = await tl.start_machine(Safe)
+        assert safe is not None
+        tl.cast(safe, "try")  # and hibernate: the system request wakes it
+        redacted = await tl.get_state(safe)
+        raw = await tl.get_machine_state(safe)
+        await tl.suspend_machine(safe)
+        while_suspended = await tl.get_state(safe)
+        await tl.stop(safe)
+        with pytest.raises(tl.CallNoProcError):
+            await tl.get_state(safe)
+        return default, redacted, raw, while_suspended
+
+    async with tl.open_node():
+        default, redacted, raw, while_suspended = await in_process(main)
+    assert default == ("on", 1)
+    assert redacted == while_suspended == ("locked", {"code": "***", "tries": 1})
+    assert raw == ("locked", {"code": "1234", "tries": 1})
 
 
 class Ticker(tl.StateMachine[str, list[Any]]):

@@ -212,8 +212,8 @@ class Commands:
             except tl.NotAServerError:
                 raise RequestError(
                     "not_a_server",
-                    f"{pid!r} does not run a Server loop (a plain process, or a server in init): "
-                    "it has no state to show",
+                    f"{pid!r} runs no Server or StateMachine loop (a plain process, or one in "
+                    "init): it has no state to show",
                 ) from None
 
         value = await in_process(ask)

@@ -46,10 +46,10 @@ def register(subparsers: Any) -> None:
     tree.set_defaults(handler=tree_command)
     state = subparsers.add_parser(
         "state",
-        help="show a server's state (as its format_status shows it)",
-        description="Show the state of a running Server (OTP sys:get_state), as the server's "
-        "format_status() hook shows it (override it to redact secrets). Long states are cut "
-        "at --limit characters.",
+        help="show a server's or state machine's state (as its format_status shows it)",
+        description="Show the state of a running Server, or the (state, data) pair of a "
+        "running StateMachine (OTP sys:get_state), as its format_status() hook shows it "
+        "(override it to redact secrets). Long states are cut at --limit characters.",
     )
     state.add_argument("pid", metavar="PID|NAME", help="a pid like '<1.5>' or a registered name")
     state.add_argument(
@@ -123,6 +123,22 @@ def _query(args: argparse.Namespace, command: str, **request: Any) -> Any:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _show(
+    args: argparse.Namespace,
+    command: str,
+    lines: Callable[[Any, Style], list[str]],
+    **request: Any,
+) -> Any:
+    """Ask the daemon ``command`` and print the result: the raw JSON with ``--json``,
+    else the lines ``lines(result, style)`` makes of it. Returns the result."""
+    result = _query(args, command, **request)
+    if args.json:
+        _print_json(result)
+    else:
+        print("\n".join(lines(result, _style())))
+    return result
 
 
 def _style() -> Style:
@@ -240,25 +256,15 @@ def format_sagas(result: dict[str, Any], style: Style | None = None) -> list[str
 def ps_command(args: argparse.Namespace) -> int:
     """``thunderline ps [PID]``."""
     if args.pid is not None:
-        result = _query(args, "info", pid=args.pid)
-        lines = [] if args.json else format_info(result)
+        _show(args, "info", lambda row, _: format_info(row), pid=args.pid)
     else:
-        result = _query(args, "processes")
-        lines = [] if args.json else format_processes(result, _style())
-    if args.json:
-        _print_json(result)
-    else:
-        print("\n".join(lines))
+        _show(args, "processes", format_processes)
     return 0
 
 
 def tree_command(args: argparse.Namespace) -> int:
     """``thunderline tree``."""
-    result = _query(args, "tree")
-    if args.json:
-        _print_json(result)
-    else:
-        print("\n".join(format_tree(result, _style())))
+    _show(args, "tree", format_tree)
     return 0
 
 
@@ -266,11 +272,7 @@ def sagas_command(args: argparse.Namespace) -> int:
     """``thunderline sagas`` (with ``--journal``: a saga journal, see ``_sagas``)."""
     if args.journal is not None:
         return journal_command(args)
-    result = _query(args, "sagas")
-    if args.json:
-        _print_json(result)
-    else:
-        print("\n".join(format_sagas(result, _style())))
+    _show(args, "sagas", format_sagas)
     return 0
 
 
@@ -278,27 +280,29 @@ def state_command(args: argparse.Namespace) -> int:
     """``thunderline state PID|NAME``."""
     if not 1 <= args.limit <= 1024 * 1024:
         raise CommandError(f"--limit must be from 1 to 1048576, got {args.limit}")
-    result = _query(args, "state", pid=args.pid, limit=args.limit)
-    if args.json:
-        _print_json(result)
-        return 0
-    style = _style()
-    who = " ".join(part for part in (result["pid"], result["name"], f"({result['label']})") if part)
-    print(style(who, "bold"))
-    print(result["state"])
-    if result["truncated"]:
-        print(style(f"... (cut at {args.limit} characters; see --limit)", "yellow"))
+    _show(args, "state", format_state, pid=args.pid, limit=args.limit)
     return 0
+
+
+def format_state(result: dict[str, Any], style: Style | None = None) -> list[str]:
+    """``state``: who, then the state as shown (and a note when it was cut)."""
+    style = style or Style(False)
+    who = " ".join(part for part in (result["pid"], result["name"], f"({result['label']})") if part)
+    lines = [style(who, "bold"), result["state"]]
+    if result["truncated"]:
+        limit = len(result["state"])
+        lines.append(style(f"... (cut at {limit} characters; see --limit)", "yellow"))
+    return lines
 
 
 def kill_command(args: argparse.Namespace) -> int:
     """``thunderline kill PID|NAME [--reason R]``."""
-    result = _query(args, "exit", pid=args.pid, reason=args.reason)
-    if args.json:
-        _print_json(result)
-    else:
+
+    def sent(result: dict[str, Any], _: Style) -> list[str]:
         target = result["pid"] if result["pid"] == args.pid else f"{args.pid} ({result['pid']})"
-        print(f"sent exit signal {result['reason']} to {target}")
+        return [f"sent exit signal {result['reason']} to {target}"]
+
+    _show(args, "exit", sent, pid=args.pid, reason=args.reason)
     return 0
 
 
@@ -312,24 +316,30 @@ def publish_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--payload is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise CommandError(f"--payload must be a JSON object, got {type(payload).__name__}")
-    result = _query(args, "publish", name=args.name, payload=payload, count=args.count)
-    ok = result["acknowledged"] == result["requested"]
-    if args.json:
-        _print_json(result)
-    else:
+    result = _show(
+        args, "publish", format_published, name=args.name, payload=payload, count=args.count
+    )
+    if not args.json:
         style = _style()
-        summary = (
-            f"published {result['requested']} {result['name']} event(s) through Gate: "
-            f"{result['acknowledged']} acknowledged, {result['failed']} failed"
-        )
-        print(style(summary, "green" if ok else "red"))
-        if result["first_event"]:
-            last = result["last_event"]
-            suffix = f", last {last}" if last != result["first_event"] else ""
-            print(f"first event {result['first_event']}{suffix}")
         for error in result["errors"]:
             print(style(f"error: {error}", "red"), file=sys.stderr)
-    return 0 if ok else 1
+    return 0 if result["acknowledged"] == result["requested"] else 1
+
+
+def format_published(result: dict[str, Any], style: Style | None = None) -> list[str]:
+    """``publish``: how many were acknowledged, and the first and last event ids."""
+    style = style or Style(False)
+    ok = result["acknowledged"] == result["requested"]
+    summary = (
+        f"published {result['requested']} {result['name']} event(s) through Gate: "
+        f"{result['acknowledged']} acknowledged, {result['failed']} failed"
+    )
+    lines = [style(summary, "green" if ok else "red")]
+    if result["first_event"]:
+        last = result["last_event"]
+        suffix = f", last {last}" if last != result["first_event"] else ""
+        lines.append(f"first event {result['first_event']}{suffix}")
+    return lines
 
 
 def stop_command(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from thunderline._exports import publish
 from thunderline.domains._app import AppConfig, AppConfigError, application, application_spec
-from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.domains._event import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DOMAIN_SOURCES,
@@ -26,7 +25,8 @@ from thunderline.domains._event import (
     declare_source,
     declared_sources,
 )
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._canonical import CanonicalizationError, canonicalize, parse_json
+from thunderline.domains._ledger._core import (
     AsyncLedger,
     DuplicateEventError,
     HeadFormatError,
@@ -45,7 +45,7 @@ from thunderline.domains._ledger import (
     open_async_ledger,
     open_ledger,
 )
-from thunderline.domains._ledger_signing import (
+from thunderline.domains._ledger._signing import (
     LedgerSigningKey,
     SigningKeyError,
     load_public_key_pem,

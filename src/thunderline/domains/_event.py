@@ -23,7 +23,7 @@ Field rules (the constants below hold the limits):
 * ``source``: one of :data:`DOMAIN_SOURCES` or an external source declared with
   :func:`declare_source`.
 * ``payload``: a mapping with ``str`` keys whose canonical JSON (see
-  :mod:`thunderline.domains._canonical`) is at most ``max_payload_bytes``
+  :mod:`thunderline.domains._ledger._canonical`) is at most ``max_payload_bytes``
   (default :data:`DEFAULT_MAX_PAYLOAD_BYTES`, 256 KiB).
 * ``meta``: a mapping with ``str`` keys and JSON values. The reserved keys are
   checked: ``trace_id`` (32 lowercase hex digits, not all zero), ``span_id``
@@ -52,7 +52,7 @@ from typing import Any
 
 import attrs
 
-from thunderline.domains._canonical import CanonicalizationError, canonicalize, parse_json
+from thunderline.domains._ledger._canonical import CanonicalizationError, canonicalize, parse_json
 from thunderline.runtime import ThunderlineError
 
 __all__ = [

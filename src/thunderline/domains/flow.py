@@ -88,7 +88,7 @@ from thunderline.domains._common import (
     request,
 )
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import DuplicateEventError, LedgerError
+from thunderline.domains._ledger._core import DuplicateEventError, LedgerError
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,

@@ -44,7 +44,7 @@ from thunderline import telemetry
 from thunderline.domains import vault
 from thunderline.domains._common import LINK, LINK_SPAN, Failure, request
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import LedgerError, LedgerRecord
+from thunderline.domains._ledger._core import LedgerError, LedgerRecord
 
 __all__ = ["Emitted", "Link", "emit", "link_spec", "subscribe", "unsubscribe"]
 

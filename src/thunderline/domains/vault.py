@@ -52,7 +52,7 @@ from thunderline.domains._common import (
     request,
 )
 from thunderline.domains._event import Event
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     AsyncLedger,
     DuplicateEventError,
     LedgerError,

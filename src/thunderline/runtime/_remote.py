@@ -20,27 +20,16 @@ This is the only runtime module ``thunderline.dist`` imports.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import attrs
+
+from thunderline.runtime import _reasons
 from thunderline.runtime._messages import Down, Exit
 from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref, next_node_id
 from thunderline.runtime._process import Envelope, Monitor
-from thunderline.runtime._reasons import (
-    KILL,
-    KILLED,
-    NOCONNECTION,
-    NOPROC,
-    NORMAL,
-    SHUTDOWN,
-    Crashed,
-    Kill,
-    Killed,
-    NoConnection,
-    NoProc,
-    Normal,
-    Shutdown,
-)
+from thunderline.runtime._reasons import NOCONNECTION
 from thunderline.runtime._server import From, _Call, _Cast, _Reply, _StopRequest
 
 if TYPE_CHECKING:
@@ -140,49 +129,58 @@ def ref_parts(ref: Ref) -> tuple[int, int]:
 # ------------------------------------------------------------------ wire types
 
 
+#: The runtime's own messages under their stable wire names (the classes hold the fields).
+_WIRE_MESSAGES: Final[dict[str, type]] = {
+    "Call": _Call,
+    "Cast": _Cast,
+    "Reply": _Reply,
+    "Stop": _StopRequest,
+    "From": From,
+    "Exit": Exit,
+    "Down": Down,
+}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The constructor fields of ``cls`` in order: attrs fields, else its ``__slots__``."""
+    if attrs.has(cls):
+        return tuple(field.name for field in attrs.fields(cls))
+    slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+    return slots
+
+
+def _wire_entry(
+    cls: type, singleton: Any = None
+) -> tuple[type, Callable[[Any], list[Any]], Callable[..., Any]]:
+    """``(cls, fields_of, rebuild)`` for ``cls``; a rebuilt value equal to ``singleton`` is it."""
+    names = _field_names(cls)
+
+    def fields_of(obj: Any) -> list[Any]:
+        return [getattr(obj, name) for name in names]
+
+    def rebuild(*values: Any) -> Any:
+        obj = cls(*values)
+        return singleton if singleton is not None and obj == singleton else obj
+
+    return cls, fields_of, rebuild
+
+
 def wire_types() -> dict[str, tuple[type, Callable[[Any], list[Any]], Callable[..., Any]]]:
     """The runtime's own message and reason types a codec must carry.
 
-    Maps a stable wire name to ``(class, fields_of, rebuild)``. ``Crashed``
-    is not here: an exception never crosses a node boundary as an object.
+    Maps a stable wire name to ``(class, fields_of, rebuild)``, derived from
+    the classes themselves: the messages of :data:`_WIRE_MESSAGES`, and every
+    exit reason constant of ``_reasons`` under its OTP name (``normal``,
+    ``shutdown``, ``kill``, ...: its repr in lower case), which a rebuilt equal
+    value comes back as. ``Crashed`` is not here: an exception never crosses
+    a node boundary as an object.
     """
-
-    def no_fields(_obj: Any) -> list[Any]:
-        return []
-
-    return {
-        "Call": (_Call, lambda o: [o.from_, o.request], _Call),
-        "Cast": (_Cast, lambda o: [o.request], _Cast),
-        "Reply": (_Reply, lambda o: [o.tag, o.value], _Reply),
-        "Stop": (_StopRequest, lambda o: [o.reason], _StopRequest),
-        "From": (From, lambda o: [o.pid, o.tag], From),
-        "Exit": (Exit, lambda o: [o.pid, o.reason], Exit),
-        "Down": (Down, lambda o: [o.ref, o.pid, o.reason], Down),
-        "normal": (Normal, no_fields, lambda: NORMAL),
-        "shutdown": (
-            Shutdown,
-            lambda o: [o.detail],
-            lambda d=None: SHUTDOWN if d is None else Shutdown(d),
-        ),
-        "kill": (Kill, no_fields, lambda: KILL),
-        "killed": (Killed, no_fields, lambda: KILLED),
-        "noproc": (NoProc, no_fields, lambda: NOPROC),
-        "noconnection": (NoConnection, no_fields, lambda: NOCONNECTION),
-    }
-
-
-def _shutdown(detail: Any = None) -> Shutdown:
-    return SHUTDOWN if detail is None else Shutdown(detail)
-
-
-def crashed_exception(reason: Any) -> BaseException | None:
-    """The exception inside a ``Crashed`` reason, else None."""
-    return reason.exception if isinstance(reason, Crashed) else None
-
-
-def crashed(exception: BaseException) -> Crashed:
-    """A ``Crashed`` reason wrapping ``exception``."""
-    return Crashed(exception)
+    types = {name: _wire_entry(cls) for name, cls in _WIRE_MESSAGES.items()}
+    for export in _reasons.__all__:
+        value = getattr(_reasons, export)
+        if export.isupper() and attrs.has(type(value)):
+            types[repr(value).lower()] = _wire_entry(type(value), value)
+    return types
 
 
 # -------------------------------------------------------------------- inbound

@@ -33,7 +33,9 @@ state passed through :meth:`Server.format_status`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -224,8 +226,36 @@ class _GetState:
 
 
 _GET_STATE: Final = _GetState()
-#: Pids of the processes running a server loop (what :func:`get_state` may ask).
+#: Pids of the processes running a server or state machine loop (what :func:`get_state`
+#: may ask).
 _SERVER_PIDS: Final[set[Pid]] = set()
+
+
+@contextlib.contextmanager
+def _answering_get_state(proc: Process) -> Iterator[None]:
+    """Mark ``proc`` as answering :func:`get_state` while its server or machine loop runs.
+
+    A hibernating loop stays marked: the loop's real end unmarks it, or the
+    death of the process (a hibernated process is killed without a task to
+    end, so an exit callback, added once, unmarks it then).
+    """
+    pid = proc.pid
+    if pid not in _SERVER_PIDS:
+        _SERVER_PIDS.add(pid)
+        proc.exit_callbacks.append(_unmark_server)
+    hibernating = False
+    try:
+        yield
+    except Hibernating:
+        hibernating = True
+        raise
+    finally:
+        if not hibernating:
+            _SERVER_PIDS.discard(pid)
+
+
+def _unmark_server(pid: Pid, _reason: Any) -> None:
+    _SERVER_PIDS.discard(pid)
 
 
 class _Reply:
@@ -244,10 +274,16 @@ class _StopRequest:
     reason: Any
 
 
-@attrs.frozen(slots=True)
 class _Ack:
-    tag: Ref
-    result: Any
+    """The start acknowledgement; the starter sets ``taken`` once it has it."""
+
+    __slots__ = ("kind", "tag", "taken", "value")
+
+    def __init__(self, tag: Ref, kind: str, value: Any) -> None:
+        self.tag = tag
+        self.kind = kind  # "ok", "ignore" or "error"
+        self.value = value
+        self.taken = False
 
 
 # --------------------------------------------------------------------- errors
@@ -361,11 +397,12 @@ class CallingSelfError(CallError):
 
 
 class NotAServerError(ThunderlineError, TypeError):
-    """:func:`get_state` was asked of a process that does not run a :class:`Server` loop."""
+    """:func:`get_state` was asked of a process that runs no :class:`Server` or state
+    machine loop."""
 
     def __init__(self, server: object) -> None:
         self.server = server
-        super().__init__(f"get_state: {server!r} is not a running Server")
+        super().__init__(f"get_state: {server!r} is not a running Server or StateMachine")
 
 
 class StopTimeoutError(ThunderlineError, TimeoutError):
@@ -443,10 +480,10 @@ def _label(server: Server[Any]) -> str:
 
 
 async def _server_main(
-    server: Server[Any],
-    args: tuple[Any, ...],
     starter: Pid | None,
     tag: Ref,
+    server: Server[Any],
+    args: tuple[Any, ...],
     hibernate_after: float | None = None,
 ) -> None:
     proc = current_process_var.get()
@@ -455,34 +492,34 @@ async def _server_main(
     try:
         result = await server.init(*args)
     except ProcessExit as exc:
-        _ack(proc, starter, tag, ("error", exc.reason))
+        _ack(proc, starter, tag, "error", exc.reason)
         raise
     except Exception as exc:
-        _ack(proc, starter, tag, ("error", Crashed(exc)))
+        _ack(proc, starter, tag, "error", Crashed(exc))
         raise
     if isinstance(result, Ok):
-        _ack(proc, starter, tag, ("ok", proc.pid))
+        _ack(proc, starter, tag, "ok", proc.pid)
         await _serve(server, proc, result.state, result.continue_, hibernate_after)
         return
     if isinstance(result, Hibernate) and result.reply is _NO_REPLY:
-        _ack(proc, starter, tag, ("ok", proc.pid))
+        _ack(proc, starter, tag, "ok", proc.pid)
         await _serve(server, proc, result.state, _HIBERNATE, hibernate_after)
         return
     if isinstance(result, Ignore):
         _release_name(proc)
-        _ack(proc, starter, tag, ("ignore", None))
+        _ack(proc, starter, tag, "ignore", None)
         return
     if isinstance(result, InitError):
         _release_name(proc)
-        _ack(proc, starter, tag, ("error", result.reason))
+        _ack(proc, starter, tag, "error", result.reason)
         return
     if isinstance(result, Stop):
         _release_name(proc)
-        _ack(proc, starter, tag, ("error", result.reason))
+        _ack(proc, starter, tag, "error", result.reason)
         raise ProcessExit(result.reason)
     error = BadReturnError("init", result, name)
     _release_name(proc)
-    _ack(proc, starter, tag, ("error", Crashed(error)))
+    _ack(proc, starter, tag, "error", Crashed(error))
     raise error
 
 
@@ -492,12 +529,16 @@ def _release_name(proc: Process) -> None:
         proc.name = None
 
 
-def _ack(proc: Process, starter: Pid | None, tag: Ref, result: Any) -> None:
+def _ack(proc: Process, starter: Pid | None, tag: Ref, kind: str, value: Any) -> _Ack | None:
+    """Acknowledge the start to ``starter`` (``kind``: "ok", "ignore" or "error")."""
     if starter is None:
-        return
+        return None
     target = proc.node.processes.get(starter)
-    if target is not None:
-        target.deliver(_Ack(tag, result))
+    if target is None:
+        return None
+    ack = _Ack(tag, kind, value)
+    target.deliver(ack)
+    return ack
 
 
 async def _resume(server: Server[Any], state: Any, hibernate_after: float | None) -> None:
@@ -510,19 +551,9 @@ async def _resume(server: Server[Any], state: Any, hibernate_after: float | None
 async def _serve(
     server: Server[Any], proc: Process, state: Any, continue_: Any, hibernate_after: float | None
 ) -> None:
-    """Run the server loop with the process marked as a server (get_state answers).
-
-    A hibernating server stays marked: only the loop's real end unmarks it.
-    """
-    _SERVER_PIDS.add(proc.pid)
-    try:
+    """Run the server loop with the process marked as a server (get_state answers)."""
+    with _answering_get_state(proc):
         await _loop(server, proc, state, continue_, hibernate_after)
-    except Hibernating:
-        raise
-    except BaseException:
-        _SERVER_PIDS.discard(proc.pid)
-        raise
-    _SERVER_PIDS.discard(proc.pid)
 
 
 async def _loop(
@@ -566,7 +597,7 @@ async def _loop(
             mtype = type(message)
             if mtype is _Call:
                 if message.request is _GET_STATE:  # a system request, not for handle_call
-                    _reply_from(proc, message.from_, _status(server, state))
+                    _reply_from(proc, message.from_, _status(server.format_status, state))
                     continue
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
@@ -607,10 +638,10 @@ async def _loop(
         raise ProcessExit(reason) from exc
 
 
-def _status(server: Server[Any], state: Any) -> Any:
-    """``format_status(state)``; a failing hook is reported in its place, never a crash."""
+def _status(format_status: Callable[..., Any], *state: Any) -> Any:
+    """``format_status(*state)``; a failing hook is reported in its place, never a crash."""
     try:
-        return server.format_status(state)
+        return format_status(*state)
     except Exception as exc:  # noqa: BLE001 - the server must not die of an introspection
         return f"<format_status raised {exc!r}>"
 
@@ -725,26 +756,60 @@ async def _start(
     if hibernate_after is None:
         hibernate_after = instance.hibernate_after
     hibernate_after = _check_timeout(hibernate_after, "hibernate_after")
+    return await _start_process(
+        _server_main,
+        (instance, args, hibernate_after),
+        label=_label(instance),
+        operation="start",
+        name=name,
+        timeout=timeout,
+        link=link,
+    )
+
+
+async def _start_process(
+    entry: Callable[..., Awaitable[None]],
+    entry_args: tuple[Any, ...],
+    *,
+    label: str,
+    operation: str,
+    name: str | None,
+    timeout: float | None,
+    link: bool,
+) -> Pid | None:
+    """The start handshake of servers and state machines (OTP ``proc_lib:start``/``start_link``).
+
+    Spawns ``entry(starter, tag, *entry_args)`` (linked to the caller when
+    ``link``, registered as ``name``) and waits for its :func:`_ack` or its
+    death. ``operation`` names the public function (``start``,
+    ``start_machine``) in errors and the helper process that starts from
+    outside any process. Returns the pid, or None when ``init`` ignored.
+
+    Raises:
+        AlreadyStartedError: ``name`` is taken (nothing is spawned).
+        InitFailedError: the process acknowledged an error, or died before acknowledging.
+        StartTimeoutError: no acknowledgement within ``timeout`` (the process is killed).
+        InvalidNameError: ``name`` is not a non-empty str.
+    """
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidNameError(name, "names are non-empty str")
     caller = current_process_var.get()
     if caller is None:
         if link:
-            raise NotInProcessError("start_link")
+            raise NotInProcessError(f"{operation}_link")
         return await _start_from_outside(
-            instance, args, name=name, timeout=timeout, hibernate_after=hibernate_after
+            entry, entry_args, label=label, operation=operation, name=name, timeout=timeout
         )
     node = caller.node
     if name is not None:
-        if not isinstance(name, str) or not name:
-            raise InvalidNameError(name, "names are non-empty str")
         holder = node.names.get(name)
         if holder is not None:
             raise AlreadyStartedError(name, holder)
     tag = node.make_ref()
-    label = _label(instance)
     mark = len(caller.mailbox)
     pid, mref = node.spawn(
-        _server_main,
-        (instance, args, caller.pid, tag, hibernate_after),
+        entry,
+        (caller.pid, tag, *entry_args),
         parent=caller,
         link=link,
         monitor=True,
@@ -775,43 +840,45 @@ async def _start(
         raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
     if type(answer) is Down:
         raise InitFailedError(label, answer.reason)
+    answer.taken = True
     demonitor(mref, flush=True)
-    kind, value = answer.result
-    if kind == "ok":
+    if answer.kind == "ok":
         return pid
-    if kind == "ignore":
+    if answer.kind == "ignore":
         return None
-    raise InitFailedError(label, value)
+    raise InitFailedError(label, answer.value)
 
 
 async def _start_from_outside(
-    server: Server[Any],
-    args: tuple[Any, ...],
+    entry: Callable[..., Awaitable[None]],
+    entry_args: tuple[Any, ...],
     *,
+    label: str,
+    operation: str,
     name: str | None,
     timeout: float | None,
-    hibernate_after: float | None,
 ) -> Pid | None:
-    """Code outside any process starts a server through a short-lived helper process."""
-    node = current_node("start")
+    """Code outside any process starts through a short-lived helper process."""
+    node = current_node(operation)
     outcome: dict[str, Any] = {}
     done = anyio.Event()
 
     async def starter() -> None:
         try:
-            outcome["pid"] = await _start(
-                server,
-                args,
+            outcome["pid"] = await _start_process(
+                entry,
+                entry_args,
+                label=label,
+                operation=operation,
                 name=name,
                 timeout=timeout,
                 link=False,
-                hibernate_after=hibernate_after,
             )
         except StartError as exc:
             outcome["error"] = exc
 
     pid, _ = node.spawn(
-        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label="start"
+        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label=operation
     )
     node.processes[pid].exit_callbacks.append(lambda _pid, _reason: done.set())
     await done.wait()
@@ -955,11 +1022,14 @@ async def get_state(server: Pid | str, timeout: float | None = 5.0) -> Any:
     OTP's ``sys:get_state`` (with ``format_status`` applied, as ``sys:get_status``
     does, so secrets a server redacts for crash reports stay redacted). The
     server answers between two callbacks, from its loop; none of its callbacks
-    runs for it.
+    runs for it. A :class:`~thunderline.runtime.StateMachine` answers too, with
+    ``format_status(state, data)``: by default the ``(state, data)`` pair, as
+    ``sys:get_state`` gives ``{State, Data}`` for a ``gen_statem`` (see also
+    :func:`~thunderline.runtime.get_machine_state`, which skips ``format_status``).
 
     Raises:
-        NotAServerError: ``server`` is not running a server loop (a plain
-            process, or a server still in ``init``).
+        NotAServerError: ``server`` is not running a server or state machine
+            loop (a plain process, or one still in ``init``).
         CallTimeoutError / CallNoProcError / CallExitError: as for :func:`call`.
     """
     caller = current_process_var.get()

@@ -59,8 +59,14 @@ The engine (one event at a time; OTP's ``loop_state_callback`` ...
    the order of their last setting (a zero event timeout only if the queue
    is empty: any queued event would cancel it).
 
-``HibernateAction`` is accepted and validated; it does not hibernate yet (the
-machine keeps its task while idle), which changes no observable behaviour.
+5. Hibernation: when the last transition asked for it (``HibernateAction``)
+   and the machine would wait for a mailbox message (its own queue and the
+   zero timeouts drained, the mailbox empty), it hibernates as a
+   :class:`Server` does: the task ends and the process keeps its mailbox,
+   links, monitors, name and timers; state, data, postponed events and timers
+   live in the engine, which a new task resumes on the next message or
+   signal (OTP ``hibernate``). With events queued it does not hibernate, as
+   OTP's ``loop_event`` only garbage-collects then.
 """
 
 from __future__ import annotations
@@ -72,29 +78,25 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
-import anyio
 import attrs
 from anyio.lowlevel import checkpoint
 
-from thunderline.runtime._api import cancel_timer, demonitor, send_after
-from thunderline.runtime._errors import (
-    InvalidNameError,
-    NotInProcessError,
-    ReceiveTimeout,
-    ThunderlineError,
-)
-from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_node
+from thunderline.runtime._api import cancel_timer, send_after
+from thunderline.runtime._errors import ThunderlineError
+from thunderline.runtime._messages import Exit
 from thunderline.runtime._pid import Pid, Ref
-from thunderline.runtime._process import Process, ProcessExit, current_process_var
-from thunderline.runtime._reasons import KILLED, NORMAL, Crashed, is_quiet
+from thunderline.runtime._process import Hibernating, Process, ProcessExit, current_process_var
+from thunderline.runtime._reasons import NORMAL, Crashed, is_quiet
 from thunderline.runtime._server import (
-    AlreadyStartedError,
+    _GET_STATE,
     From,
     Ignore,
-    InitFailedError,
-    StartTimeoutError,
+    _ack,
+    _answering_get_state,
+    _release_name,
     _reply_from,
+    _start_process,
+    _status,
     call,
 )
 from thunderline.runtime._server import _Call as _CallMessage
@@ -284,7 +286,11 @@ class Postpone:
 
 @attrs.frozen
 class HibernateAction:
-    """Ask the machine to hibernate while idle (accepted; currently no effect, see module)."""
+    """Hibernate when the machine next waits for a message (OTP's ``hibernate`` transition option).
+
+    The task ends until a message or signal arrives (see the module docstring,
+    step 5); the next transition decides again (without this action: no).
+    """
 
     enabled: bool = True
 
@@ -460,7 +466,8 @@ class StateMachine(Generic[St, D]):
         """Clean up before the machine ends with ``reason`` (not called when it is killed)."""
 
     def format_status(self, state: St, data: D) -> Any:
-        """What termination reports show of the state and data; override to redact."""
+        """What termination reports and :func:`get_state` show of the state and data;
+        override to redact."""
         return (state, data)
 
 
@@ -482,18 +489,6 @@ class _SystemRequest:
 class _TimerMessage:
     kind: Hashable
     token: int
-
-
-class _Ack:
-    """The start acknowledgement; the starter sets ``taken`` once it has it."""
-
-    __slots__ = ("kind", "tag", "taken", "value")
-
-    def __init__(self, tag: Ref, kind: str, value: Any) -> None:
-        self.tag = tag
-        self.kind = kind
-        self.value = value
-        self.taken = False
 
 
 class _TimerEntry:
@@ -563,9 +558,12 @@ class _Engine:
 
     # ----------------------------------------------------------------- loop
 
-    async def run(self, init_actions: tuple[Any, ...]) -> None:
+    async def run(self, init_actions: tuple[Any, ...] | None) -> None:
+        """Handle events until the machine stops (``init_actions`` None: woken from
+        hibernation, the init pseudo-event long done)."""
         try:
-            await self._process(_INIT_EVENT, init_actions)
+            if init_actions is not None:
+                await self._process(_INIT_EVENT, init_actions)
             while True:
                 if self.queue:
                     event = self.queue.popleft()
@@ -620,9 +618,19 @@ class _Engine:
             )
 
     async def _receive(self) -> tuple[Any, Any]:
-        """The next event from the mailbox; system requests and stale timers are consumed here."""
+        """The next event from the mailbox; system requests and stale timers are consumed here.
+
+        With ``hibernate`` set by the last transition and nothing to take, the
+        machine hibernates instead of waiting (OTP ``loop_hibernate``): the
+        task ends with :class:`Hibernating` and the next message or signal
+        runs :func:`_wake` in a new one. The flag stays set until the next
+        event's transition, so a system request or a stale timer that woke
+        it sends it back to hibernation.
+        """
         proc = self.proc
         while True:
+            if self.hibernate and not proc.mailbox:
+                raise Hibernating(_wake, (self,))
             if self.suspended:
                 message = await proc.receive(self._is_system, None)
             else:
@@ -632,6 +640,10 @@ class _Engine:
                 request = message.request
                 if type(request) is _SystemRequest:
                     self._system(request, message.from_)
+                    continue
+                if request is _GET_STATE:  # get_state: format_status, as for a Server
+                    status = _status(self.machine.format_status, self.state, self.data)
+                    _reply_from(proc, message.from_, status)
                     continue
                 return (Call(message.from_), request)
             if mtype is _CastMessage:
@@ -649,7 +661,10 @@ class _Engine:
     def _is_system(self, message: Any) -> bool:
         mtype = type(message)
         return (
-            (mtype is _CallMessage and type(message.request) is _SystemRequest)
+            (
+                mtype is _CallMessage
+                and (type(message.request) is _SystemRequest or message.request is _GET_STATE)
+            )
             or mtype is _StopMessage
             or (mtype is Exit and message.pid == self.parent)
         )
@@ -828,6 +843,12 @@ class _Engine:
             cancel_timer(entry.ref)
 
 
+async def _wake(engine: _Engine) -> None:
+    """A hibernated machine's new task: the engine loop again, from an empty stack."""
+    with _answering_get_state(engine.proc):
+        await engine.run(None)
+
+
 # ----------------------------------------------------------------------- start
 
 
@@ -843,7 +864,7 @@ def _check_class(machine: StateMachine[Any, Any]) -> None:
 
 
 async def _machine_main(
-    machine: StateMachine[Any, Any], args: tuple[Any, ...], starter: Pid | None, tag: Ref
+    starter: Pid | None, tag: Ref, machine: StateMachine[Any, Any], args: tuple[Any, ...]
 ) -> None:
     proc = current_process_var.get()
     assert proc is not None
@@ -859,14 +880,16 @@ async def _machine_main(
         raise
     rtype = type(result)
     if rtype is InitialState:
-        ack = _ack(proc, starter, tag, "ok", proc.pid)
-        # Let the starter resume before the machine runs its first actions, as
-        # a BEAM starter is runnable as soon as it is acknowledged: whatever it
-        # does right after the start (monitor, link, send) sees a live machine.
-        while ack is not None and not ack.taken and starter in proc.node.processes:
-            await checkpoint()
-        engine = _Engine(machine, proc, result.state, result.data)
-        await engine.run(result.actions)
+        # get_state may ask as soon as the starter has the pid
+        with _answering_get_state(proc):
+            ack = _ack(proc, starter, tag, "ok", proc.pid)
+            # Let the starter resume before the machine runs its first actions, as
+            # a BEAM starter is runnable as soon as it is acknowledged: whatever it
+            # does right after the start (monitor, link, send) sees a live machine.
+            while ack is not None and not ack.taken and starter in proc.node.processes:
+                await checkpoint()
+            engine = _Engine(machine, proc, result.state, result.data)
+            await engine.run(result.actions)
         return
     _release_name(proc)
     if rtype is Ignore:
@@ -878,23 +901,6 @@ async def _machine_main(
     error = BadInitResultError(result)
     _ack(proc, starter, tag, "error", error)
     raise ProcessExit(error)
-
-
-def _release_name(proc: Process) -> None:
-    if proc.name is not None:
-        proc.node.names.pop(proc.name, None)
-        proc.name = None
-
-
-def _ack(proc: Process, starter: Pid | None, tag: Ref, kind: str, value: Any) -> _Ack | None:
-    if starter is None:
-        return None
-    target = proc.node.processes.get(starter)
-    if target is None:
-        return None
-    ack = _Ack(tag, kind, value)
-    target.deliver(ack)
-    return ack
 
 
 async def start_machine(
@@ -948,91 +954,15 @@ async def _start(
             f"start_machine: expected a StateMachine subclass or instance, got {machine!r}"
         )
     _check_class(instance)
-    caller = current_process_var.get()
-    if caller is None:
-        if link:
-            raise NotInProcessError("start_machine_link")
-        return await _start_from_outside(instance, args, name=name, timeout=timeout)
-    node = caller.node
-    if name is not None:
-        if not isinstance(name, str) or not name:
-            raise InvalidNameError(name, "names are non-empty str")
-        holder = node.names.get(name)
-        if holder is not None:
-            raise AlreadyStartedError(name, holder)
-    tag = node.make_ref()
-    label = _label(instance)
-    mark = len(caller.mailbox)
-    pid, mref = node.spawn(
+    return await _start_process(
         _machine_main,
-        (instance, args, caller.pid, tag),
-        parent=caller,
+        (instance, args),
+        label=_label(instance),
+        operation="start_machine",
+        name=name,
+        timeout=timeout,
         link=link,
-        monitor=True,
-        trap_exit=False,
-        label=label,
     )
-    child = node.processes[pid]
-    if not link:
-        child.parent = None
-    if name is not None:
-        node.names[name] = pid
-        child.name = name
-    assert mref is not None
-
-    def match(message: Any) -> bool:
-        return (type(message) is _Ack and message.tag == tag) or (
-            type(message) is Down and message.ref == mref
-        )
-
-    try:
-        answer = await caller.receive(match, timeout, adopt=False, start=mark)
-    except ReceiveTimeout:
-        demonitor(mref, flush=True)
-        target = node.processes.get(pid)
-        if target is not None:
-            target.links.pop(caller.pid, None)
-            caller.links.pop(pid, None)
-            target.kill(KILLED)
-        raise StartTimeoutError(label, timeout if timeout is not None else 0.0) from None
-    if type(answer) is Down:
-        raise InitFailedError(label, answer.reason)
-    answer.taken = True
-    demonitor(mref, flush=True)
-    if answer.kind == "ok":
-        return pid
-    if answer.kind == "ignore":
-        return None
-    raise InitFailedError(label, answer.value)
-
-
-async def _start_from_outside(
-    machine: StateMachine[Any, Any],
-    args: tuple[Any, ...],
-    *,
-    name: str | None,
-    timeout: float | None,
-) -> Pid | None:
-    """Code outside any process starts a machine through a short-lived helper process."""
-    node = current_node("start_machine")
-    outcome: dict[str, Any] = {}
-    done = anyio.Event()
-
-    async def starter() -> None:
-        try:
-            outcome["pid"] = await _start(machine, args, name=name, timeout=timeout, link=False)
-        except (InitFailedError, AlreadyStartedError, StartTimeoutError) as exc:
-            outcome["error"] = exc
-
-    pid, _ = node.spawn(
-        starter, (), parent=None, link=False, monitor=False, trap_exit=False, label="start_machine"
-    )
-    node.processes[pid].exit_callbacks.append(lambda _pid, _reason: done.set())
-    await done.wait()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: Pid | None = outcome.get("pid")
-    return result
 
 
 # ------------------------------------------------------------ system requests

@@ -1,6 +1,6 @@
 """The PostgreSQL ledger backend (psycopg 3), selected by a ``postgresql://`` URL.
 
-Use :func:`thunderline.domains._ledger.open_ledger`::
+Use :func:`thunderline.domains._ledger._core.open_ledger`::
 
     ledger = open_ledger("postgresql://app@db/ledger", data_dir="/var/lib/app/keys")
 
@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     COLUMNS,
     LEDGER_VERSION,
     LedgerBackend,
@@ -41,7 +41,7 @@ from thunderline.domains._ledger import (
     load_signing_key,
     record_from_row,
 )
-from thunderline.domains._ledger_signing import (
+from thunderline.domains._ledger._signing import (
     LedgerSigningKey,
     public_key_pem,
 )

@@ -23,7 +23,7 @@ Record format (``ledger_version`` 1)
 
 Each record holds ``seq``, ``event_id``, ``canonical`` (the canonical JSON bytes
 of :meth:`Event.to_dict <thunderline.domains._event.Event.to_dict>`, see
-:mod:`thunderline.domains._canonical`), ``prev_hash``, ``event_hash``,
+:mod:`thunderline.domains._ledger._canonical`), ``prev_hash``, ``event_hash``,
 ``event_signature``, ``key_id`` and ``ledger_version``, where:
 
 * ``event_hash = hex(SHA-256(unhex(prev_hash) || canonical))`` -- the 32 raw
@@ -108,9 +108,9 @@ import anyio.to_thread
 import attrs
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from thunderline.domains._canonical import canonicalize, parse_json
 from thunderline.domains._event import Event
-from thunderline.domains._ledger_signing import (
+from thunderline.domains._ledger._canonical import canonicalize, parse_json
+from thunderline.domains._ledger._signing import (
     LedgerSigningKey,
     key_id_of,
     load_public_key_pem,
@@ -1228,7 +1228,7 @@ def open_ledger(
     if not target:
         raise LedgerConfigError("path_or_url", "a SQLite file path or a postgresql:// URL", target)
     if _is_postgres(target):
-        from thunderline.domains._ledger_postgres import PostgresLedger
+        from thunderline.domains._ledger._postgres import PostgresLedger
 
         if data_dir is None and not read_only:
             raise LedgerConfigError(
@@ -1239,7 +1239,7 @@ def open_ledger(
         )
     if "://" in target:
         raise LedgerConfigError("path_or_url", "a SQLite file path or a postgresql:// URL", target)
-    from thunderline.domains._ledger_sqlite import SqliteLedger
+    from thunderline.domains._ledger._sqlite import SqliteLedger
 
     path = Path(target)
     return SqliteLedger.open(

@@ -1,9 +1,9 @@
 """The embedded SQLite ledger backend (stdlib ``sqlite3``).
 
-Use :func:`thunderline.domains._ledger.open_ledger` with a file path::
+Use :func:`thunderline.domains._ledger._core.open_ledger` with a file path::
 
     >>> import tempfile, pathlib
-    >>> from thunderline.domains._ledger import open_ledger
+    >>> from thunderline.domains._ledger._core import open_ledger
     >>> ledger = open_ledger(pathlib.Path(tempfile.mkdtemp()) / "ledger.db")
     >>> ledger.head().seq
     0
@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from thunderline.domains._ledger import (
+from thunderline.domains._ledger._core import (
     COLUMNS,
     LEDGER_VERSION,
     LedgerBackend,
@@ -42,7 +42,7 @@ from thunderline.domains._ledger import (
     load_signing_key,
     record_from_row,
 )
-from thunderline.domains._ledger_signing import (
+from thunderline.domains._ledger._signing import (
     LedgerSigningKey,
     public_key_pem,
 )
