@@ -26,8 +26,10 @@ instead of losing them.
 The application journals Bolt's sagas (``sagas.db`` in its data dir, events
 encoded by :class:`EventJournalCodec`); :data:`HEARTBEAT` recovers by
 ``resume``: after a crash, a heartbeat that had not finished goes on (its
-steps are idempotent by event id), and one that ended is not run again (a
-second start with its id is ``SagaAlreadyRanError``).
+steps are idempotent by event id), and one that ended is not run again: an
+event that reaches Bolt again after its saga ended (Flow asks again when Bolt
+died before answering) is answered with :class:`SagaAlreadyEnded`, the
+journaled outcome, and :func:`succeeded` reads it like a fresh one.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ __all__ = [
     "HEARTBEAT",
     "Bolt",
     "EventJournalCodec",
+    "SagaAlreadyEnded",
     "UnknownEventError",
     "bolt_spec",
     "run",
     "run_batch",
     "saga_tracer",
+    "succeeded",
 ]
 
 
@@ -136,6 +140,43 @@ DEFAULT_SAGAS: Final = {"system.heartbeat": HEARTBEAT}
 
 
 @attrs.frozen
+class SagaAlreadyEnded:
+    """Bolt's answer for an event whose saga had already ended (journaled) when it came again.
+
+    Attributes:
+        event_id: The event (the saga's correlation id).
+        outcome: The journaled outcome: ``"succeeded"``, ``"failed"`` or ``"halted"``
+            (None if the journal holds a run that has not ended and is not running).
+    """
+
+    event_id: str
+    outcome: str | None
+
+
+#: What Bolt answers per event.
+Outcome = sagas.SagaOutcome | SagaAlreadyEnded | Failure
+
+
+def succeeded(outcome: Outcome) -> bool:
+    """True if the event's saga succeeded, now or in a run that had already ended."""
+    if isinstance(outcome, SagaAlreadyEnded):
+        return outcome.outcome == "succeeded"
+    return isinstance(outcome, sagas.SagaSucceeded)
+
+
+async def _start_or_ended(
+    supervisor: str, saga: sagas.Saga, event: Event
+) -> sagas.SagaHandle | SagaAlreadyEnded:
+    """Start (or join) the event's saga; its journaled outcome if it already ended."""
+    try:
+        return await sagas.start_saga(
+            supervisor, saga, {"event": event}, correlation_id=str(event.id), on_duplicate="join"
+        )
+    except sagas.SagaAlreadyRanError as exc:
+        return SagaAlreadyEnded(exc.correlation_id, exc.outcome)
+
+
+@attrs.frozen
 class _Run:
     event: Event
 
@@ -194,15 +235,16 @@ def saga_tracer(**kwargs: Any) -> telemetry.SagaTracer:
     )
 
 
-async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.SagaOutcome:
+async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> Outcome:
     correlation_id = str(event.id)
     attributes = _span_attributes(event, saga)
     with event_context(event), telemetry.span("bolt.handle_event", attributes=attributes):
         # The saga supervisor's tracer records bolt.run_saga > bolt.saga_execution
         # (with bolt.saga_registered / started / completed) below this span.
-        handle = await sagas.start_saga(
-            supervisor, saga, {"event": event}, correlation_id=correlation_id, on_duplicate="join"
-        )
+        handle = await _start_or_ended(supervisor, saga, event)
+        if isinstance(handle, SagaAlreadyEnded):
+            telemetry.set_attributes({"saga.outcome": f"already {handle.outcome}"})
+            return handle
         outcome = await sagas.await_saga(supervisor, correlation_id)
         telemetry.set_attributes(
             {"saga.outcome": type(outcome).__name__, "saga.joined": handle.joined}
@@ -212,36 +254,30 @@ async def _runner(event: Event, saga: sagas.Saga, supervisor: str) -> sagas.Saga
 
 async def _batch_runner(
     events: Sequence[Event], saga_map: dict[str, sagas.Saga], supervisor: str
-) -> list[sagas.SagaOutcome | Failure]:
+) -> list[Outcome]:
     """Start every event's saga (each under its ``bolt.handle_event`` span), then await all."""
-    started: list[tuple[Event, bool]] = []
+    started: list[tuple[Event, Outcome | None]] = []
     for event in events:
         saga = saga_map.get(event.name)
         if saga is None:
-            started.append((event, False))
+            known = tuple(sorted(saga_map))
+            started.append((event, Failure(UnknownEventError(event.name, known))))
             continue
-        correlation_id = str(event.id)
         with (
             telemetry.continue_from(event.trace_meta),
             telemetry.span("bolt.handle_event", attributes=_span_attributes(event, saga)),
         ):
-            handle = await sagas.start_saga(
-                supervisor,
-                saga,
-                {"event": event},
-                correlation_id=correlation_id,
-                on_duplicate="join",
-            )
+            handle = await _start_or_ended(supervisor, saga, event)
+            if isinstance(handle, SagaAlreadyEnded):
+                telemetry.set_attributes({"saga.outcome": f"already {handle.outcome}"})
+                started.append((event, handle))
+                continue
             telemetry.set_attributes({"saga.joined": handle.joined})
-        started.append((event, True))
-    outcomes: list[sagas.SagaOutcome | Failure] = []
-    for event, ok in started:
-        if not ok:
-            known = tuple(sorted(saga_map))
-            outcomes.append(Failure(UnknownEventError(event.name, known)))
-        else:
-            outcomes.append(await sagas.await_saga(supervisor, str(event.id)))
-    return outcomes
+        started.append((event, None))
+    return [
+        answer if answer is not None else await sagas.await_saga(supervisor, str(event.id))
+        for event, answer in started
+    ]
 
 
 async def _run_and_reply(event: Event, saga: sagas.Saga, supervisor: str, bolt: tl.Pid) -> None:
@@ -297,7 +333,7 @@ class Bolt(tl.Server[_State]):
             from_ = state.runners.pop(runner, None)
             if from_ is not None:
                 for one in outcome if isinstance(outcome, list) else [outcome]:
-                    if isinstance(one, sagas.SagaSucceeded):
+                    if succeeded(one):
                         state.completed += 1
                     else:
                         state.failed += 1
@@ -323,26 +359,28 @@ def bolt_spec(saga_map: dict[str, sagas.Saga] | None = None) -> tl.ChildSpec:
     return tl.ChildSpec(id="bolt", start=start)
 
 
-async def run(event: Event, *, bolt: tl.Pid | str = BOLT) -> sagas.SagaOutcome:
+async def run(event: Event, *, bolt: tl.Pid | str = BOLT) -> sagas.SagaOutcome | SagaAlreadyEnded:
     """Run the saga mapped to ``event.name`` and return its outcome.
+
+    If the event's saga had already ended (journaled), the answer is
+    :class:`SagaAlreadyEnded` and nothing runs again.
 
     Raises:
         UnknownEventError: no saga for that event name.
         CallError: Bolt is not running.
     """
-    outcome: sagas.SagaOutcome = await request(bolt, _Run(event), timeout=None)
+    outcome: sagas.SagaOutcome | SagaAlreadyEnded = await request(bolt, _Run(event), timeout=None)
     return outcome
 
 
-async def run_batch(
-    events: Sequence[Event], *, bolt: tl.Pid | str = BOLT
-) -> list[sagas.SagaOutcome | Failure]:
-    """Run each event's saga, concurrently; one outcome (or ``Failure``) per event, in order.
+async def run_batch(events: Sequence[Event], *, bolt: tl.Pid | str = BOLT) -> list[Outcome]:
+    """Run each event's saga, concurrently; one outcome per event, in order.
+
+    Each is a saga outcome, a :class:`SagaAlreadyEnded` (the event's saga had
+    ended before: :func:`succeeded` reads both) or a ``Failure``.
 
     Raises:
         CallError: Bolt is not running or died.
     """
-    outcomes: list[sagas.SagaOutcome | Failure] = await request(
-        bolt, _RunBatch(tuple(events)), timeout=None
-    )
+    outcomes: list[Outcome] = await request(bolt, _RunBatch(tuple(events)), timeout=None)
     return outcomes

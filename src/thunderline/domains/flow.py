@@ -76,7 +76,7 @@ import anyio
 import attrs
 
 import thunderline.runtime as tl
-from thunderline import sagas, telemetry
+from thunderline import telemetry
 from thunderline.domains import bolt, vault
 from thunderline.domains._common import (
     DROPPED,
@@ -221,7 +221,8 @@ async def _to_bolt(batch: Sequence[Event]) -> None:
 
     A Bolt that is restarting is asked again (up to ``_BOLT_ATTEMPTS`` times):
     a saga still running for an event is joined (its correlation id is the
-    event id), one that completed runs again, and its steps are idempotent.
+    event id) and one that already ended answers with its journaled outcome
+    (:class:`~thunderline.domains.bolt.SagaAlreadyEnded`): no saga runs twice.
     """
     for attempt in range(_BOLT_ATTEMPTS):
         try:
@@ -231,7 +232,7 @@ async def _to_bolt(batch: Sequence[Event]) -> None:
             if attempt == _BOLT_ATTEMPTS - 1:
                 raise
             await anyio.sleep(0.05)
-    failures = [o for o in outcomes if not isinstance(o, sagas.SagaSucceeded)]
+    failures = [o for o in outcomes if not bolt.succeeded(o)]
     if failures:
         raise BatchFailedError("sagas", failures, len(batch))
 
