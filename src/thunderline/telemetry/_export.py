@@ -28,6 +28,12 @@ How export stays out of the application's way:
    successful export afterwards logs that export resumed (INFO).
 4. :func:`force_flush` and :func:`shutdown` wait for the export thread at
    most ``timeout`` seconds; they never raise.
+
+:func:`configure` also installs :class:`~thunderline.telemetry.RuntimeInstrument`
+as the runtime's default instrument (:func:`thunderline.lowlevel.set_default_instrument`),
+so nodes opened afterwards without an instrument of their own carry trace
+context in every message; :func:`shutdown` (and the next ``configure``)
+removes it again.
 """
 
 from __future__ import annotations
@@ -37,9 +43,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
 
-import attrs
 from opentelemetry import trace
 from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -57,16 +61,20 @@ from opentelemetry.sdk.resources import (
     Resource,
 )
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from thunderline._version import __version__
-from thunderline.telemetry._config import (
-    TelemetryConfig,
-    check_endpoint,
-    traces_endpoint_from_base,
-)
+from thunderline.runtime import Instrument, get_default_instrument, set_default_instrument
+from thunderline.telemetry._config import TelemetryConfig, resolve_config
+from thunderline.telemetry._runtime import RuntimeInstrument
 from thunderline.telemetry._state import STATE, TRACER_NAME
 from thunderline.telemetry._stats import COUNTERS
 
@@ -317,6 +325,73 @@ class _QueueProcessor(SpanProcessor):
         return flushed and not left
 
 
+class _ExportSampled(SpanProcessor):
+    """Pass on only the spans of traces the configured sampler would sample at their root.
+
+    Used with ``record_all``: every trace is recorded (for the extra
+    processors), and this keeps export as the sampler decides. The decision
+    depends on the trace id alone for the standard samplers, so a trace is
+    exported whole or not at all.
+    """
+
+    def __init__(self, inner: SpanProcessor, sampler: Sampler) -> None:
+        self._inner = inner
+        self._sampler = sampler
+        self._decisions: dict[int, bool] = {}
+
+    def _exported(self, trace_id: int) -> bool:
+        decision = self._decisions.get(trace_id)
+        if decision is None:
+            result = self._sampler.should_sample(None, trace_id, "root")
+            decision = result.decision is Decision.RECORD_AND_SAMPLE
+            if len(self._decisions) >= 4096:
+                self._decisions.clear()
+            self._decisions[trace_id] = decision
+        return decision
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and self._exported(span.context.trace_id):
+            self._inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown_within(self, timeout: float) -> bool:
+        if isinstance(self._inner, _QueueProcessor):
+            return self._inner.shutdown_within(timeout)
+        self._inner.shutdown()
+        return True
+
+
+class _Installed:
+    """The runtime default instrument ``configure`` installed (to remove it again)."""
+
+    instrument: Instrument | None = None
+    previous: Instrument | None = None
+
+
+_INSTALLED = _Installed()
+
+
+def _install_runtime_instrument() -> None:
+    instrument = RuntimeInstrument()
+    _INSTALLED.previous = set_default_instrument(instrument)
+    _INSTALLED.instrument = instrument
+
+
+def _uninstall_runtime_instrument() -> None:
+    instrument, _INSTALLED.instrument = _INSTALLED.instrument, None
+    if instrument is not None and get_default_instrument() is instrument:
+        set_default_instrument(_INSTALLED.previous)
+    _INSTALLED.previous = None
+
+
 def _install_quiet_filter() -> None:
     for name in _EXPORTER_LOGGERS:
         logger = logging.getLogger(name)
@@ -332,6 +407,7 @@ def configure(
     resource_attributes: dict[str, str] | None = None,
     endpoint: str | None = None,
     traces_endpoint: str | None = None,
+    traces_exporter: str | None = None,
     sampler: str | None = None,
     sampler_ratio: float | None = None,
     export_timeout: float | None = None,
@@ -341,28 +417,37 @@ def configure(
     install_global: bool = True,
     environ: dict[str, str] | None = None,
     extra_processors: Sequence[SpanProcessor] = (),
+    record_all: bool = False,
 ) -> TelemetryConfig:
     """Build a tracer provider and make thunderline's span helpers use it.
 
     Settings come from ``config`` if given, else from the environment (see
-    :meth:`TelemetryConfig.from_env`); keyword arguments override both.
+    :meth:`TelemetryConfig.from_env`); keyword arguments override both. The
+    precedence is decided in one place, :func:`thunderline.telemetry.resolve_config`,
+    for the library, ``thunderline demo`` and ``thunderline run`` alike.
     Calling ``configure()`` again shuts the previous provider down first.
+
+    It also makes :class:`~thunderline.telemetry.RuntimeInstrument` the
+    runtime's default instrument, so nodes opened afterwards without an
+    instrument carry each message's trace context (``shutdown`` removes it).
 
     Args:
         config: A complete configuration to start from instead of the
             environment.
-        enabled: False installs nothing that records: spans become no-ops.
+        enabled: False installs nothing that records: spans become no-ops
+            (trace context still propagates).
         service_name: The ``service.name`` resource attribute.
         resource_attributes: Resource attributes replacing the configured ones.
         endpoint: A base OTLP/HTTP URL; ``/v1/traces`` is appended.
         traces_endpoint: The full OTLP/HTTP traces URL, used verbatim.
+        traces_exporter: ``otlp``, ``console``, ``"otlp,console"`` or ``none``.
         sampler: A sampler name (see :class:`TelemetryConfig`).
         sampler_ratio: The ratio in [0, 1]; without ``sampler`` it selects
             ``parentbased_traceidratio`` unless a ratio sampler is configured.
         export_timeout: Seconds one OTLP export may take, retries included.
-        exporter: Export here instead of OTLP/HTTP (e.g. an in-memory
-            exporter in tests); it is wrapped so it never raises into the
-            export thread and its results are counted.
+        exporter: Export here instead of the configured exporters (e.g. an
+            in-memory exporter in tests); it is wrapped so it never raises
+            into the export thread and its results are counted.
         batch: True exports from a background queue (never blocks); False
             exports synchronously as each span ends (for tests).
         id_generator: The id generator; :class:`UrandomIdGenerator` by default.
@@ -371,6 +456,11 @@ def configure(
         environ: The environment to read instead of ``os.environ``.
         extra_processors: More span processors for the same provider, run after
             the exporting one (e.g. a collector that keeps some spans in memory).
+        record_all: Record every trace (so ``extra_processors`` see them all)
+            and let the sampler decide only what is exported: a trace is
+            exported when the sampler would sample it at its root (remote
+            parents' sampled flags are not consulted then). For tools that
+            show a trace whatever the sampling, like ``thunderline demo``.
 
     Returns:
         The configuration in effect.
@@ -381,29 +471,22 @@ def configure(
 
     .. versionadded:: 0.1
     """
-    base = TelemetryConfig.from_env(environ) if config is None else config
-    changes: dict[str, Any] = {}
-    if enabled is not None:
-        changes["enabled"] = enabled
-    if service_name is not None:
-        changes["service_name"] = service_name
-    if resource_attributes is not None:
-        changes["resource_attributes"] = resource_attributes
-    if traces_endpoint is not None:
-        changes["traces_endpoint"] = traces_endpoint
-    elif endpoint is not None:
-        changes["traces_endpoint"] = traces_endpoint_from_base(check_endpoint("endpoint", endpoint))
-    if sampler is not None:
-        changes["sampler"] = sampler
-    if sampler_ratio is not None:
-        changes["sampler_ratio"] = sampler_ratio
-        if sampler is None and base.sampler not in ("traceidratio", "parentbased_traceidratio"):
-            changes["sampler"] = "parentbased_traceidratio"
-    if export_timeout is not None:
-        changes["export_timeout"] = export_timeout
-    new_config = attrs.evolve(base, **changes)
+    new_config = resolve_config(
+        environ,
+        config=config,
+        enabled=enabled,
+        service_name=service_name,
+        resource_attributes=resource_attributes,
+        endpoint=endpoint,
+        traces_endpoint=traces_endpoint,
+        traces_exporter=traces_exporter,
+        sampler=sampler,
+        sampler_ratio=sampler_ratio,
+        export_timeout=export_timeout,
+    )
 
     shutdown()
+    _install_runtime_instrument()
     if not new_config.enabled:
         STATE.tracer = trace.NoOpTracer()
         return new_config
@@ -418,36 +501,45 @@ def configure(
         }
     )
     reporter = _DropReporter()
-    if exporter is None:
-        target = new_config.traces_endpoint
-        exporter = OTLPSpanExporter(
-            endpoint=new_config.traces_endpoint, timeout=new_config.export_timeout
-        )
+    exporters: list[tuple[SpanExporter, str]] = []
+    if exporter is not None:
+        exporters.append((exporter, type(exporter).__name__))
     else:
-        target = type(exporter).__name__
+        for name in new_config.traces_exporter:
+            if name == "otlp":
+                otlp = OTLPSpanExporter(
+                    endpoint=new_config.traces_endpoint, timeout=new_config.export_timeout
+                )
+                exporters.append((otlp, new_config.traces_endpoint))
+            else:
+                exporters.append((ConsoleSpanExporter(), "standard output"))
     _install_quiet_filter()
-    guarded = _GuardedExporter(exporter, target, reporter)
-    processor: SpanProcessor
-    if batch:
-        processor = _QueueProcessor(
-            guarded,
-            reporter,
-            max_queue_size=new_config.max_queue_size,
-            max_export_batch_size=new_config.max_export_batch_size,
-            schedule_delay=new_config.schedule_delay,
-        )
-    else:
-        processor = SimpleSpanProcessor(guarded)
+    processors: list[SpanProcessor] = []
+    for inner, target in exporters:
+        guarded = _GuardedExporter(inner, target, reporter)
+        processor: SpanProcessor
+        if batch:
+            processor = _QueueProcessor(
+                guarded,
+                reporter,
+                max_queue_size=new_config.max_queue_size,
+                max_export_batch_size=new_config.max_export_batch_size,
+                schedule_delay=new_config.schedule_delay,
+            )
+        else:
+            processor = SimpleSpanProcessor(guarded)
+        if record_all:
+            processor = _ExportSampled(processor, new_config.build_sampler())
+        processors.append(processor)
     provider = TracerProvider(
-        sampler=new_config.build_sampler(),
+        sampler=ParentBased(ALWAYS_ON) if record_all else new_config.build_sampler(),
         resource=resource,
         id_generator=id_generator or UrandomIdGenerator(),
     )
-    provider.add_span_processor(processor)
-    for extra in extra_processors:
-        provider.add_span_processor(extra)
+    for processor in (*processors, *extra_processors):
+        provider.add_span_processor(processor)
     STATE.provider = provider
-    STATE.processors = (processor, *extra_processors)
+    STATE.processors = (*processors, *extra_processors)
     STATE.tracer = provider.get_tracer(TRACER_NAME, __version__)
     if install_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
@@ -483,6 +575,9 @@ def force_flush(timeout: float = 5.0) -> bool:
 def shutdown(timeout: float = 5.0) -> bool:
     """Flush and stop the configured provider; spans ended later are no-ops.
 
+    Also removes the runtime default instrument :func:`configure` installed
+    (nodes already open keep it until they close).
+
     Blocks for at most about ``timeout`` seconds (plus one export's
     ``export_timeout`` if an export is already running), never raises, and
     is safe to call when nothing is configured or twice.
@@ -498,11 +593,12 @@ def shutdown(timeout: float = 5.0) -> bool:
     """
     provider, processors = STATE.provider, STATE.processors
     STATE.reset()
+    _uninstall_runtime_instrument()
     if provider is None:
         return True
     ok = True
     for processor in processors:
-        if isinstance(processor, _QueueProcessor):
+        if isinstance(processor, _QueueProcessor | _ExportSampled):
             ok = processor.shutdown_within(timeout) and ok
     provider.shutdown()
     return ok
