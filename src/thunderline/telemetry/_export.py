@@ -42,7 +42,7 @@ import collections
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import (
@@ -134,6 +134,8 @@ class UrandomIdGenerator(IdGenerator):
 
 class _Quiet(threading.local):
     active = False
+    #: Called (once) at the exporter's first log record: a final flush's abort.
+    on_record: Callable[[], None] | None = None
 
 
 _QUIET = _Quiet()
@@ -144,16 +146,28 @@ class _QuietFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.last_message: str | None = None
+        self.first_message: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _QUIET.active:
-            self.last_message = record.getMessage()
+            if self.first_message is None:
+                self.first_message = record.getMessage()
+            abort, _QUIET.on_record = _QUIET.on_record, None
+            if abort is not None:
+                abort()
             return False
         return True
 
 
 _QUIET_FILTER = _QuietFilter()
+
+
+def _short(message: str | None) -> str | None:
+    """The OTLP exporter's retry note without its retry part: the cause alone."""
+    if message is None:
+        return None
+    cause = message.split(" encountered while exporting", 1)[0]
+    return cause.removeprefix("Transient error ").strip() or message
 
 
 class _DropReporter:
@@ -189,17 +203,29 @@ class _GuardedExporter(SpanExporter):
         self._inner = inner
         self._target = target
         self._reporter = reporter
+        #: Set for the final flush: the first trouble the exporter logs (a
+        #: refused connection, a retry) ends its retries, so a collector that
+        #: is down does not hold shutdown for the retry backoff.
+        self.stopping = False
+
+    def _abort(self) -> None:
+        try:
+            self._inner.shutdown()
+        except Exception:
+            _logger.debug("exporter shutdown failed", exc_info=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        _QUIET_FILTER.last_message = None
+        _QUIET_FILTER.first_message = None
         _QUIET.active = True
+        _QUIET.on_record = self._abort if self.stopping else None
         try:
             result = self._inner.export(spans)
-            detail = _QUIET_FILTER.last_message
+            detail = _short(_QUIET_FILTER.first_message)
         except Exception as error:  # noqa: BLE001 -- counted and reported below
             result, detail = SpanExportResult.FAILURE, repr(error)
         finally:
             _QUIET.active = False
+            _QUIET.on_record = None
         if result is SpanExportResult.SUCCESS:
             self._reporter.exported(len(spans))
         else:
@@ -316,6 +342,8 @@ class _QueueProcessor(SpanProcessor):
             if self._stopping:
                 return True
             self._stopping = True
+        if isinstance(self._exporter, _GuardedExporter):
+            self._exporter.stopping = True
         flushed = self._request_flush(stop=True).wait(timeout)
         self._exporter.shutdown()
         with self._lock:
