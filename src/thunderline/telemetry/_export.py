@@ -370,7 +370,7 @@ class _ExportSampled(SpanProcessor):
     def _exported(self, trace_id: int) -> bool:
         decision = self._decisions.get(trace_id)
         if decision is None:
-            result = self._sampler.should_sample(None, trace_id, "root")
+            result = self._sampler.should_sample(Context(), trace_id, "root")  # as a root
             decision = result.decision is Decision.RECORD_AND_SAMPLE
             if len(self._decisions) >= 4096:
                 self._decisions.clear()
