@@ -41,6 +41,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 
@@ -540,7 +541,7 @@ def configure(
                 )
                 exporters.append((otlp, new_config.traces_endpoint))
             else:
-                exporters.append((ConsoleSpanExporter(), "standard output"))
+                exporters.append((ConsoleSpanExporter(out=sys.stdout), "standard output"))
     _install_quiet_filter()
     processors: list[SpanProcessor] = []
     for inner, target in exporters:
