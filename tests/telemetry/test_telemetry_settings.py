@@ -3,6 +3,7 @@ selection, and the runtime hook ``configure()`` installs (T13)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otlp_receiver import OtlpReceiver
 from telemetry_helpers import memory_tracing
 
 import thunderline.runtime as tl
@@ -344,3 +346,26 @@ async def test_sdk_disabled_still_installs_propagation(anyio_backend: str) -> No
     finally:
         telemetry.shutdown()
     assert lowlevel.get_default_instrument() is None
+
+
+def test_final_flush_with_debug_logging_still_exports() -> None:
+    # The final flush gives up at the exporter's first warning (a collector that is
+    # down), never at its debug notes: with DEBUG logging a healthy export completes.
+    receiver = OtlpReceiver()
+    loggers = [logging.getLogger(name) for name in ("urllib3", "opentelemetry")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        telemetry.configure(
+            environ={"OTEL_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "600000"},
+            install_global=False,
+        )
+        with telemetry.span("flushed at shutdown"):
+            pass
+        assert telemetry.shutdown(30.0)
+        assert [item.name for _, item in receiver.received()] == ["flushed at shutdown"]
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        receiver.stop()

@@ -135,7 +135,7 @@ class UrandomIdGenerator(IdGenerator):
 
 class _Quiet(threading.local):
     active = False
-    #: Called (once) at the exporter's first log record: a final flush's abort.
+    #: Called (once) at the exporter's first warning: a final flush's abort.
     on_record: Callable[[], None] | None = None
 
 
@@ -153,9 +153,9 @@ class _QuietFilter(logging.Filter):
         if _QUIET.active:
             if self.first_message is None:
                 self.first_message = record.getMessage()
-            abort, _QUIET.on_record = _QUIET.on_record, None
-            if abort is not None:
-                abort()
+            if record.levelno >= logging.WARNING and _QUIET.on_record is not None:
+                abort, _QUIET.on_record = _QUIET.on_record, None
+                abort()  # a refused connection or a retry: give up at once
             return False
         return True
 
@@ -204,7 +204,7 @@ class _GuardedExporter(SpanExporter):
         self._inner = inner
         self._target = target
         self._reporter = reporter
-        #: Set for the final flush: the first trouble the exporter logs (a
+        #: Set for the final flush: the first warning the exporter logs (a
         #: refused connection, a retry) ends its retries, so a collector that
         #: is down does not hold shutdown for the retry backoff.
         self.stopping = False
