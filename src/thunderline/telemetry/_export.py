@@ -456,15 +456,18 @@ def configure(
     for the library, ``thunderline demo`` and ``thunderline run`` alike.
     Calling ``configure()`` again shuts the previous provider down first.
 
-    It also makes :class:`~thunderline.telemetry.RuntimeInstrument` the
-    runtime's default instrument, so nodes opened afterwards without an
-    instrument carry each message's trace context (``shutdown`` removes it).
+    With tracing enabled it also makes
+    :class:`~thunderline.telemetry.RuntimeInstrument` the runtime's default
+    instrument, so nodes opened afterwards without an instrument carry each
+    message's trace context (``shutdown`` removes it). Disabled, it installs
+    nothing (no cost per message; :func:`continue_from` and :func:`inject`
+    still carry context through event metadata).
 
     Args:
         config: A complete configuration to start from instead of the
             environment.
-        enabled: False installs nothing that records: spans become no-ops
-            (trace context still propagates).
+        enabled: False installs nothing that records and no runtime hook:
+            spans become no-ops (``continue_from`` / ``inject`` still work).
         service_name: The ``service.name`` resource attribute.
         resource_attributes: Resource attributes replacing the configured ones.
         endpoint: A base OTLP/HTTP URL; ``/v1/traces`` is appended.
@@ -515,10 +518,10 @@ def configure(
     )
 
     shutdown()
-    _install_runtime_instrument()
     if not new_config.enabled:
         STATE.tracer = trace.NoOpTracer()
         return new_config
+    _install_runtime_instrument()
 
     resource = Resource(
         {
