@@ -351,3 +351,27 @@ def test_final_flush_with_debug_logging_still_exports() -> None:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
         receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds", "warnings"),
+    [
+        ({}, 2.0, 0),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "500"}, 0.5, 0),
+        (
+            {"OTEL_EXPORTER_OTLP_TIMEOUT": "500", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "250"},
+            0.25,
+            0,
+        ),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "0"}, 3600.0, 0),  # 0: no limit (taken as an hour)
+        ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_TIMEOUT": "300"}, 0.3, 1),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, 2.0, 1),
+    ],
+)
+def test_export_timeout_from_env(
+    env: dict[str, str], seconds: float, warnings: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert resolve_config(env).export_timeout == seconds
+    assert resolve_config(env, export_timeout=7.0).export_timeout == 7.0  # the argument wins
+    logged = [r for r in caplog.records if r.name == "thunderline.telemetry"]
+    assert len(logged) == 2 * warnings

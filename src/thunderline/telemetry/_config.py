@@ -27,6 +27,8 @@ Variable                             Default                      Bad value
 ``OTEL_TRACES_SAMPLER_ARG``          ``1.0`` for ratio samplers   ignored, one warning
 ``OTEL_SAMPLING_RATIO`` (alias of ``OTEL_TRACES_SAMPLER_ARG``, lower precedence; alone it
 selects ``parentbased_traceidratio``)
+``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` (ms; beats the next)       ignored, one warning
+``OTEL_EXPORTER_OTLP_TIMEOUT`` (ms)  ``2000`` (OTLP says 10000)   ignored, one warning
 ``OTEL_BSP_SCHEDULE_DELAY`` (ms)     ``5000``                     default, one warning
 ``OTEL_BSP_MAX_QUEUE_SIZE``          ``2048``                     default, one warning
 ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``   ``512``                      default, one warning
@@ -79,6 +81,11 @@ DEFAULT_RESOURCE_ATTRIBUTES: tuple[tuple[str, str], ...] = (("service.namespace"
 DEFAULT_ENDPOINT = "http://localhost:4318"
 TRACES_PATH = "/v1/traces"
 DEFAULT_SAMPLER = "parentbased_always_on"
+#: Seconds per OTLP export, retries included (OTLP's own default is 10 s; shorter
+#: so a collector that hangs costs little at shutdown).
+DEFAULT_EXPORT_TIMEOUT = 2.0
+#: What a timeout of 0 ("no limit" in the specification) is taken as.
+NO_LIMIT_TIMEOUT = 3600.0
 SAMPLERS = (
     "always_on",
     "always_off",
@@ -254,7 +261,9 @@ class TelemetryConfig:
     )
     sampler: str = attrs.field(default=DEFAULT_SAMPLER, validator=_validate_sampler)
     sampler_ratio: float | None = attrs.field(default=None, validator=_validate_ratio)
-    export_timeout: float = attrs.field(default=2.0, validator=_validate_positive)
+    export_timeout: float = attrs.field(
+        default=DEFAULT_EXPORT_TIMEOUT, validator=_validate_positive
+    )
     schedule_delay: float = attrs.field(default=5.0, validator=_validate_positive)
     max_queue_size: int = attrs.field(default=2048, validator=_validate_positive)
     max_export_batch_size: int = attrs.field(default=512, validator=_validate_positive)
@@ -421,6 +430,7 @@ def _from_env(get: Any) -> TelemetryConfig:
         traces_exporter=_exporters_from_env(get("OTEL_TRACES_EXPORTER")),
         sampler=sampler,
         sampler_ratio=ratio,
+        export_timeout=_timeout_from_env(get),
         schedule_delay=_int_from_env(get, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
         max_queue_size=max_queue_size,
         max_export_batch_size=batch_size,
@@ -483,6 +493,27 @@ def _sampler_from_env(get: Any) -> tuple[str, float | None]:
         except (ValueError, TelemetryConfigError):
             _logger.warning("%s=%r is not a number between 0.0 and 1.0; ignored", arg_name, arg)
     return name, None
+
+
+def _timeout_from_env(get: Any) -> float:
+    """``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT`` (ms) in seconds.
+
+    0 means no limit in the specification; it is taken as one hour. A value
+    that is not a non-negative integer is ignored with one warning.
+    """
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw: str | None = get(name)
+        if raw is None:
+            continue
+        try:
+            millis = int(raw)
+        except ValueError:
+            millis = -1
+        if millis < 0:
+            _logger.warning("%s=%r is not a number of milliseconds >= 0; ignored", name, raw)
+            continue
+        return NO_LIMIT_TIMEOUT if millis == 0 else millis / 1000
+    return DEFAULT_EXPORT_TIMEOUT
 
 
 def _int_from_env(get: Any, name: str, default: int) -> int:
