@@ -50,6 +50,10 @@ def _sample(mode: str) -> Callable[[str, int], float]:
 
         telemetry = _configure() if mode != "off" else None
         instrument = None
+        if mode == "manual":  # untraced messages: not configure()'s default runtime hook
+            from thunderline.lowlevel import set_default_instrument
+
+            set_default_instrument(None)
         if mode in ("idle", "propagate"):
             assert telemetry is not None
             instrument = telemetry.RuntimeInstrument()

@@ -53,6 +53,7 @@ EXAMPLES = {
     "start_saga_supervisor(journal=": "durable-saga",
     "def test_": "property-test",
     "telemetry.span": "tracing",
+    "resolve_config(": "telemetry-config",
     "class Door(": "state-machine",
     "task_async_stream(": "tasks",
     "pg_monitor(": "process-groups",

@@ -5,7 +5,9 @@ these names may change faster than the top-level API.
 
 * :class:`Instrument` / :class:`BaseInstrument`: the seam through which
   tracing (``thunderline.telemetry.RuntimeInstrument``) and other observers
-  see every send, receive, start, exit and restart (``docs/design.md``).
+  see every send, receive, start, exit and restart (``docs/design.md``);
+  :func:`set_default_instrument` / :func:`get_default_instrument`: the
+  instrument of nodes opened without one (``telemetry.configure()`` sets it).
 * :func:`exit_action` and :func:`add_restart` / :class:`RestartDecision`: the
   supervisor's pure decisions (OTP's ``do_restart`` and ``add_restart``), for
   testing restart policies without processes.
@@ -39,6 +41,7 @@ from thunderline.runtime import (
     TreeNode,
     add_restart,
     exit_action,
+    get_default_instrument,
     node_statistics,
     pg_scope,
     pg_set_sync,
@@ -46,6 +49,7 @@ from thunderline.runtime import (
     process_table,
     remote,
     resolve_application,
+    set_default_instrument,
     supervision_tree,
     to_jsonable,
 )
@@ -63,6 +67,7 @@ __all__ = [
     "TreeNode",
     "add_restart",
     "exit_action",
+    "get_default_instrument",
     "node_statistics",
     "pg_scope",
     "pg_set_sync",
@@ -70,6 +75,7 @@ __all__ = [
     "process_table",
     "remote",
     "resolve_application",
+    "set_default_instrument",
     "supervision_tree",
     "to_jsonable",
 ]

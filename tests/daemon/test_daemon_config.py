@@ -126,17 +126,21 @@ def test_unknown_key_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_telemetry_defaults_follow_the_configured_endpoints() -> None:
+    # Tracing: unset (None) means on, as the OpenTelemetry defaults say (start_telemetry
+    # resolves it against OTEL_SDK_DISABLED); metrics: on when an endpoint is configured.
     off = load_config(NO_CLI, {})
-    assert (off.tracing, off.metrics, off.otlp_endpoint) == (False, False, None)
+    assert (off.tracing, off.metrics, off.otlp_endpoint) == (None, False, None)
     both = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
-    assert (both.tracing, both.metrics, both.otlp_endpoint) == (True, True, None)
+    assert (both.tracing, both.metrics, both.otlp_endpoint) == (None, True, None)
+    alias = load_config(NO_CLI, {"OTEL_ENDPOINT": "http://collector:4318"})
+    assert (alias.tracing, alias.metrics) == (None, True)
     traces = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/t"})
-    assert (traces.tracing, traces.metrics) == (True, False)
+    assert (traces.tracing, traces.metrics) == (None, False)
     metrics = load_config(NO_CLI, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/m"})
-    assert (metrics.tracing, metrics.metrics) == (False, True)
+    assert (metrics.tracing, metrics.metrics) == (None, True)
     flag = load_config({"otlp_endpoint": "https://collector:4318/"}, {})
     assert (flag.tracing, flag.metrics, flag.otlp_endpoint) == (
-        True,
+        None,
         True,
         "https://collector:4318/",
     )

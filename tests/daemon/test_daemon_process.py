@@ -176,7 +176,11 @@ def test_sigterm_stops_newest_first_with_json_logs(daemon_factory: MakeDaemon) -
     startup = [m for m in messages if "control socket" in m]
     assert len(startup) == 1
     assert "on trio" in startup[0]
-    assert startup[0].endswith("; tracing off; metrics off")
+    # Tracing follows the OpenTelemetry defaults (no OTEL_* set): OTLP to localhost:4318.
+    assert startup[0].endswith(
+        "; tracing on (OTLP/HTTP http://localhost:4318/v1/traces, "
+        "sampler parentbased_always_on); metrics off"
+    )
     assert "SIGTERM received: shutting down" in messages
     assert messages.index("SIGTERM received: shutting down") < messages.index(
         "application 'example' stopped"

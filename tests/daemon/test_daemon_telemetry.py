@@ -12,6 +12,7 @@ import gzip
 import http.server
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -275,7 +276,7 @@ def test_spans_metrics_and_log_correlation_reach_the_collector(
 def test_collector_down_never_holds_the_daemon(
     daemon_factory: MakeDaemon, receiver: Receiver
 ) -> None:
-    # On trio. A bad sampler argument falls back to ratio 1.0 with one warning (documented).
+    # On trio. A bad sampler argument is ignored with one warning (ratio 1.0, the default).
     env = {
         **FAST_EXPORT,
         "OTEL_TRACES_SAMPLER": "traceidratio",
@@ -285,7 +286,7 @@ def test_collector_down_never_holds_the_daemon(
     daemon = daemon_factory("--backend", "trio", app=APP, env=env).start()
     log = daemon.log()
     assert "OTEL_TRACES_SAMPLER_ARG='lots' is not a number between 0.0 and 1.0" in log
-    assert "sampler traceidratio 1)" in _startup_line(log)
+    assert "sampler traceidratio)" in _startup_line(log)
     poll(lambda: receiver.latest("thunderline.processes"), "metrics before the outage")
 
     receiver.stop()
@@ -334,25 +335,88 @@ def test_unusable_endpoint_is_one_startup_error(daemon_factory: MakeDaemon) -> N
     )
 
 
-def test_tracing_off_by_default_and_no_export(
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_tracing_on_by_default_and_a_missing_collector_costs_one_warning(
     daemon_factory: MakeDaemon, receiver: Receiver
 ) -> None:
-    # Only the metrics endpoint is configured: tracing stays off, metrics go there.
+    # No traces endpoint anywhere: the OpenTelemetry default, http://localhost:4318.
+    if _port_open(4318):
+        pytest.skip("something listens on localhost:4318; this test needs nothing there")
     env = {**FAST_EXPORT, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{receiver.endpoint}/v1/metrics"}
     daemon = daemon_factory(app=APP, env=env).start()
     line = _startup_line(daemon.log())
-    assert "tracing off; metrics on" in line
-    poll(lambda: receiver.latest("thunderline.processes"), "metrics")
-    alpha = _child(daemon.request("tree"), "alpha")
-    daemon.request("exit", pid=alpha["pid"])
-    poll(
-        lambda: (
-            receiver.latest("thunderline.restarts", **{"thunderline.restart.result": "restarted"})
-            == 1
-        ),
-        "the restart counted",
+    assert (
+        "tracing on (OTLP/HTTP http://localhost:4318/v1/traces, sampler parentbased_always_on)"
+        in line
     )
+    assert "metrics on" in line
+    # Log correlation is on by default: the saga step's log line carries its trace.
+    greeting = daemon.wait_for_log("greeting daemon")
+    (logged,) = [ln for ln in greeting.splitlines() if "greeting daemon" in ln]
+    assert re.search(r"trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16}", logged), logged
+    for restarts in (1, 2, 3):
+        alpha = _child(daemon.request("tree"), "alpha")
+        daemon.request("exit", pid=alpha["pid"])
+        poll(lambda n=restarts: _child(daemon.request("tree"), "alpha")["restarts"] == n, "restart")
+    daemon.wait_for_log("dropping spans until export succeeds again")
+    poll(lambda: receiver.latest("thunderline.restarts") == 3, "metrics unaffected")
+    started = time.monotonic()
+    daemon.request("stop")
+    assert daemon.wait_exit(STOP_BOUND) == 0
+    assert time.monotonic() - started < STOP_BOUND
+    log = daemon.log()
+    warnings = [ln for ln in log.splitlines() if " WARNING " in ln]
+    assert len(warnings) == 1, log
+    assert "dropping spans until export succeeds again" in warnings[0]
+    assert "localhost:4318" in warnings[0]
+    assert "Traceback" not in log
+    assert receiver.requests["/v1/traces"] == 0
+
+
+def test_no_tracing_flag_and_sdk_disabled_turn_tracing_off(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    env = {**FAST_EXPORT, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    off = daemon_factory("--no-tracing", app=APP, env=env).start()
+    assert "tracing off; metrics on" in _startup_line(off.log())
+    off.wait_for_log("greeting daemon")
+    off.request("stop")
+    assert off.wait_exit(STOP_BOUND) == 0
+    assert receiver.requests["/v1/traces"] == 0
+    assert "trace_id=" not in off.log()
+
+    disabled = daemon_factory(app=APP, env={**env, "OTEL_SDK_DISABLED": "true"}).start()
+    assert "tracing off; metrics off (OTEL_SDK_DISABLED=true)" in _startup_line(disabled.log())
+    disabled.request("stop")
+    assert disabled.wait_exit(STOP_BOUND) == 0
+
+    # OTEL_SDK_DISABLED=true wins even over --tracing (the OpenTelemetry SDK obeys it too).
+    forced = daemon_factory("--tracing", app=APP, env={**env, "OTEL_SDK_DISABLED": "true"})
+    assert "(OTEL_SDK_DISABLED=true)" in _startup_line(forced.start().log())
+    forced.request("stop")
+    assert forced.wait_exit(STOP_BOUND) == 0
+    assert receiver.requests["/v1/traces"] == 0
+
+
+def test_traces_exporter_none_keeps_log_correlation(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    env = {
+        **FAST_EXPORT,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    daemon = daemon_factory("--no-metrics", app=APP, env=env).start()
+    line = _startup_line(daemon.log())
+    assert "tracing on (not exported: OTEL_TRACES_EXPORTER=none, sampler" in line
+    greeting = daemon.wait_for_log("greeting daemon")
+    (logged,) = [ln for ln in greeting.splitlines() if "greeting daemon" in ln]
+    assert re.search(r"trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16}", logged), logged
     daemon.request("stop")
     assert daemon.wait_exit(STOP_BOUND) == 0
     assert receiver.requests["/v1/traces"] == 0
-    assert "trace_id=" not in daemon.log()

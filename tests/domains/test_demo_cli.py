@@ -18,7 +18,9 @@ SRC = str(Path(domains_module.__file__).resolve().parents[2])
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    for name in [name for name in env if name.startswith("OTEL_")]:
+        del env[name]
+    env["OTEL_TRACES_EXPORTER"] = "none"  # the tree is printed; nothing goes to localhost:4318
     return subprocess.run(
         [sys.executable, "-m", "thunderline.cli", *args],
         capture_output=True,

@@ -130,10 +130,12 @@ def test_sampler_from_env(env: dict[str, str], sampler: str, ratio: float | None
         (
             {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
             "traceidratio",
-            1.0,
+            None,  # ignored, as if unset: the ratio samplers' default 1.0
         ),
-        ({"OTEL_SAMPLING_RATIO": "1.5"}, "parentbased_traceidratio", 1.0),
-        ({"OTEL_SAMPLING_RATIO": "nan"}, "parentbased_traceidratio", 1.0),
+        ({"OTEL_SAMPLING_RATIO": "1.5"}, "parentbased_traceidratio", None),
+        ({"OTEL_SAMPLING_RATIO": "nan"}, "parentbased_traceidratio", None),
+        ({"OTEL_SDK_DISABLED": "yes"}, "parentbased_always_on", None),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "parentbased_always_on", None),
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, "parentbased_always_on", None),
         ({"OTEL_BSP_SCHEDULE_DELAY": "-5"}, "parentbased_always_on", None),
     ],

@@ -13,10 +13,16 @@ the option names (``app``, ``backend``, ``control``, ``log_format``,
     metrics = false
 
 ``tracing`` and ``metrics`` are booleans (in the environment: ``1/true/yes/on``
-or ``0/false/no/off``). Left unset, each is on when an OTLP endpoint is
-configured for it: ``otlp_endpoint`` (``--otlp-endpoint``), or the standard
-``OTEL_EXPORTER_OTLP_ENDPOINT`` (alias ``OTEL_ENDPOINT``) or the signal's own
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``.
+or ``0/false/no/off``). Left unset, tracing is on, exporting as the standard
+``OTEL_*`` variables say (OTLP/HTTP to ``http://localhost:4318`` by default,
+the OpenTelemetry SDK's default; ``OTEL_SDK_DISABLED=true`` turns it off,
+``OTEL_TRACES_EXPORTER=none`` keeps trace context and log correlation but
+exports nothing), and metrics are on when an OTLP endpoint is configured for
+them: ``otlp_endpoint`` (``--otlp-endpoint``), or ``OTEL_EXPORTER_OTLP_ENDPOINT``
+(alias ``OTEL_ENDPOINT``) or ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``. The
+telemetry settings themselves are resolved by
+:func:`thunderline.telemetry.resolve_config` (``otlp_endpoint`` is passed to it
+as the endpoint argument, so it wins over every ``OTEL_*`` endpoint).
 
 ``data`` is a directory (a URL there is refused: databases are given with
 ``ledger``); without it the data lives in the per-user state directory,
@@ -73,12 +79,7 @@ OPTIONS: Final = {
 }
 #: Options that are booleans.
 FLAGS: Final = frozenset({"tracing", "metrics"})
-#: Standard variables whose presence turns tracing / metrics on by default.
-TRACES_ENDPOINT_ENV: Final = (
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_ENDPOINT",
-)
+#: Standard variables whose presence turns metrics on by default.
 METRICS_ENDPOINT_ENV: Final = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -136,7 +137,9 @@ class DaemonConfig:
         otlp_endpoint: base OTLP/HTTP URL for traces and metrics (``/v1/traces``
             and ``/v1/metrics`` are appended), overriding the ``OTEL_*``
             endpoints; None to use those.
-        tracing: export traces (RuntimeInstrument, SagaTracer, log correlation).
+        tracing: trace (RuntimeInstrument, SagaTracer, log correlation) and
+            export spans; None (not set anywhere) means on unless
+            ``OTEL_SDK_DISABLED=true``.
         metrics: export runtime and saga metrics.
         control_max_connections: control connections served at once.
         control_idle_timeout: seconds a silent control connection stays open.
@@ -155,7 +158,7 @@ class DaemonConfig:
     ledger: str | None = None
     ledger_schema: str | None = None
     otlp_endpoint: str | None = None
-    tracing: bool = False
+    tracing: bool | None = None
     metrics: bool = False
     control_max_connections: int = 64
     control_idle_timeout: float = 60.0
@@ -315,8 +318,6 @@ def load_config(
     values.setdefault("control", default_control_path(env))
     values.setdefault("data", default_data_dir(env))
     endpoint_set = "otlp_endpoint" in values
-    if "tracing" not in values:
-        values["tracing"] = endpoint_set or any(env.get(v, "").strip() for v in TRACES_ENDPOINT_ENV)
     if "metrics" not in values:
         values["metrics"] = endpoint_set or any(
             env.get(v, "").strip() for v in METRICS_ENDPOINT_ENV

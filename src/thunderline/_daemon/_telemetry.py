@@ -1,9 +1,13 @@
 """Tracing and metrics for ``thunderline run``, set up before the application starts.
 
-With tracing on (``--tracing``, or an OTLP endpoint configured):
+Tracing is on unless ``--no-tracing`` or ``OTEL_SDK_DISABLED=true`` (which
+the OpenTelemetry SDK itself obeys, so it wins even over ``--tracing``). With
+tracing on:
 
 * :func:`thunderline.telemetry.configure` builds the tracer provider from the
-  ``OTEL_*`` environment (``--otlp-endpoint`` overrides the endpoint);
+  ``OTEL_*`` environment, as the library does (``--otlp-endpoint`` overrides
+  the endpoint; by default spans go over OTLP/HTTP to ``http://localhost:4318``,
+  and a collector that is not there costs one warning line);
 * the node runs with :class:`~thunderline.telemetry.RuntimeInstrument` (trace
   context follows every message; supervisor restarts get ``restart {id}``
   spans) and saga supervisors started later default to
@@ -71,7 +75,10 @@ class DaemonTelemetry:
     """What :func:`start_telemetry` set up, and how to take it down.
 
     Attributes:
-        traces_endpoint: where spans are posted, or None with tracing off.
+        traces_on: tracing is on (spans, trace context, log correlation).
+        traces_endpoint: where spans are posted over OTLP, or None (tracing
+            off, or not exported over OTLP).
+        traces_export: how spans are exported, for the startup line.
         sampler: the sampler in effect (name, plus ratio for ratio samplers).
         metrics_endpoint: where metrics are posted, or None with metrics off.
         export_interval: seconds between metric exports.
@@ -82,7 +89,9 @@ class DaemonTelemetry:
         disabled_by_env: ``OTEL_SDK_DISABLED=true`` turned requested telemetry off.
     """
 
+    traces_on: bool = False
     traces_endpoint: str | None = None
+    traces_export: str = ""
     sampler: str | None = None
     metrics_endpoint: str | None = None
     export_interval: float = DEFAULT_EXPORT_INTERVAL
@@ -96,7 +105,7 @@ class DaemonTelemetry:
 
     @property
     def tracing(self) -> bool:
-        return self.traces_endpoint is not None
+        return self.traces_on
 
     @property
     def metrics(self) -> bool:
@@ -105,7 +114,7 @@ class DaemonTelemetry:
     def describe(self) -> str:
         """For the startup line: ``tracing on (...); metrics off``."""
         if self.tracing:
-            tracing = f"tracing on (OTLP/HTTP {self.traces_endpoint}, sampler {self.sampler})"
+            tracing = f"tracing on ({self.traces_export}, sampler {self.sampler})"
         else:
             tracing = "tracing off"
         if self.metrics:
@@ -120,7 +129,7 @@ class DaemonTelemetry:
     def settings(self) -> dict[str, Any]:
         """For the ``status`` command."""
         return {
-            "tracing": self.traces_endpoint,
+            "tracing": self.traces_endpoint if self.tracing else None,
             "metrics": self.metrics_endpoint,
         }
 
@@ -167,6 +176,14 @@ class DaemonTelemetry:
         logger.info("telemetry shut down: %s", "; ".join(parts))
 
 
+def _describe_export(traces: Any) -> str:
+    targets = [
+        f"OTLP/HTTP {traces.traces_endpoint}" if name == "otlp" else "console"
+        for name in traces.traces_exporter
+    ]
+    return " and ".join(targets) if targets else "not exported: OTEL_TRACES_EXPORTER=none"
+
+
 def start_telemetry(
     config: DaemonConfig, env: Mapping[str, str], log_handler: logging.Handler | None = None
 ) -> DaemonTelemetry:
@@ -188,7 +205,7 @@ def start_telemetry(
         TelemetrySetupError: an ``OTEL_*`` value is unusable; nothing was
             left configured.
     """
-    if not (config.tracing or config.metrics):
+    if config.tracing is False and not config.metrics:
         return DaemonTelemetry()
     from thunderline import sagas, telemetry
 
@@ -196,13 +213,21 @@ def start_telemetry(
     endpoint = config.otlp_endpoint
     result = DaemonTelemetry()
     try:
-        base = telemetry.TelemetryConfig.from_env(environ)
-        if not base.enabled:
+        # The one resolution of flags over OTEL_* over defaults (warnings logged once).
+        base = telemetry.resolve_config(environ, endpoint=endpoint)
+        # OTEL_SDK_DISABLED=true wins even over --tracing: the OpenTelemetry SDK
+        # reads it too, and its tracer provider then makes only no-op spans.
+        sdk_disabled = not base.enabled
+        if sdk_disabled:
             result.disabled_by_env = True
             return result
-        if config.tracing:
-            traces = telemetry.configure(config=base, endpoint=endpoint)
-            result.traces_endpoint = traces.traces_endpoint
+        tracing = config.tracing is not False
+        if tracing:
+            traces = telemetry.configure(config=base, enabled=True)
+            result.traces_on = True
+            if "otlp" in traces.traces_exporter:
+                result.traces_endpoint = traces.traces_endpoint
+            result.traces_export = _describe_export(traces)
             ratio = "" if traces.sampler_ratio is None else f" {traces.sampler_ratio:g}"
             result.sampler = f"{traces.sampler}{ratio}"
             base = traces
@@ -219,6 +244,8 @@ def start_telemetry(
         telemetry.shutdown_metrics(0.1)
         raise TelemetrySetupError(exc.setting, str(exc)) from None
 
+    if not (result.tracing or result.metrics):
+        return result
     runtime: list[Instrument] = []
     saga: list[SagaInstrument] = []
     if result.tracing:

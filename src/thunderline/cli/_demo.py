@@ -32,6 +32,8 @@ from thunderline.domains import (
 )
 
 PUBLISHERS = 32
+#: Seconds the demo waits at exit for queued spans (a collector that hangs costs at most this).
+SHUTDOWN_TIMEOUT = 3.0
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 DESCRIPTION = """\
@@ -41,6 +43,16 @@ reached Link, then print the first event's trace id and span tree (domain,
 span, duration), how many events reached Link and how fast, and the ledger's
 verification. The first event is published alone so its tree is complete and
 unmixed; the rest are published by 32 concurrent publishers.
+
+Telemetry is configured as for the library and 'thunderline run': the OTEL_*
+variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_ENDPOINT, OTEL_TRACES_EXPORTER,
+OTEL_SAMPLING_RATIO ...), overridden by --otlp-endpoint and --sample-ratio
+when given. With no variable set, spans go over OTLP/HTTP to
+http://localhost:4318 (the OpenTelemetry default); without a collector there
+that costs one warning line. Every event's trace is recorded in this process,
+so the tree is always printed; the sampler decides only which traces are
+exported (with OTEL_SAMPLING_RATIO=0 none is, and the tree shows what was
+recorded locally). OTEL_SDK_DISABLED=true turns tracing off: no tree.
 
 The ledger is checked before anything is appended: a data directory that is
 not usable, a ledger that is not a thunderline ledger, is damaged or fails
@@ -92,12 +104,19 @@ def register(subparsers: Any) -> None:
         help="PostgreSQL schema of the ledger ($THUNDERLINE_LEDGER_SCHEMA; "
         "default thunderline_ledger)",
     )
-    parser.add_argument("--otlp-endpoint", help="also export spans to this OTLP/HTTP base URL")
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export spans to this OTLP/HTTP base URL (default: OTEL_EXPORTER_OTLP_TRACES_"
+        "ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_ENDPOINT, else http://localhost:4318)",
+    )
     parser.add_argument(
         "--sample-ratio",
         type=float,
-        default=1.0,
-        help="fraction of events traced (0 turns tracing off; default 1)",
+        default=None,
+        metavar="R",
+        help="fraction of event traces exported, 0 to 1 (default: OTEL_TRACES_SAMPLER_ARG / "
+        "OTEL_SAMPLING_RATIO, else every trace); the tree is printed either way",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument(
@@ -275,26 +294,38 @@ def _check_ledger(config: AppConfig) -> None:
         )
 
 
+def _export_line(config: telemetry.TelemetryConfig) -> str:
+    """Where the demo's traces go, for its output: ``OTLP/HTTP <url>, sampler ...``."""
+    if not config.enabled:
+        return "tracing off (OTEL_SDK_DISABLED=true)"
+    targets = [
+        f"OTLP/HTTP {config.traces_endpoint}" if name == "otlp" else "console"
+        for name in config.traces_exporter
+    ]
+    if not targets:
+        return "recorded here, not exported (OTEL_TRACES_EXPORTER=none)"
+    ratio = "" if config.sampler_ratio is None else f" {config.sampler_ratio:g}"
+    return f"exported to {' and '.join(targets)}, sampler {config.sampler}{ratio}"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when every event reached Link and the ledger verifies."""
     if args.events < 1:
         raise CommandError(f"--events must be >= 1, got {args.events}")
-    if not 0.0 <= args.sample_ratio <= 1.0:
+    if args.sample_ratio is not None and not 0.0 <= args.sample_ratio <= 1.0:
         raise CommandError(f"--sample-ratio must be within [0, 1], got {args.sample_ratio}")
     collector = telemetry.TraceCollector(max_traces=1)
-    tracing = args.sample_ratio > 0
     try:
-        telemetry.configure(
-            enabled=tracing,
+        traces = telemetry.configure(
             endpoint=args.otlp_endpoint,
-            exporter=None if args.otlp_endpoint else telemetry.DiscardExporter(),
-            sampler="parentbased_traceidratio",
             sampler_ratio=args.sample_ratio,
             extra_processors=[collector],
+            record_all=True,  # the tree is printed whatever the sampler exports
             install_global=False,
         )
     except telemetry.TelemetryConfigError as exc:
         raise CommandError(str(exc)) from None
+    tracing = traces.enabled
     ledger = args.ledger or os.environ.get("THUNDERLINE_LEDGER") or None
     if ledger is not None and "://" in ledger and not ledger.startswith(POSTGRES_SCHEMES):
         raise CommandError(f"--ledger takes a SQLite file or a postgresql:// URL, got {ledger!r}")
@@ -321,16 +352,18 @@ def run_demo(args: argparse.Namespace) -> int:
     except tl.LoopUnavailableError as exc:
         raise CommandError(f"--loop {args.loop}: {exc}") from None
     finally:
-        telemetry.shutdown()
+        telemetry.shutdown(SHUTDOWN_TIMEOUT)
     first_trace = summary["trace_ids"][0]
     spans = collector.spans(first_trace) if first_trace else []
     summary["first_trace_id"] = first_trace
     summary["first_trace_spans"] = len(spans)
     summary["data_dir"] = str(data_dir)
+    summary["export"] = _export_line(traces)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(f"thunderline demo: {args.events} event(s) on {args.backend}, data in {data_dir}")
+        print(f"traces: {summary['export']}")
         if first_trace:
             print(f"trace id of the first event: {first_trace}")
             for line in _tree(spans, Style(colour_enabled(sys.stdout))):

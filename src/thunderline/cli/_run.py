@@ -33,13 +33,19 @@ the SQLite ledger, Link's output) lives in --data, default
 $XDG_STATE_HOME/thunderline or ~/.local/state/thunderline; the startup line
 says where. Every file the daemon creates is readable by you only (umask 077).
 
-Telemetry: with --tracing the node's messages carry trace context and
-supervisor restarts and saga runs become spans; with --metrics process count,
-mailbox depth, messages handled, restarts and saga outcomes are exported. Both
-go over OTLP/HTTP to --otlp-endpoint or, without it, where the standard OTEL_*
-variables say. Each is on by default exactly when an endpoint is configured
-for it (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT, or the signal's own
-OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT).
+Telemetry: tracing is on by default: the node's messages carry trace context,
+supervisor restarts and saga runs become spans, and log lines written while a
+traced message is handled carry trace_id and span_id. Spans go where the
+standard OTEL_* variables say, as for the library and 'thunderline demo'
+(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_ENDPOINT,
+OTEL_TRACES_EXPORTER, OTEL_TRACES_SAMPLER, OTEL_SAMPLING_RATIO ...), else over
+OTLP/HTTP to http://localhost:4318; --otlp-endpoint overrides the endpoint. A
+collector that is not there costs one warning line. --no-tracing or
+OTEL_SDK_DISABLED=true turns tracing off. With --metrics process count,
+mailbox depth, messages handled, restarts and saga outcomes are exported too;
+metrics are on by default when an endpoint is configured for them
+(--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_ENDPOINT or
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT).
 
 Exit status: 0 after an orderly stop, 1 when the application's top supervisor
 died, 2 when it could not start, 130 after a second SIGINT during shutdown.
@@ -130,7 +136,8 @@ def register(subparsers: Any) -> None:
         "--tracing",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"export traces (${env['tracing']}; default: on when an OTLP endpoint is set)",
+        help=f"trace and export spans (${env['tracing']}; default: on, unless "
+        "OTEL_SDK_DISABLED=true)",
     )
     parser.add_argument(
         "--metrics",

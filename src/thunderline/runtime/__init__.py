@@ -74,7 +74,12 @@ from thunderline.runtime._errors import (
     UnsupportedBackendError,
     WouldBlock,
 )
-from thunderline.runtime._instrument import BaseInstrument, Instrument
+from thunderline.runtime._instrument import (
+    BaseInstrument,
+    Instrument,
+    get_default_instrument,
+    set_default_instrument,
+)
 from thunderline.runtime._intensity import (
     RestartDecision,
     add_restart,
@@ -399,6 +404,7 @@ __all__ = [
     "exit",
     "exit_action",
     "get_childspec",
+    "get_default_instrument",
     "get_machine_state",
     "get_state",
     "is_alive",
@@ -436,6 +442,7 @@ __all__ = [
     "run_application",
     "send",
     "send_after",
+    "set_default_instrument",
     "spawn",
     "spawn_link",
     "spawn_monitor",

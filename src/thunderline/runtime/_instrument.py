@@ -21,6 +21,11 @@ Where the hooks run:
   signalled.
 * :meth:`Instrument.child_restarted` in a supervisor, after it restarted a
   child (or tried to).
+
+A node opened without an instrument uses the process-wide default set with
+:func:`set_default_instrument` when it opens (``thunderline.telemetry.configure``
+sets its propagation instrument there, ``shutdown`` clears it); a node keeps
+the instrument it opened with until it closes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from thunderline.runtime._pid import Pid
 
-__all__ = ["BaseInstrument", "Instrument"]
+__all__ = ["BaseInstrument", "Instrument", "get_default_instrument", "set_default_instrument"]
 
 
 @runtime_checkable
@@ -106,3 +111,20 @@ class BaseInstrument:
         reason: Any,
     ) -> None:
         """See :meth:`Instrument.child_restarted`."""
+
+
+_default: list[Instrument | None] = [None]
+
+
+def set_default_instrument(instrument: Instrument | None) -> Instrument | None:
+    """Set the instrument of nodes opened later without one; returns the previous default.
+
+    Nodes already open keep theirs. None clears the default.
+    """
+    previous, _default[0] = _default[0], instrument
+    return previous
+
+
+def get_default_instrument() -> Instrument | None:
+    """The instrument a node opened now without one would use (None: no instrument)."""
+    return _default[0]

@@ -35,7 +35,7 @@ import anyio
 
 from thunderline.runtime._backends import Backend, select_backend
 from thunderline.runtime._errors import LoopUnavailableError, NodeClosingError, NoNodeError
-from thunderline.runtime._instrument import Instrument
+from thunderline.runtime._instrument import Instrument, get_default_instrument
 from thunderline.runtime._messages import Down
 from thunderline.runtime._pid import Pid, Ref, next_node_id
 from thunderline.runtime._process import (
@@ -67,7 +67,7 @@ class Node:
         self.id = next_node_id()
         self.processes: dict[Pid, Process] = {}
         self.names: dict[str, Pid] = {}
-        self.instrument = instrument
+        self.instrument = instrument if instrument is not None else get_default_instrument()
         self.backend = backend
         self.timers: dict[Ref, Any] = {}
         self._pid_numbers = itertools.count(1)
@@ -296,7 +296,8 @@ async def open_node(*, instrument: Instrument | None = None) -> AsyncIterator[No
     waits until all of them have ended.
 
     Args:
-        instrument: optional :class:`Instrument` (e.g. from ``thunderline.telemetry``).
+        instrument: optional :class:`Instrument` (e.g. from ``thunderline.telemetry``);
+            without one, the default (:func:`set_default_instrument`) at this moment.
     """
     backend = select_backend()
     async with backend.open():

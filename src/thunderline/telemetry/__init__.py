@@ -27,7 +27,7 @@ This package is the only part of thunderline that imports OpenTelemetry.
 from thunderline._exports import publish
 from thunderline.telemetry._collector import CollectedSpan, DiscardExporter, TraceCollector
 from thunderline.telemetry._composite import CompositeInstrument, CompositeSagaInstrument
-from thunderline.telemetry._config import TelemetryConfig
+from thunderline.telemetry._config import TelemetryConfig, resolve_config
 from thunderline.telemetry._detached import DetachedSpan, start_span
 from thunderline.telemetry._errors import TelemetryConfigError
 from thunderline.telemetry._export import (
@@ -108,6 +108,7 @@ __all__ = [
     "install_log_correlation",
     "metrics_endpoint_from_env",
     "metrics_statistics",
+    "resolve_config",
     "set_attributes",
     "set_status",
     "shutdown",

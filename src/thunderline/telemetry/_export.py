@@ -28,6 +28,12 @@ How export stays out of the application's way:
    successful export afterwards logs that export resumed (INFO).
 4. :func:`force_flush` and :func:`shutdown` wait for the export thread at
    most ``timeout`` seconds; they never raise.
+
+:func:`configure` also installs :class:`~thunderline.telemetry.RuntimeInstrument`
+as the runtime's default instrument (:func:`thunderline.lowlevel.set_default_instrument`),
+so nodes opened afterwards without an instrument of their own carry trace
+context in every message; :func:`shutdown` (and the next ``configure``)
+removes it again.
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import attrs
 from opentelemetry import trace
 from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -57,16 +62,20 @@ from opentelemetry.sdk.resources import (
     Resource,
 )
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from thunderline._version import __version__
-from thunderline.telemetry._config import (
-    TelemetryConfig,
-    check_endpoint,
-    traces_endpoint_from_base,
-)
+from thunderline.runtime import Instrument, get_default_instrument, set_default_instrument
+from thunderline.telemetry._config import TelemetryConfig, resolve_config
+from thunderline.telemetry._runtime import RuntimeInstrument
 from thunderline.telemetry._state import STATE, TRACER_NAME
 from thunderline.telemetry._stats import COUNTERS
 
@@ -126,6 +135,8 @@ class UrandomIdGenerator(IdGenerator):
 
 class _Quiet(threading.local):
     active = False
+    #: Called (once) at the exporter's first warning: a final flush's abort.
+    on_record: Callable[[], None] | None = None
 
 
 _QUIET = _Quiet()
@@ -136,16 +147,28 @@ class _QuietFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.last_message: str | None = None
+        self.first_message: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _QUIET.active:
-            self.last_message = record.getMessage()
+            if self.first_message is None:
+                self.first_message = record.getMessage()
+            if record.levelno >= logging.WARNING and _QUIET.on_record is not None:
+                abort, _QUIET.on_record = _QUIET.on_record, None
+                abort()  # a refused connection or a retry: give up at once
             return False
         return True
 
 
 _QUIET_FILTER = _QuietFilter()
+
+
+def _short(message: str | None) -> str | None:
+    """The OTLP exporter's retry note without its retry part: the cause alone."""
+    if message is None:
+        return None
+    cause = message.split(" encountered while exporting", 1)[0]
+    return cause.removeprefix("Transient error ").strip() or message
 
 
 class _DropReporter:
@@ -181,17 +204,29 @@ class _GuardedExporter(SpanExporter):
         self._inner = inner
         self._target = target
         self._reporter = reporter
+        #: Set for the final flush: the first warning the exporter logs (a
+        #: refused connection, a retry) ends its retries, so a collector that
+        #: is down does not hold shutdown for the retry backoff.
+        self.stopping = False
+
+    def _abort(self) -> None:
+        try:
+            self._inner.shutdown()
+        except Exception:
+            _logger.debug("exporter shutdown failed", exc_info=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        _QUIET_FILTER.last_message = None
+        _QUIET_FILTER.first_message = None
         _QUIET.active = True
+        _QUIET.on_record = self._abort if self.stopping else None
         try:
             result = self._inner.export(spans)
-            detail = _QUIET_FILTER.last_message
+            detail = _short(_QUIET_FILTER.first_message)
         except Exception as error:  # noqa: BLE001 -- counted and reported below
             result, detail = SpanExportResult.FAILURE, repr(error)
         finally:
             _QUIET.active = False
+            _QUIET.on_record = None
         if result is SpanExportResult.SUCCESS:
             self._reporter.exported(len(spans))
         else:
@@ -308,6 +343,8 @@ class _QueueProcessor(SpanProcessor):
             if self._stopping:
                 return True
             self._stopping = True
+        if isinstance(self._exporter, _GuardedExporter):
+            self._exporter.stopping = True
         flushed = self._request_flush(stop=True).wait(timeout)
         self._exporter.shutdown()
         with self._lock:
@@ -315,6 +352,73 @@ class _QueueProcessor(SpanProcessor):
         if left:
             self._reporter.dropped(left, "telemetry shut down before export finished")
         return flushed and not left
+
+
+class _ExportSampled(SpanProcessor):
+    """Pass on only the spans of traces the configured sampler would sample at their root.
+
+    Used with ``record_all``: every trace is recorded (for the extra
+    processors), and this keeps export as the sampler decides. The decision
+    depends on the trace id alone for the standard samplers, so a trace is
+    exported whole or not at all.
+    """
+
+    def __init__(self, inner: SpanProcessor, sampler: Sampler) -> None:
+        self._inner = inner
+        self._sampler = sampler
+        self._decisions: dict[int, bool] = {}
+
+    def _exported(self, trace_id: int) -> bool:
+        decision = self._decisions.get(trace_id)
+        if decision is None:
+            result = self._sampler.should_sample(Context(), trace_id, "root")  # as a root
+            decision = result.decision is Decision.RECORD_AND_SAMPLE
+            if len(self._decisions) >= 4096:
+                self._decisions.clear()
+            self._decisions[trace_id] = decision
+        return decision
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and self._exported(span.context.trace_id):
+            self._inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown_within(self, timeout: float) -> bool:
+        if isinstance(self._inner, _QueueProcessor):
+            return self._inner.shutdown_within(timeout)
+        self._inner.shutdown()
+        return True
+
+
+class _Installed:
+    """The runtime default instrument ``configure`` installed (to remove it again)."""
+
+    instrument: Instrument | None = None
+    previous: Instrument | None = None
+
+
+_INSTALLED = _Installed()
+
+
+def _install_runtime_instrument() -> None:
+    instrument = RuntimeInstrument()
+    _INSTALLED.previous = set_default_instrument(instrument)
+    _INSTALLED.instrument = instrument
+
+
+def _uninstall_runtime_instrument() -> None:
+    instrument, _INSTALLED.instrument = _INSTALLED.instrument, None
+    if instrument is not None and get_default_instrument() is instrument:
+        set_default_instrument(_INSTALLED.previous)
+    _INSTALLED.previous = None
 
 
 def _install_quiet_filter() -> None:
@@ -332,6 +436,7 @@ def configure(
     resource_attributes: dict[str, str] | None = None,
     endpoint: str | None = None,
     traces_endpoint: str | None = None,
+    traces_exporter: str | None = None,
     sampler: str | None = None,
     sampler_ratio: float | None = None,
     export_timeout: float | None = None,
@@ -341,28 +446,40 @@ def configure(
     install_global: bool = True,
     environ: dict[str, str] | None = None,
     extra_processors: Sequence[SpanProcessor] = (),
+    record_all: bool = False,
 ) -> TelemetryConfig:
     """Build a tracer provider and make thunderline's span helpers use it.
 
     Settings come from ``config`` if given, else from the environment (see
-    :meth:`TelemetryConfig.from_env`); keyword arguments override both.
+    :meth:`TelemetryConfig.from_env`); keyword arguments override both. The
+    precedence is decided in one place, :func:`thunderline.telemetry.resolve_config`,
+    for the library, ``thunderline demo`` and ``thunderline run`` alike.
     Calling ``configure()`` again shuts the previous provider down first.
+
+    With tracing enabled it also makes
+    :class:`~thunderline.telemetry.RuntimeInstrument` the runtime's default
+    instrument, so nodes opened afterwards without an instrument carry each
+    message's trace context (``shutdown`` removes it). Disabled, it installs
+    nothing (no cost per message; :func:`continue_from` and :func:`inject`
+    still carry context through event metadata).
 
     Args:
         config: A complete configuration to start from instead of the
             environment.
-        enabled: False installs nothing that records: spans become no-ops.
+        enabled: False installs nothing that records and no runtime hook:
+            spans become no-ops (``continue_from`` / ``inject`` still work).
         service_name: The ``service.name`` resource attribute.
         resource_attributes: Resource attributes replacing the configured ones.
         endpoint: A base OTLP/HTTP URL; ``/v1/traces`` is appended.
         traces_endpoint: The full OTLP/HTTP traces URL, used verbatim.
+        traces_exporter: ``otlp``, ``console``, ``"otlp,console"`` or ``none``.
         sampler: A sampler name (see :class:`TelemetryConfig`).
         sampler_ratio: The ratio in [0, 1]; without ``sampler`` it selects
             ``parentbased_traceidratio`` unless a ratio sampler is configured.
         export_timeout: Seconds one OTLP export may take, retries included.
-        exporter: Export here instead of OTLP/HTTP (e.g. an in-memory
-            exporter in tests); it is wrapped so it never raises into the
-            export thread and its results are counted.
+        exporter: Export here instead of the configured exporters (e.g. an
+            in-memory exporter in tests); it is wrapped so it never raises
+            into the export thread and its results are counted.
         batch: True exports from a background queue (never blocks); False
             exports synchronously as each span ends (for tests).
         id_generator: The id generator; :class:`UrandomIdGenerator` by default.
@@ -371,6 +488,11 @@ def configure(
         environ: The environment to read instead of ``os.environ``.
         extra_processors: More span processors for the same provider, run after
             the exporting one (e.g. a collector that keeps some spans in memory).
+        record_all: Record every trace (so ``extra_processors`` see them all)
+            and let the sampler decide only what is exported: a trace is
+            exported when the sampler would sample it at its root (remote
+            parents' sampled flags are not consulted then). For tools that
+            show a trace whatever the sampling, like ``thunderline demo``.
 
     Returns:
         The configuration in effect.
@@ -381,32 +503,25 @@ def configure(
 
     .. versionadded:: 0.1
     """
-    base = TelemetryConfig.from_env(environ) if config is None else config
-    changes: dict[str, Any] = {}
-    if enabled is not None:
-        changes["enabled"] = enabled
-    if service_name is not None:
-        changes["service_name"] = service_name
-    if resource_attributes is not None:
-        changes["resource_attributes"] = resource_attributes
-    if traces_endpoint is not None:
-        changes["traces_endpoint"] = traces_endpoint
-    elif endpoint is not None:
-        changes["traces_endpoint"] = traces_endpoint_from_base(check_endpoint("endpoint", endpoint))
-    if sampler is not None:
-        changes["sampler"] = sampler
-    if sampler_ratio is not None:
-        changes["sampler_ratio"] = sampler_ratio
-        if sampler is None and base.sampler not in ("traceidratio", "parentbased_traceidratio"):
-            changes["sampler"] = "parentbased_traceidratio"
-    if export_timeout is not None:
-        changes["export_timeout"] = export_timeout
-    new_config = attrs.evolve(base, **changes)
+    new_config = resolve_config(
+        environ,
+        config=config,
+        enabled=enabled,
+        service_name=service_name,
+        resource_attributes=resource_attributes,
+        endpoint=endpoint,
+        traces_endpoint=traces_endpoint,
+        traces_exporter=traces_exporter,
+        sampler=sampler,
+        sampler_ratio=sampler_ratio,
+        export_timeout=export_timeout,
+    )
 
     shutdown()
     if not new_config.enabled:
         STATE.tracer = trace.NoOpTracer()
         return new_config
+    _install_runtime_instrument()
 
     resource = Resource(
         {
@@ -418,36 +533,45 @@ def configure(
         }
     )
     reporter = _DropReporter()
-    if exporter is None:
-        target = new_config.traces_endpoint
-        exporter = OTLPSpanExporter(
-            endpoint=new_config.traces_endpoint, timeout=new_config.export_timeout
-        )
+    exporters: list[tuple[SpanExporter, str]] = []
+    if exporter is not None:
+        exporters.append((exporter, type(exporter).__name__))
     else:
-        target = type(exporter).__name__
+        for name in new_config.traces_exporter:
+            if name == "otlp":
+                otlp = OTLPSpanExporter(
+                    endpoint=new_config.traces_endpoint, timeout=new_config.export_timeout
+                )
+                exporters.append((otlp, new_config.traces_endpoint))
+            else:
+                exporters.append((ConsoleSpanExporter(out=sys.stdout), "standard output"))
     _install_quiet_filter()
-    guarded = _GuardedExporter(exporter, target, reporter)
-    processor: SpanProcessor
-    if batch:
-        processor = _QueueProcessor(
-            guarded,
-            reporter,
-            max_queue_size=new_config.max_queue_size,
-            max_export_batch_size=new_config.max_export_batch_size,
-            schedule_delay=new_config.schedule_delay,
-        )
-    else:
-        processor = SimpleSpanProcessor(guarded)
+    processors: list[SpanProcessor] = []
+    for inner, target in exporters:
+        guarded = _GuardedExporter(inner, target, reporter)
+        processor: SpanProcessor
+        if batch:
+            processor = _QueueProcessor(
+                guarded,
+                reporter,
+                max_queue_size=new_config.max_queue_size,
+                max_export_batch_size=new_config.max_export_batch_size,
+                schedule_delay=new_config.schedule_delay,
+            )
+        else:
+            processor = SimpleSpanProcessor(guarded)
+        if record_all:
+            processor = _ExportSampled(processor, new_config.build_sampler())
+        processors.append(processor)
     provider = TracerProvider(
-        sampler=new_config.build_sampler(),
+        sampler=ParentBased(ALWAYS_ON) if record_all else new_config.build_sampler(),
         resource=resource,
         id_generator=id_generator or UrandomIdGenerator(),
     )
-    provider.add_span_processor(processor)
-    for extra in extra_processors:
-        provider.add_span_processor(extra)
+    for processor in (*processors, *extra_processors):
+        provider.add_span_processor(processor)
     STATE.provider = provider
-    STATE.processors = (processor, *extra_processors)
+    STATE.processors = (*processors, *extra_processors)
     STATE.tracer = provider.get_tracer(TRACER_NAME, __version__)
     if install_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
@@ -483,6 +607,9 @@ def force_flush(timeout: float = 5.0) -> bool:
 def shutdown(timeout: float = 5.0) -> bool:
     """Flush and stop the configured provider; spans ended later are no-ops.
 
+    Also removes the runtime default instrument :func:`configure` installed
+    (nodes already open keep it until they close).
+
     Blocks for at most about ``timeout`` seconds (plus one export's
     ``export_timeout`` if an export is already running), never raises, and
     is safe to call when nothing is configured or twice.
@@ -498,11 +625,12 @@ def shutdown(timeout: float = 5.0) -> bool:
     """
     provider, processors = STATE.provider, STATE.processors
     STATE.reset()
+    _uninstall_runtime_instrument()
     if provider is None:
         return True
     ok = True
     for processor in processors:
-        if isinstance(processor, _QueueProcessor):
+        if isinstance(processor, _QueueProcessor | _ExportSampled):
             ok = processor.shutdown_within(timeout) and ok
     provider.shutdown()
     return ok

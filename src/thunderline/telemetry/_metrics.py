@@ -215,11 +215,11 @@ class _GuardedMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        _QUIET_FILTER.last_message = None
+        _QUIET_FILTER.first_message = None
         _QUIET.active = True
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-            detail = _QUIET_FILTER.last_message
+            detail = _QUIET_FILTER.first_message
         except Exception as error:  # noqa: BLE001 -- counted and reported below
             result, detail = MetricExportResult.FAILURE, repr(error)
         finally:
