@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from daemon_helpers import Daemon, poll
+from daemon_helpers import Daemon, poll, run_cli
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -193,6 +193,30 @@ def _child(tree: dict[str, Any], child_id: str) -> dict[str, Any]:
 def _startup_line(log: str) -> str:
     (line,) = [line for line in log.splitlines() if "control socket" in line]
     return line
+
+
+def test_the_reference_application_traces_its_sagas_with_bolts_names(
+    daemon_factory: MakeDaemon, receiver: Receiver
+) -> None:
+    """Under ``thunderline run`` the reference application's saga spans are the seed's
+    ``bolt.run_saga`` > ``bolt.saga_execution`` with Bolt's attributes, in the event's trace."""
+    daemon = daemon_factory(
+        "--otlp-endpoint", receiver.endpoint, app="thunderline.domains:application", env=FAST_EXPORT
+    )
+    daemon.args += ["--data", str(daemon.dir / "data")]
+    daemon.start()
+    published = run_cli("publish", "system.heartbeat", "--control", daemon.control)
+    assert published.returncode == 0, published.stderr
+    bolt_attributes = {"thunderline.domain": "bolt", "thunderline.component": "sagas_supervisor"}
+    execution = poll(
+        lambda: receiver.span_named("bolt.saga_execution", **bolt_attributes),
+        "the heartbeat saga's bolt.saga_execution span",
+    )
+    assert execution["attributes"]["saga.module"] == "heartbeat"
+    run = poll(lambda: receiver.span_named("bolt.run_saga", **bolt_attributes), "bolt.run_saga")
+    gate = poll(lambda: receiver.span_named("gate.publish"), "gate.publish")
+    assert execution["trace_id"] == run["trace_id"] == gate["trace_id"]
+    assert receiver.span_named("saga.execution") is None
 
 
 def test_spans_metrics_and_log_correlation_reach_the_collector(

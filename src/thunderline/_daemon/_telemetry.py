@@ -11,7 +11,9 @@ tracing on:
 * the node runs with :class:`~thunderline.telemetry.RuntimeInstrument` (trace
   context follows every message; supervisor restarts get ``restart {id}``
   spans) and saga supervisors started later default to
-  :class:`~thunderline.telemetry.SagaTracer`;
+  :class:`~thunderline.telemetry.SagaTracer` (with Bolt's names,
+  :func:`thunderline.domains.bolt.saga_tracer`, when the application is the
+  reference application);
 * the daemon's log handler gets the trace-id filter (log correlation).
 
 With metrics on (``--metrics``, or an OTLP endpoint configured):
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from thunderline._daemon._config import DaemonConfig
+from thunderline._daemon._config import DEFAULT_APP, DaemonConfig
 from thunderline._daemon._errors import TelemetrySetupError
 
 if TYPE_CHECKING:  # the telemetry package (OpenTelemetry) is imported only when used
@@ -176,6 +178,18 @@ class DaemonTelemetry:
         logger.info("telemetry shut down: %s", "; ".join(parts))
 
 
+def _saga_tracer(app: str) -> SagaTracer:
+    """The reference application's sagas get Bolt's span names and attributes (the seed's
+    ``bolt.run_saga`` > ``bolt.saga_execution``); any other application the generic ones."""
+    if app == DEFAULT_APP:
+        from thunderline.domains import bolt
+
+        return bolt.saga_tracer()
+    from thunderline.telemetry import SagaTracer
+
+    return SagaTracer()
+
+
 def _describe_export(traces: Any) -> str:
     targets = [
         f"OTLP/HTTP {traces.traces_endpoint}" if name == "otlp" else "console"
@@ -250,7 +264,7 @@ def start_telemetry(
     saga: list[SagaInstrument] = []
     if result.tracing:
         runtime.append(telemetry.RuntimeInstrument())
-        result.saga_tracer = telemetry.SagaTracer()
+        result.saga_tracer = _saga_tracer(config.app)
         saga.append(result.saga_tracer)
         if log_handler is not None:
             telemetry.install_log_correlation(log_handler)
