@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
@@ -122,6 +123,33 @@ def configure_telemetry(
     return tracing
 
 
+class _OneLine(logging.Formatter):
+    """``[node a] WARNING logger: first line of the message`` (no tracebacks on the terminal)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = record.getMessage().splitlines() or [""]
+        text = lines[0] if len(lines[0]) <= 240 else lines[0][:240] + "..."
+        return f"[node {self.node}] {record.levelname} {record.name}: {text}"
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(node: str) -> Iterator[None]:
+    """Warnings and errors of the node as one line each on stderr, for the demo's run."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_OneLine(node))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
 # ------------------------------------------------------------------------ node b
 
 
@@ -177,19 +205,24 @@ def back_main(argv: list[str]) -> int:
             data_dir=Path(args.data), ledger=args.ledger, ledger_schema=args.ledger_schema
         )
         os.umask(0o077)
-        status: int = tl.run(
-            _back,
-            config,
-            collector,
-            backend=args.backend,
-            instrument=telemetry.RuntimeInstrument() if tracing else None,
-            setup=dist.distribution(args.node, args.cluster),
-            uvloop=args.loop == "uvloop",
-        )
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _logging_to_stderr(args.node):
+            status: int = tl.run(
+                _back,
+                config,
+                collector,
+                backend=args.backend,
+                instrument=telemetry.RuntimeInstrument() if tracing else None,
+                setup=dist.distribution(args.node, args.cluster),
+                uvloop=args.loop == "uvloop",
+            )
         return status
     except CommandError as exc:
         print(f"thunderline demo: node {args.node}: {exc}", file=sys.stderr)
         return 2
+    except (tl.InitFailedError, OSError) as exc:
+        print(f"thunderline demo: node {args.node}: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     finally:
@@ -385,6 +418,7 @@ async def _front(total: int, config: AppConfig, progress: Any, tracing: bool) ->
             "events": total,
             "acknowledged": len(run.acked),
             "failed": dict(run.failed),
+            "failed_total": sum(run.failed.values()),
             "not_published": total - len(run.acked) - sum(run.failed.values()),
             "reached_link": len(run.reached),
             "seconds": elapsed,
@@ -494,7 +528,11 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
             config = attrs.evolve(config, ledger_schema=schema)
         _demo._check_ledger(config)
         progress = _demo._Progress(args.events, args.progress or sys.stderr.isatty())
-        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        with (
+            _sigterm_as_interrupt(),
+            _logging_to_stderr(FRONT),
+            contextlib.ExitStack() as stack,
+        ):
             if args.cluster is not None:
                 url = args.cluster
             else:
@@ -570,7 +608,7 @@ def _report(
         if summary["ledger"] is not None:
             print(f"ledger (node b): {summary['ledger']}")
     if summary["lost"] is not None or "error" in summary or summary["failed"]:
-        failed = ", ".join(f"{n} {name}" for name, n in sorted(summary["failed"].items()))
+        failed = ", ".join(f"{n} with {name}" for name, n in sorted(summary["failed"].items()))
         what = (
             f"node {BACK} was lost ({summary['lost']}, {summary['lost_after']:.2f} s into the run)"
             if summary["lost"] is not None
@@ -578,7 +616,7 @@ def _report(
         )
         raise CommandError(
             f"{what}: {summary['acknowledged']} events acknowledged (committed in b's "
-            f"ledger), {failed or 'none'} failed (not acknowledged), "
+            f"ledger), {summary['failed_total']} failed ({failed or 'none'}; not acknowledged), "
             f"{summary['not_published']} not published",
             status=1,
         )

@@ -13,8 +13,9 @@ the back only through ``(name, node)`` destinations (``thunderline.dist``):
   (``maybe_committed`` for the batch that was at Vault); nothing is acknowledged that
   was not committed, and publishing the same event again later is idempotent.
 * Bolt's heartbeat saga (:func:`remote_heartbeat`) calls ``(VAULT, back)`` and
-  ``(LINK, back)``; a step whose call fails (node lost or restarting) is retried like
-  the one-node saga's, then fails.
+  ``(LINK, back)``; a step whose domain is restarting on the back node is retried like
+  the one-node saga's, and one whose node is lost fails at once (its event is
+  already committed: Link relays it from the ledger when the back node is back).
 
 Everything that crosses the wire is listed by :func:`wire_types`; this package does
 not import ``thunderline.dist``, so the caller registers them
@@ -188,6 +189,13 @@ def wire_types() -> tuple[WireType, ...]:
     )
 
 
+async def _retry_unless_lost(error: Exception, **_args: Any) -> sagas.Retry | None:
+    """Fail a step whose node is lost (``NOCONNECTION``); retry one whose domain restarts."""
+    if isinstance(error, tl.CallExitError) and error.reason == tl.NOCONNECTION:
+        return None
+    return await _retry_when_unavailable(error)
+
+
 def remote_heartbeat(node: str) -> sagas.Saga:
     """The heartbeat saga (persist to Vault, then notify Link) with both on ``node``."""
     vault_at = (VAULT, node)
@@ -206,7 +214,7 @@ def remote_heartbeat(node: str) -> sagas.Saga:
         "persist",
         persist,
         args={"event": sagas.Input("event")},
-        compensate=_retry_when_unavailable,
+        compensate=_retry_unless_lost,
         max_retries=20,
         backoff=0.05,
         timeout=30,
@@ -215,7 +223,7 @@ def remote_heartbeat(node: str) -> sagas.Saga:
         "notify",
         notify,
         args={"event": sagas.Input("event"), "seq": sagas.StepResult("persist", "seq")},
-        compensate=_retry_when_unavailable,
+        compensate=_retry_unless_lost,
         max_retries=20,
         backoff=0.05,
         timeout=30,
