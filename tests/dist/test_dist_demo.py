@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -235,6 +236,32 @@ def test_two_node_demo_exports_complete_traces_from_both_nodes(
         assert not by_node["a"] & {"vault.append", "link.transport_emit"}
 
 
+def test_two_node_demo_through_a_given_cluster(cluster_url: str, tmp_path: Path) -> None:
+    """``--cluster URL``: the nodes meet on that server (no private one is started)."""
+    result = _demo(
+        *("--nodes", "2", "--events", "20", "--cluster", cluster_url, "--json"),
+        *("--data", str(tmp_path / "data")),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["acknowledged"] == summary["reached_link"] == 20
+    assert summary["ledger_records"] == 21
+    assert summary["first_trace_nodes"] == ["a", "b"]
+    assert summary["node_b_status"] == 0
+
+
+def test_unreachable_cluster_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once closed
+    result = _demo("--nodes", "2", "--cluster", f"nats://u:secret@127.0.0.1:{port}/x", timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"cannot reach the NATS server at 127.0.0.1:{port}" in lines[0]
+    assert "secret" not in lines[0]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -287,7 +314,7 @@ class _Output:
         return False
 
 
-@pytest.mark.parametrize("fault", ["kill -9 b", "SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("fault", ["kill -9 b", "SIGINT", "SIGTERM", "kill -9 demo"])
 def test_demo_stops_node_b_and_nats_server_on_every_path(fault: str, tmp_path: Path) -> None:
     """kill -9 of node b -> one clear error, exit 1; Ctrl-C / SIGTERM -> exit 130; no orphans."""
     demo = subprocess.Popen(
@@ -320,6 +347,16 @@ def test_demo_stops_node_b_and_nats_server_on_every_path(fault: str, tmp_path: P
         assert len(server) == 1, [_cmdline(pid) for pid in children]
         if fault == "kill -9 b":
             os.kill(back[0], signal.SIGKILL)
+        elif fault == "kill -9 demo":
+            demo.kill()
+            demo.wait()
+            # Node b sees its standard input close and stops by itself (the private
+            # nats-server cannot: it is killed below).
+            deadline = time.monotonic() + BOUND * 3
+            while _alive(back[0]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(back[0]), "node b outlived the demo"
+            return
         else:
             demo.send_signal(signal.SIGINT if fault == "SIGINT" else signal.SIGTERM)
         status = demo.wait(BOUND * 6)

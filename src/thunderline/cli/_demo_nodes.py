@@ -26,9 +26,11 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -258,6 +260,7 @@ class BackProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.kill()
                 raise CommandError(f"node {BACK} did not start within {timeout:.0f} s", status=1)
             ready, _, _ = select.select([stdout], [], [], min(left, 0.5))
             if ready:
@@ -269,6 +272,12 @@ class BackProcess:
                     raise CommandError(
                         f"node {BACK} exited with status {status} before it was ready", status=1
                     )
+
+    def kill(self) -> None:
+        """Kill node b at once (SIGKILL) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """Ask node b to stop (close its stdin), wait, kill it if it does not; its status."""
@@ -485,6 +494,26 @@ def _back_command(args: argparse.Namespace, url: str, config: AppConfig) -> list
     return command
 
 
+def _check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Fail with one line when the first server of ``url`` does not accept connections.
+
+    Raises:
+        CommandError: nothing listens there (status 1).
+    """
+    parsed = urllib.parse.urlsplit(url.split(",", 1)[0])
+    host = parsed.hostname or "127.0.0.1"
+    try:
+        port = parsed.port or 4222
+    except ValueError as exc:
+        raise CommandError(f"--cluster: {exc}") from None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        message = f"--cluster: cannot reach the NATS server at {host}:{port}: {exc}"
+        raise CommandError(message, status=1) from None
+
+
 def run_demo_nodes(args: argparse.Namespace) -> int:
     """``demo --nodes N [--cluster URL]``: N = 2 runs the two-node demo (1 the usual one)."""
     from thunderline.cli import _demo
@@ -506,6 +535,8 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
         raise CommandError(f"--sample-ratio must be within [0, 1], got {args.sample_ratio}")
     if args.cluster is not None and not args.cluster.startswith(("nats://", "tls://")):
         raise CommandError(f"--cluster takes a nats:// URL, got {args.cluster!r}")
+    if args.cluster is not None:
+        _check_reachable(args.cluster)
     register_wire_types()
     collector = telemetry.TraceCollector(max_traces=1)
     tracing = configure_telemetry(
