@@ -151,6 +151,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def _cmdline(pid: int) -> str:
     with contextlib.suppress(OSError):
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -260,6 +264,42 @@ def test_unreachable_cluster_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert f"cannot reach the NATS server at 127.0.0.1:{port}" in lines[0]
     assert "secret" not in lines[0]
+
+
+def test_node_b_failing_to_start_is_one_error_and_exit_1(tmp_path: Path) -> None:
+    """A server without JetStream: node b cannot join, exits 1 before ``ready``; the demo says
+    so in one line, exits 1 and leaves no process behind."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = Path(sys.executable).parent / "nats-server"
+    server = subprocess.Popen(
+        [str(binary), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.05)
+        data = tmp_path / "data"
+        result = _demo(
+            *("--nodes", "2", "--cluster", f"nats://127.0.0.1:{port}/nojs"),
+            *("--data", str(data)),
+            timeout=120,
+        )
+    finally:
+        server.terminate()
+        server.wait()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("thunderline demo: error: node b exited with status 1"), lines
+    assert any("JetStream" in line for line in lines[:-1]), lines
+    left = [pid for pid in _all_pids() if str(data) in _cmdline(pid)]
+    assert left == [], [_cmdline(pid) for pid in left]
 
 
 @pytest.mark.parametrize(

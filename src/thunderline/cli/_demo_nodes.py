@@ -152,6 +152,21 @@ def _logging_to_stderr(node: str) -> Iterator[None]:
         root.removeHandler(handler)
 
 
+def _unwrap(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """``exc``, or the first exception of those kinds inside an exception group."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _unwrap(inner, kinds)
+            if found is not None:
+                return found
+    return None
+
+
+_STARTUP_ERRORS: Final = (tl.InitFailedError, dist.ClusterConnectError, OSError)
+
+
 # ------------------------------------------------------------------------ node b
 
 
@@ -222,11 +237,14 @@ def back_main(argv: list[str]) -> int:
     except CommandError as exc:
         print(f"thunderline demo: node {args.node}: {exc}", file=sys.stderr)
         return 2
-    except (tl.InitFailedError, OSError) as exc:
-        print(f"thunderline demo: node {args.node}: cannot start: {exc}", file=sys.stderr)
+    except BaseException as exc:  # also inside the exception group of a task group
+        found = _unwrap(exc, _STARTUP_ERRORS)
+        if found is None:
+            if _unwrap(exc, (KeyboardInterrupt,)) is not None:
+                return 130
+            raise
+        print(f"thunderline demo: node {args.node}: cannot start: {found}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     finally:
         telemetry.shutdown()
 
@@ -237,6 +255,7 @@ class BackProcess:
     def __init__(self, command: list[str]) -> None:
         self.command = command
         self.process: subprocess.Popen[bytes] | None = None
+        self.ready = False
 
     @property
     def pid(self) -> int | None:
@@ -266,6 +285,7 @@ class BackProcess:
             if ready:
                 line = stdout.readline()
                 if line.strip() == b"ready":
+                    self.ready = True
                     return
                 if not line:
                     status = self.process.wait()
@@ -280,10 +300,15 @@ class BackProcess:
             self.process.wait()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Ask node b to stop (close its stdin), wait, kill it if it does not; its status."""
+        """Ask node b to stop (close its stdin), wait, kill it if it does not; its status.
+
+        A node b that never said ``ready`` is killed at once.
+        """
         process = self.process
         if process is None:
             return None
+        if not self.ready:
+            self.kill()  # it does not read its stdin yet: nothing to drain
         try:
             if process.poll() is None and process.stdin is not None:
                 with contextlib.suppress(OSError):
@@ -589,8 +614,13 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
                 )
             except tl.LoopUnavailableError as exc:
                 raise CommandError(f"--loop {args.loop}: {exc}") from None
-            except dist.ClusterConnectError as exc:
-                raise CommandError(f"cannot join the cluster {url}: {exc}", status=1) from None
+            except BaseException as exc:  # also inside the exception group of a task group
+                found = _unwrap(exc, (tl.ThunderlineError,))
+                if found is None:
+                    if _unwrap(exc, (KeyboardInterrupt,)) is not None:
+                        raise KeyboardInterrupt from None
+                    raise
+                raise CommandError(f"node {FRONT} failed: {found}", status=1) from None
             back_status = back.stop()
     finally:
         telemetry.shutdown()
