@@ -222,6 +222,12 @@ def test_two_node_demo_exports_complete_traces_from_both_nodes(
     assert receiver.wait_for(complete, BOUND), sorted(
         (t, sorted(item.name for _, item in s)) for t, s in event_traces().items()
     )
+    for trace_id, spans in receiver.traces().items():  # the events' and any other
+        ids = {item.span_id for _, item in spans}
+        dangling = [
+            item.name for _, item in spans if item.parent_span_id and item.parent_span_id not in ids
+        ]
+        assert dangling == [], f"trace {trace_id}: spans with a parent not exported: {dangling}"
     for trace_id, spans in event_traces().items():
         ids = {item.span_id for _, item in spans}
         dangling = [
