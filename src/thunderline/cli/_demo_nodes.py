@@ -396,13 +396,12 @@ async def _front(total: int, config: AppConfig, progress: Any, tracing: bool) ->
     me = tl.current_pid()
     started = time.perf_counter()
 
-    async def wait_until(done: Any) -> bool:
-        """Handle messages until ``done()`` (True) or no progress for a while (False)."""
+    async def wait_until(done: Any) -> None:
+        """Handle messages until ``done()``; ``ReceiveTimeout`` after a while without any."""
         while not done():
             message = await tl.receive(timeout=PROGRESS_TIMEOUT)
             _handle(message, run, relay, watched, started)
             progress.update(len(run.reached))
-        return True
 
     # The first event alone, so its trace is complete and unmixed; then the rest.
     run.publishers = 1
@@ -415,9 +414,10 @@ async def _front(total: int, config: AppConfig, progress: Any, tracing: bool) ->
         remaining = total - 1
         if run.lost is None and not run.failed and remaining > 0:
             for index in range(min(PUBLISHERS, remaining)):
-                share = remaining // PUBLISHERS + (1 if index < remaining % PUBLISHERS else 0)
+                first_index = _offset(index, remaining)
+                share = _offset(index + 1, remaining) - first_index
                 run.publishers += 1
-                tl.spawn(_publisher, me, 1 + _offset(index, remaining), share)
+                tl.spawn(_publisher, me, 1 + first_index, share)
         await wait_until(
             lambda: (
                 run.publishers == 0
