@@ -60,6 +60,13 @@ verification, or a signing key that is not the ledger's, stops the demo with
 one line and nothing written. The verification count includes the ledger's
 genesis record (seq 0), so one event gives "2 records verified".
 
+With --nodes 2, Gate, Flow and Bolt run on node a in this process and Vault
+and Link on node b in a second process, connected through a private
+nats-server on a free loopback port (or --cluster URL); each event is one
+trace across both, and the tree shows each span's node ([domain@node]). If
+node b is lost, the demo says how many events were acknowledged (committed in
+b's ledger) and how many failed, and exits 1.
+
 Exit status: 0 when every event reached Link and the ledger verifies, 1
 otherwise, 2 for bad options or an unusable data directory or ledger.
 """
@@ -109,6 +116,19 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="export spans to this OTLP/HTTP base URL (default: OTEL_EXPORTER_OTLP_TRACES_"
         "ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_ENDPOINT, else http://localhost:4318)",
+    )
+    parser.add_argument(
+        "--nodes",
+        default="1",
+        metavar="N",
+        help="1: everything in this process (default); 2: Gate, Flow, Bolt on node a here, "
+        "Vault and Link on node b in a second process, over NATS",
+    )
+    parser.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="with --nodes 2: the NATS server to connect through "
+        "(default: a private nats-server on a free loopback port)",
     )
     parser.add_argument(
         "--sample-ratio",
@@ -218,8 +238,15 @@ _DOMAIN_COLOURS = {
 }
 
 
-def _tree(spans: list[telemetry.CollectedSpan], style: Style | None = None) -> list[str]:
-    """The span tree, children by start time, aligned on a shared duration column."""
+def _tree(
+    spans: list[telemetry.CollectedSpan],
+    style: Style | None = None,
+    nodes: dict[str, str] | None = None,
+) -> list[str]:
+    """The span tree, children by start time, aligned on a shared duration column.
+
+    With ``nodes`` (span id -> node name) each span shows as ``[domain@node]``.
+    """
     style = style or Style(False)
     by_parent: dict[str | None, list[telemetry.CollectedSpan]] = {}
     ids = {span.span_id for span in spans}
@@ -234,7 +261,8 @@ def _tree(spans: list[telemetry.CollectedSpan], style: Style | None = None) -> l
 
     def walk(span: telemetry.CollectedSpan, prefix: str, last: bool, root: bool) -> None:
         branch = "" if root else ("└─ " if last else "├─ ")
-        rows.append((prefix + branch, f"[{_domain(span)}]", span.name, span))
+        where = f"@{nodes.get(span.span_id, '?')}" if nodes is not None else ""
+        rows.append((prefix + branch, f"[{_domain(span)}{where}]", span.name, span))
         children = by_parent.get(span.span_id, [])
         extension = "" if root else ("   " if last else "│  ")
         for index, child in enumerate(children):
@@ -246,7 +274,7 @@ def _tree(spans: list[telemetry.CollectedSpan], style: Style | None = None) -> l
     width = max((len(a) + len(b) + 1 + len(c) for a, b, c, _ in rows), default=0)
     for branch, domain, name, span in rows:
         pad = " " * (width - len(branch) - len(domain) - 1 - len(name))
-        colour = _DOMAIN_COLOURS.get(domain.strip("[]"), "dim")
+        colour = _DOMAIN_COLOURS.get(_domain(span), "dim")
         status = style("  ERROR", "red", "bold") if span.status == "ERROR" else ""
         lines.append(
             f"{style(branch, 'dim')}{style(domain, colour)} {name}{pad}  "
@@ -310,6 +338,10 @@ def _export_line(config: telemetry.TelemetryConfig) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when every event reached Link and the ledger verifies."""
+    if args.nodes != "1" or args.cluster is not None:
+        from thunderline.cli._demo_nodes import run_demo_nodes
+
+        return run_demo_nodes(args)
     if args.events < 1:
         raise CommandError(f"--events must be >= 1, got {args.events}")
     if args.sample_ratio is not None and not 0.0 <= args.sample_ratio <= 1.0:

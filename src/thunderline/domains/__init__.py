@@ -8,7 +8,9 @@
 * The five domain actors, one module each: :mod:`~thunderline.domains.gate`,
   :mod:`~thunderline.domains.flow`, :mod:`~thunderline.domains.bolt`,
   :mod:`~thunderline.domains.vault`, :mod:`~thunderline.domains.link`, under
-  the application supervisor of :func:`application_spec`.
+  the application supervisor of :func:`application_spec`, or split over two
+  nodes by :func:`front_spec` (Gate, Flow, Bolt) and :func:`back_spec` (Vault,
+  Link).
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ from thunderline.domains._ledger._signing import (
     SigningKeyError,
     load_public_key_pem,
 )
+from thunderline.domains._nodes import (
+    RemoteDomainError,
+    RemoteLedgerError,
+    WireType,
+    back_spec,
+    front_spec,
+    remote_heartbeat,
+    wire_types,
+)
 from thunderline.domains._pipeline import (
     Pipeline,
     PipelineOverloaded,
@@ -61,7 +72,7 @@ from thunderline.domains._pipeline import (
     pipeline_statistics,
     try_enqueue,
 )
-from thunderline.domains.flow import ShuttingDownError
+from thunderline.domains.flow import ShuttingDownError, VaultUnreachableError
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -91,24 +102,32 @@ __all__ = [
     "PipelineStatistics",
     "Priority",
     "ProblemKind",
+    "RemoteDomainError",
+    "RemoteLedgerError",
     "ShuttingDownError",
     "SignedHead",
     "SigningKeyError",
+    "VaultUnreachableError",
     "VerifyReport",
+    "WireType",
     "application",
     "application_spec",
+    "back_spec",
     "canonicalize",
     "declare_source",
     "declared_sources",
     "drain",
     "enqueue",
     "enqueue_many",
+    "front_spec",
     "load_public_key_pem",
     "open_async_ledger",
     "open_ledger",
     "parse_json",
     "pipeline_statistics",
+    "remote_heartbeat",
     "try_enqueue",
+    "wire_types",
 ]
 
 publish(globals(), __name__, __all__)

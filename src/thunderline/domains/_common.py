@@ -20,6 +20,9 @@ LINK: Final = "thunderline.link"
 SAGAS: Final = "thunderline.sagas"
 APP: Final = "thunderline.app"
 
+#: Where a domain server is: a pid, a registered name, or ``(name, node)`` on another node.
+Address = tl.Pid | str | tuple[str, str]
+
 
 @attrs.frozen
 class Failure:
@@ -28,7 +31,7 @@ class Failure:
     error: Exception
 
 
-async def request(server: tl.Pid | str, message: Any, timeout: float | None = None) -> Any:
+async def request(server: Address, message: Any, timeout: float | None = None) -> Any:
     """Call a domain server and raise the error it answered with, if any."""
     result = await tl.call(server, message, timeout=timeout)
     if isinstance(result, Failure):

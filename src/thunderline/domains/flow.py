@@ -40,6 +40,11 @@ trace with or without a runtime instrument.
 Flow monitors Vault per batch: if Vault dies with a batch in flight, the batch
 is sent again once Vault is back (the ledger deduplicates by event id, so a
 batch that was in fact committed is not written twice); publishers just wait.
+Vault may live on another node (``flow_spec(vault=(VAULT, "b"))``, see
+:func:`~thunderline.domains.front_spec`): when that node is lost (the
+monitor fires ``NOCONNECTION``), nothing is retried: every publisher waiting
+for a commit gets :class:`VaultUnreachableError` (an acknowledgement still
+means committed), and so does every publish until the node is back.
 
 Validation drops (span event ``flow.event_dropped`` with the reason, status
 ERROR with the reason, and :class:`EventDroppedError` for the publisher) an
@@ -109,6 +114,7 @@ __all__ = [
     "Route",
     "SagaNotSucceededError",
     "ShuttingDownError",
+    "VaultUnreachableError",
     "default_routes",
     "flow_spec",
     "publish",
@@ -133,6 +139,22 @@ class ShuttingDownError(tl.ThunderlineError):
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
         super().__init__(f"flow is shutting down: event {event_id} was not accepted")
+
+
+class VaultUnreachableError(tl.ThunderlineError):
+    """Vault's node was lost (``NOCONNECTION``) before the event's commit was confirmed.
+
+    The event was not acknowledged. With ``maybe_committed`` it was sent to
+    Vault and may or may not be in the ledger; otherwise it was never sent.
+    Publishing it again once the node is back is safe (idempotent by id).
+    """
+
+    def __init__(self, event_id: str, vault: object, maybe_committed: bool) -> None:
+        self.event_id = event_id
+        self.vault = vault
+        self.maybe_committed = maybe_committed
+        state = "may or may not be committed" if maybe_committed else "was not committed"
+        super().__init__(f"vault {vault!r} is unreachable (noconnection): event {event_id} {state}")
 
 
 class EventDroppedError(tl.ThunderlineError, ValueError):
@@ -307,9 +329,15 @@ class _State:
 class Flow(tl.Server[_State]):
     """The event bus actor. Start with :func:`flow_spec`."""
 
-    def __init__(self, routes: Sequence[Route], shutdown_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        shutdown_timeout: float = 30.0,
+        vault: str | tuple[str, str] = VAULT,
+    ) -> None:
         self.routes = tuple(routes)
         self.shutdown_timeout = shutdown_timeout
+        self.vault = vault
 
     async def init(self) -> tl.Ok[_State]:
         """Start each distinct pipeline of the routes, linked to Flow (they restart with it).
@@ -427,7 +455,7 @@ class Flow(tl.Server[_State]):
         """Send every pending event to Vault as one batch, unless a batch is in flight."""
         if state.ref is not None or not state.pending or state.retrying:
             return
-        target = tl.whereis(VAULT)
+        target = tl.whereis(self.vault) if isinstance(self.vault, str) else self.vault
         if target is None:
             state.retrying = True
             tl.send_after(_VAULT_RETRY, tl.current_pid(), _Retry())
@@ -445,6 +473,9 @@ class Flow(tl.Server[_State]):
             return  # a stale Down (its Committed came first) or an old answer
         state.ref = None
         batch, state.in_flight = state.in_flight, {}
+        if isinstance(message, tl.Down) and message.reason == tl.NOCONNECTION:
+            self._unreachable(batch, state)
+            return
         if isinstance(message, tl.Down):
             # Vault died with the batch: it may or may not be committed; send it
             # again first (idempotent), once Vault is back.
@@ -474,6 +505,21 @@ class Flow(tl.Server[_State]):
             state.recent.popitem(last=False)
         self._dispatch(state)
         await self._route(committed)
+
+    def _unreachable(self, batch: dict[str, tuple[Event, _Waiters]], state: _State) -> None:
+        """Vault's node is lost: fail the batch (maybe committed) and the pending (not sent)."""
+        pending, state.pending = state.pending, {}
+        logger.error(
+            "flow: vault %r unreachable (noconnection): %d events in flight, %d pending failed",
+            self.vault,
+            len(batch),
+            len(pending),
+        )
+        for events, maybe in ((batch, True), (pending, False)):
+            for key, (_event, waiters) in events.items():
+                state.dropped += 1
+                for from_ in waiters:
+                    tl.reply(from_, Failure(VaultUnreachableError(key, self.vault, maybe)))
 
     async def _route(self, events: list[Event]) -> None:
         """Hand newly committed events to subscribers and pipelines (waits while one is full)."""
@@ -556,17 +602,21 @@ def _subscribers(event: Event) -> list[tl.Pid]:
 
 
 def flow_spec(
-    routes: Sequence[Route] | None = None, *, shutdown_timeout: float = 30.0
+    routes: Sequence[Route] | None = None,
+    *,
+    shutdown_timeout: float = 30.0,
+    vault: str | tuple[str, str] = VAULT,
 ) -> tl.ChildSpec:
     """The Flow child spec (registered as ``thunderline.flow``).
 
     ``shutdown_timeout`` bounds the drain at shutdown (its supervisor waits a
     little longer before killing Flow, so the drain can report what was left).
+    ``vault``: Vault's registered name, or ``(name, node)`` on another node.
     """
     chosen = default_routes() if routes is None else tuple(routes)
 
     async def start() -> tl.Pid | None:
-        return await tl.start_link(Flow(chosen, shutdown_timeout), name=FLOW)
+        return await tl.start_link(Flow(chosen, shutdown_timeout, vault), name=FLOW)
 
     return tl.ChildSpec(id="flow", start=start, shutdown=shutdown_timeout + 5.0)
 
@@ -583,6 +633,7 @@ async def publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
         ShuttingDownError: the application is shutting down (nothing recorded).
         CallError: Flow is not running or died (the event may or may not be recorded).
         LedgerError: the ledger failed (the event may or may not be recorded).
+        VaultUnreachableError: Vault's node was lost (see the error's ``maybe_committed``).
     """
     await _request(flow, _Publish(event, True), str(getattr(event, "id", "?")))
 
@@ -598,7 +649,7 @@ async def try_publish(event: Event, *, flow: tl.Pid | str = FLOW) -> None:
     Raises:
         PipelineOverloaded: a pipeline for it is full.
         EventDroppedError, DuplicateEventError, ShuttingDownError, CallError,
-        LedgerError: as for :func:`publish`.
+        LedgerError, VaultUnreachableError: as for :func:`publish`.
     """
     await _request(flow, _Publish(event, False), str(getattr(event, "id", "?")))
 

@@ -42,7 +42,7 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import telemetry
 from thunderline.domains import vault
-from thunderline.domains._common import LINK, LINK_SPAN, Failure, request
+from thunderline.domains._common import LINK, LINK_SPAN, Address, Failure, request
 from thunderline.domains._event import Event
 from thunderline.domains._ledger._core import LedgerError, LedgerRecord
 
@@ -267,7 +267,7 @@ def link_spec(sink_path: str | Path | None = None, *, shutdown: float = 30.0) ->
     return tl.ChildSpec(id="link", start=start, shutdown=shutdown)
 
 
-async def emit(event: Event, seq: int, *, link: tl.Pid | str = LINK) -> int:
+async def emit(event: Event, seq: int, *, link: Address = LINK) -> int:
     """Wait until Link delivered ledger record ``seq`` (``event``); returns the subscriber count."""
     delivered: int = await request(link, _Emit(event, seq), timeout=None)
     return delivered

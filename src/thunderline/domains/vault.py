@@ -47,6 +47,7 @@ from thunderline.domains._common import (
     LINK,
     VAULT,
     VAULT_SPAN,
+    Address,
     Failure,
     event_context,
     request,
@@ -329,7 +330,7 @@ def vault_spec(
     return tl.ChildSpec(id="vault", start=start, shutdown=30.0)
 
 
-async def append(event: Event, *, actor: str = "api", vault: tl.Pid | str = VAULT) -> LedgerRecord:
+async def append(event: Event, *, actor: str = "api", vault: Address = VAULT) -> LedgerRecord:
     """Append ``event``; returns its committed record (the existing one for a known id).
 
     Raises:
@@ -340,7 +341,9 @@ async def append(event: Event, *, actor: str = "api", vault: tl.Pid | str = VAUL
     return record
 
 
-def append_batch_async(vault: tl.Pid, events: Sequence[Event], *, actor: str = "flow") -> tl.Ref:
+def append_batch_async(
+    vault: tl.Pid | tuple[str, str], events: Sequence[Event], *, actor: str = "flow"
+) -> tl.Ref:
     """Ask ``vault`` to append ``events`` in its next transaction; returns the request's ref.
 
     The caller receives one :class:`Committed` with that ref (per event, in
@@ -354,26 +357,26 @@ def append_batch_async(vault: tl.Pid, events: Sequence[Event], *, actor: str = "
 
 
 async def read(
-    from_seq: int, limit: int | None = None, *, vault: tl.Pid | str = VAULT
+    from_seq: int, limit: int | None = None, *, vault: Address = VAULT
 ) -> list[LedgerRecord]:
     """The committed records with ``seq >= from_seq``, in order, at most ``limit``."""
     records: list[LedgerRecord] = await request(vault, ("read", from_seq, limit), timeout=None)
     return records
 
 
-async def head(vault: tl.Pid | str = VAULT) -> LedgerRecord:
+async def head(vault: Address = VAULT) -> LedgerRecord:
     """The ledger's last record."""
     record: LedgerRecord = await request(vault, ("head",))
     return record
 
 
-async def signed_head(vault: tl.Pid | str = VAULT) -> SignedHead:
+async def signed_head(vault: Address = VAULT) -> SignedHead:
     """The signed head (seq, hash, signature) to keep elsewhere for truncation checks."""
     result: SignedHead = await request(vault, ("signed_head",))
     return result
 
 
-async def verify(saved_head: SignedHead | None = None, vault: tl.Pid | str = VAULT) -> VerifyReport:
+async def verify(saved_head: SignedHead | None = None, vault: Address = VAULT) -> VerifyReport:
     """Verify the chain and every signature (and against ``saved_head`` if given)."""
     report: VerifyReport = await request(vault, ("verify", saved_head), timeout=None)
     return report
