@@ -67,6 +67,7 @@ from thunderline.dist._errors import (
     NotDistributedError,
     RemoteSpawnError,
 )
+from thunderline.dist._global import DEFAULT_LEASE, GlobalRegistry, check_lease
 from thunderline.dist._transport import Event, Transport, open_transport
 from thunderline.runtime import (
     NOCONNECTION,
@@ -99,9 +100,13 @@ __all__ = ["DistNode", "NodeDown", "NodeUp", "current_dist", "open_distribution"
 
 logger: Final = logging.getLogger("thunderline.dist")
 
-#: Node-down reasons after which the lost node's global names are released (it
-#: crashed, left, or is hung); after a disconnect both sides live on and keep them.
-_RELEASES_NAMES: Final = frozenset({"connection_closed", "shutdown", "net_tick_timeout"})
+#: Node-down reasons after which the lost node's global names are released at
+#: once: its NATS connection is gone (it crashed) or it left. A node silent for
+#: ``tick`` (hung, partitioned, or this node was the one paused) keeps its names
+#: until their lease expires: it fences itself before that, so there is never
+#: a second holder, and a paused node that wakes up does not release the names
+#: of the healthy nodes it saw as silent. After a disconnect both sides live on.
+_RELEASES_NAMES: Final = frozenset({"connection_closed", "shutdown"})
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -804,6 +809,7 @@ async def open_distribution(
     cluster_name: str | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     tick: float = DEFAULT_TICK,
+    lease: float | None = None,
     connect_options: dict[str, Any] | None = None,
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[DistNode]:
@@ -818,6 +824,9 @@ async def open_distribution(
         heartbeat: seconds between heartbeats (a crashed node is noticed after
             about three).
         tick: seconds of silence after which a hung peer is declared down.
+        lease: seconds a global name lives without renewal (default 5); a
+            cluster setting: the first node creates the registry with it, later
+            nodes use the registry's.
         connect_options: passed to ``nats.connect`` (``user_credentials``,
             ``nkeys_seed``, ``tls``, ``user``, ``password``, ``token`` ...).
         connect_timeout: seconds to wait for the NATS server at start.
@@ -827,6 +836,7 @@ async def open_distribution(
         ClusterConnectError: NATS unreachable, or JetStream unavailable.
     """
     check_name("node", name)
+    lease = check_lease(DEFAULT_LEASE if lease is None else lease)
     if not (isinstance(tick, int | float) and math.isfinite(tick) and tick > 0):
         raise ValueError(f"tick must be a positive number of seconds, got {tick!r}")
     if not (isinstance(heartbeat, int | float) and 0 < heartbeat <= tick / 2):
@@ -846,7 +856,6 @@ async def open_distribution(
         "pending_size": 64 * 1024 * 1024,
     }
     options.update(connect_options or {})
-    from thunderline.dist._global import GlobalRegistry
 
     async with (
         open_transport(servers, options, dist.handle, abrupt=lambda: dist.abrupt) as transport,
@@ -865,7 +874,7 @@ async def open_distribution(
             ) from None
         dist.kv_nodes = kv
         NODES.bind(name, dist.creation, node.id)
-        dist.global_names = await GlobalRegistry.open(dist)
+        dist.global_names = await GlobalRegistry.open(dist, lease)
         await transport.subscribe(f"{dist.prefix}.n.{name}.>")
         await transport.subscribe(f"{dist.prefix}.hb.*")
         dist.connected = True

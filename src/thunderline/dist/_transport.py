@@ -72,10 +72,17 @@ class Transport:
         if not self.bridged:
             return await coro_fn(*args)
         assert self.loop is not None
+        if self.loop.is_closed():
+            raise nats.errors.ConnectionClosedError
         future = asyncio.run_coroutine_threadsafe(_call(coro_fn, *args), self.loop)
         done = anyio.Event()
         token = self._trio_token
-        future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+
+        def wake(_future: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # trio.RunFinishedError: nobody waits
+                token.run_sync_soon(done.set)
+
+        future.add_done_callback(wake)
         try:
             await done.wait()
         except BaseException:
@@ -248,6 +255,11 @@ async def open_transport(
         ready.set()
         try:
             loop.run_forever()
+            # Calls submitted while the client closed: end them before the loop.
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         finally:
             loop.close()
 
