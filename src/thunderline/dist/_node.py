@@ -96,6 +96,11 @@ remove_link = _seam.remove_link
 remove_monitor = _seam.remove_monitor
 spawn = _seam.spawn
 
+_WIRE: Final = _seam.wire_types()
+_Call: Final[Any] = _WIRE["Call"][0]
+_Reply: Final[Any] = _WIRE["Reply"][0]
+_From: Final[Any] = _WIRE["From"][0]
+
 __all__ = ["DistNode", "NodeDown", "NodeUp", "current_dist", "open_distribution"]
 
 logger: Final = logging.getLogger("thunderline.dist")
@@ -352,6 +357,12 @@ class DistNode:
         return make_pid(NODES.number(node_name, 0), 0)
 
     def send(self, dest: Pid | tuple[str, str], message: Any) -> None:
+        if type(message) is _Reply:
+            # A call reply: the caller forgets its monitor when the reply
+            # arrives, this side forgets it as the reply leaves (no demonitor).
+            entry = self.incoming_monitors.pop(message.tag, None)
+            if entry is not None:
+                remove_monitor(self.node, entry[1], message.tag)
         payload = self.codec.encode(message)
         headers = self._trace_headers(dest)
         if type(dest) is Pid:
@@ -366,6 +377,31 @@ class DistNode:
         peer = self._contact(node_name)
         if peer is not None:
             self._signal(peer, "sn", name, payload, headers=headers)
+
+    def call(self, owner: Pid, dest: Pid | tuple[str, str], ref: Ref, request: Any) -> None:
+        """A monitor and a call request in one signal (``cl`` / ``cln``)."""
+        encode = self.codec.encode
+        payload = encode(request)
+        headers = self._trace_headers(dest)
+        if type(dest) is Pid:
+            peer, current = self._peer_of(dest)
+            if peer is None:
+                fire_down(self.node, owner, ref, NOCONNECTION)
+            elif not current:
+                fire_down(self.node, owner, ref, NOPROC)
+            else:
+                self._signal(
+                    peer, "cl", encode(dest), encode(owner), encode(ref), payload, headers=headers
+                )
+            return
+        name, node_name = self._named(dest, "call")
+        named_peer = self._contact(node_name)
+        if named_peer is None:
+            fire_down(self.node, owner, ref, NOCONNECTION)
+        else:
+            self._signal(
+                named_peer, "cln", name, encode(owner), encode(ref), payload, headers=headers
+            )
 
     def link(self, local: Pid, remote: Pid) -> None:
         peer, current = self._peer_of(remote)
@@ -566,6 +602,15 @@ class DistNode:
                 self.incoming_monitors[ref] = (owner, where)
             else:
                 self._signal(peer, "d", args[0], args[2], self.codec.encode(NOPROC))
+        elif kind in ("cl", "cln"):
+            target = decode(args[0]) if kind == "cl" else args[0]
+            owner, ref = decode(args[1]), decode(args[2])
+            if add_monitor(node, target, owner, ref):
+                where = target if type(target) is Pid else node.names[target]
+                self.incoming_monitors[ref] = (owner, where)
+                self._deliver_traced(where, _Call(_From(owner, ref), decode(args[3])), headers)
+            else:
+                self._signal(peer, "d", args[1], args[2], self.codec.encode(NOPROC))
         elif kind == "dm":
             ref = decode(args[1])
             entry = self.incoming_monitors.pop(ref, None)

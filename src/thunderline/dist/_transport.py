@@ -6,7 +6,12 @@ through two queues:
 
 * outbound: :meth:`Transport.publish` appends to a deque (any thread) and
   wakes the writer task on the NATS loop only when it was idle; the writer
-  publishes in append order (per-node FIFO);
+  publishes in append order (per-node FIFO). On asyncio, with nothing queued,
+  ``publish`` runs nats-py's ``publish`` coroutine to its end at once (it
+  only appends to the client's buffer and kicks its flusher, so it does not
+  suspend unless the client's buffer is full): one event-loop hop less per
+  message. If it does suspend, the writer finishes it before anything queued
+  after it (:func:`_resume`);
 * inbound: the subscription callback (one task per subscription, so in
   arrival order) appends to a deque and asks trio, once per batch, to drain
   it (``TrioToken.run_sync_soon``); connection events travel in the same
@@ -61,6 +66,8 @@ class Transport:
         self._drain_scheduled = False
         self.bridged = False
         self._writer_task: asyncio.Task[None] | None = None
+        # A direct publish that suspended (asyncio): (coroutine, what it yielded).
+        self._stalled: tuple[Any, Any] | None = None
         # The node's context: bridged events are handled in it (current node,
         # inherited by the processes the handler starts).
         self._context = contextvars.copy_context()
@@ -93,8 +100,24 @@ class Transport:
     # ------------------------------------------------------------ outbound
 
     def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-        """Queue one message; the writer publishes queued messages in order."""
-        self._outbox.append((subject, data, headers))
+        """Publish one message now (asyncio, nothing queued) or queue it for the writer (in order)."""
+        if (
+            not self.bridged
+            and not self._outbox
+            and self._stalled is None
+            and self._writer_task is not None
+        ):
+            coro = self.nc.publish(subject, data, headers=headers)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return
+            except (nats.errors.Error, OSError) as exc:
+                logger.debug("publish to %s failed: %r", subject, exc)
+                return
+            self._stalled = (coro, yielded)
+        else:
+            self._outbox.append((subject, data, headers))
         if not self._writer_woken:
             self._writer_woken = True
             wake = self._wake
@@ -114,6 +137,13 @@ class Transport:
             await self._wake.wait()
             self._wake.clear()
             self._writer_woken = False
+            if self._stalled is not None:
+                try:
+                    await _resume(*self._stalled)
+                except (nats.errors.Error, OSError) as exc:
+                    logger.debug("publish failed: %r", exc)
+                finally:
+                    self._stalled = None
             while outbox:
                 subject, data, headers = outbox.popleft()
                 try:
@@ -190,7 +220,7 @@ class Transport:
         await self.run(self._flush)
 
     async def _flush(self) -> None:
-        while self._outbox:
+        while self._outbox or self._stalled is not None:
             await asyncio.sleep(0)
         await self.nc.flush(timeout=5)
 
@@ -216,6 +246,22 @@ class Transport:
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+async def _resume(coro: Any, yielded: Any) -> None:
+    """Run a coroutine that suspended (yielding ``yielded``) to its end, as a task would."""
+    try:
+        while True:
+            if isinstance(yielded, asyncio.Future):
+                await asyncio.wait((yielded,))
+            else:
+                await asyncio.sleep(0)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return
+    finally:
+        coro.close()
 
 
 async def _call(coro_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
