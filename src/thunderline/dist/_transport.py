@@ -4,14 +4,14 @@ nats-py is asyncio-only. On asyncio the client runs on the node's own loop.
 On trio it runs on an asyncio loop in a helper thread, and the two sides meet
 through two queues:
 
-* outbound: :meth:`Transport.publish` appends to a deque (any thread) and
-  wakes the writer task on the NATS loop only when it was idle; the writer
-  publishes in append order (per-node FIFO). On asyncio, with nothing queued,
-  ``publish`` runs nats-py's ``publish`` coroutine to its end at once (it
-  only appends to the client's buffer and kicks its flusher, so it does not
-  suspend unless the client's buffer is full): one event-loop hop less per
-  message. If it does suspend, the writer finishes it before anything queued
-  after it (:func:`_resume`);
+* outbound: on asyncio, :meth:`Transport.publish` runs nats-py's ``publish``
+  coroutine to its end at once (it only appends to the client's buffer and
+  kicks its flusher, so it does not suspend unless that buffer is full); on
+  trio it appends to a deque and, when the pump was idle, schedules one
+  ``call_soon_threadsafe`` that publishes everything queued the same way.
+  A publish that does suspend is finished by the writer task
+  (:func:`_resume`) before anything queued after it: per-node FIFO, and no
+  event-loop hop of our own per message;
 * inbound: the subscription callback (one task per subscription, so in
   arrival order) appends to a deque and asks trio, once per batch, to drain
   it (``TrioToken.run_sync_soon``); connection events travel in the same
@@ -100,43 +100,56 @@ class Transport:
     # ------------------------------------------------------------ outbound
 
     def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-        """Publish one message now (asyncio, nothing queued) or queue it for the writer (in order)."""
-        if (
-            not self.bridged
-            and not self._outbox
-            and self._stalled is None
-            and self._writer_task is not None
-        ):
-            coro = self.nc.publish(subject, data, headers=headers)
-            try:
-                yielded = coro.send(None)
-            except StopIteration:
-                return
-            except (nats.errors.Error, OSError) as exc:
-                logger.debug("publish to %s failed: %r", subject, exc)
-                return
-            self._stalled = (coro, yielded)
-        else:
-            self._outbox.append((subject, data, headers))
+        """Publish one message now, or queue it behind what is queued (in order)."""
+        if not self.bridged:
+            if not self._outbox and self._stalled is None and self._writer_task is not None:
+                if self._publish_now(subject, data, headers):
+                    return
+            else:
+                self._outbox.append((subject, data, headers))
+            if self._wake is not None:
+                self._wake.set()
+            return
+        self._outbox.append((subject, data, headers))
         if not self._writer_woken:
             self._writer_woken = True
-            wake = self._wake
-            if wake is None:
-                return
-            if self.bridged:
-                assert self.loop is not None
-                self.loop.call_soon_threadsafe(wake.set)
-            else:
-                wake.set()
+            loop = self.loop
+            if loop is not None and self._writer_task is not None:
+                loop.call_soon_threadsafe(self._pump)
+
+    def _publish_now(self, subject: str, data: bytes, headers: dict[str, str] | None) -> bool:
+        """Run nats-py's publish to its end here (on the client's loop).
+
+        It appends to the client's buffer and kicks its flusher, so it does
+        not suspend unless the buffer is full: then it is kept for the writer,
+        which finishes it before anything else (returns False).
+        """
+        coro = self.nc.publish(subject, data, headers=headers)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return True
+        except (nats.errors.Error, OSError) as exc:
+            logger.debug("publish to %s failed: %r", subject, exc)
+            return True
+        self._stalled = (coro, yielded)
+        return False
+
+    def _pump(self) -> None:
+        """Publish what is queued (on the client's loop), in order."""
+        self._writer_woken = False
+        outbox = self._outbox
+        while outbox and self._stalled is None:
+            self._publish_now(*outbox.popleft())
+        if self._stalled is not None and self._wake is not None:
+            self._wake.set()
 
     async def _writer(self) -> None:
+        """Finishes a publish that suspended, then publishes what queued meanwhile."""
         assert self._wake is not None
-        nc = self.nc
-        outbox = self._outbox
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._writer_woken = False
             if self._stalled is not None:
                 try:
                     await _resume(*self._stalled)
@@ -144,12 +157,7 @@ class Transport:
                     logger.debug("publish failed: %r", exc)
                 finally:
                     self._stalled = None
-            while outbox:
-                subject, data, headers = outbox.popleft()
-                try:
-                    await nc.publish(subject, data, headers=headers)
-                except (nats.errors.Error, OSError) as exc:
-                    logger.debug("publish to %s failed: %r", subject, exc)
+            self._pump()
 
     def discard_outbox(self) -> None:
         """Drop what is queued (the connection it was meant for is gone)."""
@@ -192,8 +200,6 @@ class Transport:
     async def _connect(self, servers: list[str], options: dict[str, Any]) -> None:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        if self._outbox:
-            self._wake.set()
         try:
             await self.nc.connect(
                 servers=servers,
@@ -205,6 +211,7 @@ class Transport:
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             raise ClusterConnectError(f"cannot connect to NATS at {servers}: {exc!r}") from None
         self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        self._wake.set()  # publish what was queued before the connection
 
     async def subscribe(self, subject: str) -> None:
         """Subscribe ``subject``; its messages reach the handler in arrival order."""
