@@ -554,6 +554,16 @@ class DistNode:
             self.epoch += 1
             if self.transport is not None:
                 self.transport.discard_outbox()
+            if args[0] == "disconnect":
+                # A disconnect isolates both sides (see :meth:`disconnect`): the
+                # other peers are cut too, told so, and stay apart until contacted.
+                # The others go first, then the sender (OTP's order at a third node).
+                others = [peer for peer in self.peers.values() if peer.name != src]
+                for other in others:
+                    self._signal(other, "down", "disconnect")
+                self.passive.update(other.name for other in others)
+                for other in others:
+                    self._peer_down(other, "disconnect", tell=False, fence=False)
             self._all_down("disconnect")
             self.passive.add(src)
             self._publish_heartbeat("hello")
@@ -757,11 +767,23 @@ class DistNode:
             self.transport.discard_outbox()
 
     def disconnect(self, node_name: str) -> bool:
+        """Cut the connection to ``node_name``, and with it every other one.
+
+        OTP 25's ``prevent_overlapping_partitions`` (the default) keeps
+        partitions fully connected: once this node and ``node_name`` no
+        longer see each other, every node still connected to both is cut
+        too. In a fully connected cluster that is every peer, on both sides:
+        both nodes end up alone (each cut is told to the peer, and stays
+        until either side contacts the other again).
+        """
         peer = self.peers.get(node_name)
         if peer is None:
             return False
         self._peer_down(peer, "disconnect", tell=True, fence=True)
         self.passive.add(node_name)
+        for other in list(self.peers.values()):
+            self._peer_down(other, "disconnect", tell=True, fence=True)
+            self.passive.add(other.name)
         return True
 
     # ============================================================ lifecycle
