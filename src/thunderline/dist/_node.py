@@ -38,7 +38,11 @@ queued, and announces itself again after reconnecting.
 Node down. Links to processes there deliver ``NOCONNECTION``, monitors fire
 ``Down(..., NOCONNECTION)``, pending calls fail (``CallNodeDownError``),
 ``monitor_node`` subscribers get :class:`NodeDown` once, ``monitor_nodes``
-subscribers get it too, and global names held there are released.
+subscribers get it too, and global names held there are released (at once
+after a crash or a shutdown; after a tick timeout, when their lease runs out).
+
+A disconnect (``disconnect_node`` here, or a peer's) isolates the node from
+every peer, as OTP 25's ``prevent_overlapping_partitions`` does.
 """
 
 from __future__ import annotations
