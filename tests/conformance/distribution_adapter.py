@@ -41,6 +41,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import nats.errors
 from process_adapter import (
     _PROC_NAME,
     Atom,
@@ -552,6 +553,24 @@ class DistRunner(Runner):
         # receiver may have dropped it as a signal of the old connection).
         return receiver.name in handle.dist.peers
 
+    async def flush_network(self) -> None:
+        """Everything published so far has reached its receivers' handlers.
+
+        A flush is a PING/PONG round trip: the senders' flushes make the
+        server take what they published, then the receivers' flushes bring
+        it in before the PONG. Marks cannot do this between nodes that are no
+        longer connected (a signal telling a third node to disconnect).
+        """
+        for _ in range(2):
+            for handle in self.up():
+                transport = handle.dist.transport if handle.dist is not None else None
+                if transport is not None:
+                    with (
+                        anyio.move_on_after(MARK_BOUND),
+                        contextlib.suppress(nats.errors.Error, OSError, TimeoutError),
+                    ):
+                        await transport.flush()
+
     async def settle(self) -> None:
         serial = 0
         previous = None
@@ -559,6 +578,7 @@ class DistRunner(Runner):
             await self.quiet()
             serial += 1
             await self.mark_round(serial)
+            await self.flush_network()
             await self.quiet()
             current = self.fingerprint()
             if current == previous:

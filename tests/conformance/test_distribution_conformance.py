@@ -36,7 +36,6 @@ QUICK = {p for p in SCENARIOS if p.stem.startswith("probe_")} | set(GENERATED[::
 
 #: Scenarios whose log differs for a documented reason (docs/distribution.md, "Differences").
 KNOWN: dict[str, str] = {
-    "probe_disconnect_three_nodes": "a disconnect partitions only the pair, not all three nodes",
     "288": "demonitor of a reference made on another node returns False (Erlang: badarg)",
 }
 

@@ -36,16 +36,27 @@ def cluster_url(nats_server: dist.NatsServer) -> str:
 class NodeProcess:
     """A node in its own OS process (``node_main.py``)."""
 
-    def __init__(self, url: str, name: str, backend: str, tick: float = 3.0) -> None:
+    def __init__(
+        self, url: str, name: str, backend: str, tick: float = 3.0, lease: float | None = None
+    ) -> None:
         self.url = url
         self.name = name
         self.backend = backend
         self.tick = tick
+        self.lease = lease
         self.process: subprocess.Popen[str] | None = None
 
     async def start(self) -> NodeProcess:
         self.process = subprocess.Popen(
-            [sys.executable, str(NODE_MAIN), self.url, self.name, self.backend, str(self.tick)],
+            [
+                sys.executable,
+                str(NODE_MAIN),
+                self.url,
+                self.name,
+                self.backend,
+                str(self.tick),
+                *([] if self.lease is None else [str(self.lease)]),
+            ],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -75,8 +86,8 @@ async def start_node(cluster_url: str, anyio_backend: str) -> AsyncIterator[obje
     """``await start_node("b")``: a node process in the test's cluster (killed at teardown)."""
     started: list[NodeProcess] = []
 
-    async def start(name: str, tick: float = 3.0) -> NodeProcess:
-        node = NodeProcess(cluster_url, name, anyio_backend, tick)
+    async def start(name: str, tick: float = 3.0, lease: float | None = None) -> NodeProcess:
+        node = NodeProcess(cluster_url, name, anyio_backend, tick, lease)
         started.append(node)
         return await node.start()
 

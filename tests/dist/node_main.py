@@ -1,10 +1,11 @@
 """A cluster node in its own OS process, for the distribution tests.
 
-``python node_main.py URL NAME BACKEND [TICK]`` joins the cluster of URL as
+``python node_main.py URL NAME BACKEND [TICK [LEASE]]`` joins the cluster of URL as
 NAME and hosts: ``echo`` (a registered process; ``("ping", pid, x)`` is
 answered with ``("pong", x)``, ``("burst", pid, n)`` with ``("seq", 0..n-1)``),
 ``ctr`` (a registered server: ``("add", n)`` replies the new total,
-``("sleep", s, x)`` replies x after s seconds, ``"crash"`` raises), the global
+``("sleep", s, x)`` replies x after s seconds, ``("whereis", name)`` replies
+``whereis_global(name)`` on this node, ``"crash"`` raises), the global
 name ``g_NAME`` (the echo process) and the spawnable function ``worker``.
 It prints ``ready`` and runs until killed.
 """
@@ -37,6 +38,8 @@ class Counter(tl.Server[int]):
     async def handle_call(self, request: Any, from_: tl.From, state: int) -> tl.Reply[int]:
         if request == "crash":
             raise ValueError("asked to crash")
+        if request[0] == "whereis":
+            return tl.Reply(await dist.whereis_global(request[1]), state)
         if request[0] == "sleep":
             await anyio.sleep(request[1])
             return tl.Reply(request[2], state)
@@ -66,4 +69,5 @@ async def main(name: str) -> None:
 if __name__ == "__main__":
     url, name, backend = sys.argv[1], sys.argv[2], sys.argv[3]
     tick = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
-    tl.run(main, name, backend=backend, node=name, cluster=url, tick=tick)
+    lease = float(sys.argv[5]) if len(sys.argv) > 5 else None
+    tl.run(main, name, backend=backend, node=name, cluster=url, tick=tick, lease=lease)

@@ -162,7 +162,9 @@ async def register_global(name: str, pid: Pid | None = None) -> bool:
 
     Returns False if the name is taken (by anyone, also by ``pid`` itself) or
     ``pid`` already has a global name. The name is released when the holder
-    ends or its node is declared down.
+    ends or its node is declared down. This node holds a lease on the name
+    and renews it; if it cannot (hung, cut off from NATS), it stops answering
+    for the name and the name expires a lease later (docs/distribution.md).
     """
     return bool(await _globals("register_global").register(name, pid or _caller("register")))
 
@@ -204,6 +206,7 @@ def distribution(
     cluster_name: str | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     tick: float = DEFAULT_TICK,
+    lease: float | None = None,
     connect_options: dict[str, Any] | None = None,
 ) -> Callable[[Node], contextlib.AbstractAsyncContextManager[Any]]:
     """A ``setup`` for :func:`thunderline.run`: join the cluster before ``main`` starts."""
@@ -218,6 +221,7 @@ def distribution(
             cluster_name=cluster_name,
             heartbeat=heartbeat,
             tick=tick,
+            lease=lease,
             connect_options=connect_options,
         ) as dist:
             yield dist

@@ -38,7 +38,11 @@ queued, and announces itself again after reconnecting.
 Node down. Links to processes there deliver ``NOCONNECTION``, monitors fire
 ``Down(..., NOCONNECTION)``, pending calls fail (``CallNodeDownError``),
 ``monitor_node`` subscribers get :class:`NodeDown` once, ``monitor_nodes``
-subscribers get it too, and global names held there are released.
+subscribers get it too, and global names held there are released (at once
+after a crash or a shutdown; after a tick timeout, when their lease runs out).
+
+A disconnect (``disconnect_node`` here, or a peer's) isolates the node from
+every peer, as OTP 25's ``prevent_overlapping_partitions`` does.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from thunderline.dist._errors import (
     NotDistributedError,
     RemoteSpawnError,
 )
+from thunderline.dist._global import DEFAULT_LEASE, GlobalRegistry, check_lease
 from thunderline.dist._transport import Event, Transport, open_transport
 from thunderline.runtime import (
     NOCONNECTION,
@@ -95,13 +100,22 @@ remove_link = _seam.remove_link
 remove_monitor = _seam.remove_monitor
 spawn = _seam.spawn
 
+_WIRE: Final = _seam.wire_types()
+_Call: Final[Any] = _WIRE["Call"][0]
+_Reply: Final[Any] = _WIRE["Reply"][0]
+_From: Final[Any] = _WIRE["From"][0]
+
 __all__ = ["DistNode", "NodeDown", "NodeUp", "current_dist", "open_distribution"]
 
 logger: Final = logging.getLogger("thunderline.dist")
 
-#: Node-down reasons after which the lost node's global names are released (it
-#: crashed, left, or is hung); after a disconnect both sides live on and keep them.
-_RELEASES_NAMES: Final = frozenset({"connection_closed", "shutdown", "net_tick_timeout"})
+#: Node-down reasons after which the lost node's global names are released at
+#: once: its NATS connection is gone (it crashed) or it left. A node silent for
+#: ``tick`` (hung, partitioned, or this node was the one paused) keeps its names
+#: until their lease expires: it fences itself before that, so there is never
+#: a second holder, and a paused node that wakes up does not release the names
+#: of the healthy nodes it saw as silent. After a disconnect both sides live on.
+_RELEASES_NAMES: Final = frozenset({"connection_closed", "shutdown"})
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -347,6 +361,12 @@ class DistNode:
         return make_pid(NODES.number(node_name, 0), 0)
 
     def send(self, dest: Pid | tuple[str, str], message: Any) -> None:
+        if type(message) is _Reply:
+            # A call reply: the caller forgets its monitor when the reply
+            # arrives, this side forgets it as the reply leaves (no demonitor).
+            entry = self.incoming_monitors.pop(message.tag, None)
+            if entry is not None:
+                remove_monitor(self.node, entry[1], message.tag)
         payload = self.codec.encode(message)
         headers = self._trace_headers(dest)
         if type(dest) is Pid:
@@ -361,6 +381,31 @@ class DistNode:
         peer = self._contact(node_name)
         if peer is not None:
             self._signal(peer, "sn", name, payload, headers=headers)
+
+    def call(self, owner: Pid, dest: Pid | tuple[str, str], ref: Ref, request: Any) -> None:
+        """A monitor and a call request in one signal (``cl`` / ``cln``)."""
+        encode = self.codec.encode
+        payload = encode(request)
+        headers = self._trace_headers(dest)
+        if type(dest) is Pid:
+            peer, current = self._peer_of(dest)
+            if peer is None:
+                fire_down(self.node, owner, ref, NOCONNECTION)
+            elif not current:
+                fire_down(self.node, owner, ref, NOPROC)
+            else:
+                self._signal(
+                    peer, "cl", encode(dest), encode(owner), encode(ref), payload, headers=headers
+                )
+            return
+        name, node_name = self._named(dest, "call")
+        named_peer = self._contact(node_name)
+        if named_peer is None:
+            fire_down(self.node, owner, ref, NOCONNECTION)
+        else:
+            self._signal(
+                named_peer, "cln", name, encode(owner), encode(ref), payload, headers=headers
+            )
 
     def link(self, local: Pid, remote: Pid) -> None:
         peer, current = self._peer_of(remote)
@@ -513,6 +558,16 @@ class DistNode:
             self.epoch += 1
             if self.transport is not None:
                 self.transport.discard_outbox()
+            if args[0] == "disconnect":
+                # A disconnect isolates both sides (see :meth:`disconnect`): the
+                # other peers are cut too, told so, and stay apart until contacted.
+                # The others go first, then the sender (OTP's order at a third node).
+                others = [peer for peer in self.peers.values() if peer.name != src]
+                for other in others:
+                    self._signal(other, "down", "disconnect")
+                self.passive.update(other.name for other in others)
+                for other in others:
+                    self._peer_down(other, "disconnect", tell=False, fence=False)
             self._all_down("disconnect")
             self.passive.add(src)
             self._publish_heartbeat("hello")
@@ -561,6 +616,15 @@ class DistNode:
                 self.incoming_monitors[ref] = (owner, where)
             else:
                 self._signal(peer, "d", args[0], args[2], self.codec.encode(NOPROC))
+        elif kind in ("cl", "cln"):
+            target = decode(args[0]) if kind == "cl" else args[0]
+            owner, ref = decode(args[1]), decode(args[2])
+            if add_monitor(node, target, owner, ref):
+                where = target if type(target) is Pid else node.names[target]
+                self.incoming_monitors[ref] = (owner, where)
+                self._deliver_traced(where, _Call(_From(owner, ref), decode(args[3])), headers)
+            else:
+                self._signal(peer, "d", args[1], args[2], self.codec.encode(NOPROC))
         elif kind == "dm":
             ref = decode(args[1])
             entry = self.incoming_monitors.pop(ref, None)
@@ -707,11 +771,23 @@ class DistNode:
             self.transport.discard_outbox()
 
     def disconnect(self, node_name: str) -> bool:
+        """Cut the connection to ``node_name``, and with it every other one.
+
+        OTP 25's ``prevent_overlapping_partitions`` (the default) keeps
+        partitions fully connected: once this node and ``node_name`` no
+        longer see each other, every node still connected to both is cut
+        too. In a fully connected cluster that is every peer, on both sides:
+        both nodes end up alone (each cut is told to the peer, and stays
+        until either side contacts the other again).
+        """
         peer = self.peers.get(node_name)
         if peer is None:
             return False
         self._peer_down(peer, "disconnect", tell=True, fence=True)
         self.passive.add(node_name)
+        for other in list(self.peers.values()):
+            self._peer_down(other, "disconnect", tell=True, fence=True)
+            self.passive.add(other.name)
         return True
 
     # ============================================================ lifecycle
@@ -804,6 +880,7 @@ async def open_distribution(
     cluster_name: str | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     tick: float = DEFAULT_TICK,
+    lease: float | None = None,
     connect_options: dict[str, Any] | None = None,
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[DistNode]:
@@ -818,6 +895,9 @@ async def open_distribution(
         heartbeat: seconds between heartbeats (a crashed node is noticed after
             about three).
         tick: seconds of silence after which a hung peer is declared down.
+        lease: seconds a global name lives without renewal (default 5); a
+            cluster setting: the first node creates the registry with it, later
+            nodes use the registry's.
         connect_options: passed to ``nats.connect`` (``user_credentials``,
             ``nkeys_seed``, ``tls``, ``user``, ``password``, ``token`` ...).
         connect_timeout: seconds to wait for the NATS server at start.
@@ -827,6 +907,7 @@ async def open_distribution(
         ClusterConnectError: NATS unreachable, or JetStream unavailable.
     """
     check_name("node", name)
+    lease = check_lease(DEFAULT_LEASE if lease is None else lease)
     if not (isinstance(tick, int | float) and math.isfinite(tick) and tick > 0):
         raise ValueError(f"tick must be a positive number of seconds, got {tick!r}")
     if not (isinstance(heartbeat, int | float) and 0 < heartbeat <= tick / 2):
@@ -846,7 +927,6 @@ async def open_distribution(
         "pending_size": 64 * 1024 * 1024,
     }
     options.update(connect_options or {})
-    from thunderline.dist._global import GlobalRegistry
 
     async with (
         open_transport(servers, options, dist.handle, abrupt=lambda: dist.abrupt) as transport,
@@ -865,7 +945,7 @@ async def open_distribution(
             ) from None
         dist.kv_nodes = kv
         NODES.bind(name, dist.creation, node.id)
-        dist.global_names = await GlobalRegistry.open(dist)
+        dist.global_names = await GlobalRegistry.open(dist, lease)
         await transport.subscribe(f"{dist.prefix}.n.{name}.>")
         await transport.subscribe(f"{dist.prefix}.hb.*")
         dist.connected = True

@@ -4,9 +4,14 @@ nats-py is asyncio-only. On asyncio the client runs on the node's own loop.
 On trio it runs on an asyncio loop in a helper thread, and the two sides meet
 through two queues:
 
-* outbound: :meth:`Transport.publish` appends to a deque (any thread) and
-  wakes the writer task on the NATS loop only when it was idle; the writer
-  publishes in append order (per-node FIFO);
+* outbound: on asyncio, :meth:`Transport.publish` runs nats-py's ``publish``
+  coroutine to its end at once (it only appends to the client's buffer and
+  kicks its flusher, so it does not suspend unless that buffer is full); on
+  trio it appends to a deque and, when the pump was idle, schedules one
+  ``call_soon_threadsafe`` that publishes everything queued the same way.
+  A publish that does suspend is finished by the writer task
+  (:func:`_resume`) before anything queued after it: per-node FIFO, and no
+  event-loop hop of our own per message;
 * inbound: the subscription callback (one task per subscription, so in
   arrival order) appends to a deque and asks trio, once per batch, to drain
   it (``TrioToken.run_sync_soon``); connection events travel in the same
@@ -61,6 +66,8 @@ class Transport:
         self._drain_scheduled = False
         self.bridged = False
         self._writer_task: asyncio.Task[None] | None = None
+        # A direct publish that suspended (asyncio): (coroutine, what it yielded).
+        self._stalled: tuple[Any, Any] | None = None
         # The node's context: bridged events are handled in it (current node,
         # inherited by the processes the handler starts).
         self._context = contextvars.copy_context()
@@ -72,10 +79,17 @@ class Transport:
         if not self.bridged:
             return await coro_fn(*args)
         assert self.loop is not None
+        if self.loop.is_closed():
+            raise nats.errors.ConnectionClosedError
         future = asyncio.run_coroutine_threadsafe(_call(coro_fn, *args), self.loop)
         done = anyio.Event()
         token = self._trio_token
-        future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+
+        def wake(_future: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # trio.RunFinishedError: nobody waits
+                token.run_sync_soon(done.set)
+
+        future.add_done_callback(wake)
         try:
             await done.wait()
         except BaseException:
@@ -86,33 +100,64 @@ class Transport:
     # ------------------------------------------------------------ outbound
 
     def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-        """Queue one message; the writer publishes queued messages in order."""
+        """Publish one message now, or queue it behind what is queued (in order)."""
+        if not self.bridged:
+            if not self._outbox and self._stalled is None and self._writer_task is not None:
+                if self._publish_now(subject, data, headers):
+                    return
+            else:
+                self._outbox.append((subject, data, headers))
+            if self._wake is not None:
+                self._wake.set()
+            return
         self._outbox.append((subject, data, headers))
         if not self._writer_woken:
             self._writer_woken = True
-            wake = self._wake
-            if wake is None:
-                return
-            if self.bridged:
-                assert self.loop is not None
-                self.loop.call_soon_threadsafe(wake.set)
-            else:
-                wake.set()
+            loop = self.loop
+            if loop is not None and self._writer_task is not None:
+                loop.call_soon_threadsafe(self._pump)
+
+    def _publish_now(self, subject: str, data: bytes, headers: dict[str, str] | None) -> bool:
+        """Run nats-py's publish to its end here (on the client's loop).
+
+        It appends to the client's buffer and kicks its flusher, so it does
+        not suspend unless the buffer is full: then it is kept for the writer,
+        which finishes it before anything else (returns False).
+        """
+        coro = self.nc.publish(subject, data, headers=headers)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return True
+        except (nats.errors.Error, OSError) as exc:
+            logger.debug("publish to %s failed: %r", subject, exc)
+            return True
+        self._stalled = (coro, yielded)
+        return False
+
+    def _pump(self) -> None:
+        """Publish what is queued (on the client's loop), in order."""
+        self._writer_woken = False
+        outbox = self._outbox
+        while outbox and self._stalled is None:
+            self._publish_now(*outbox.popleft())
+        if self._stalled is not None and self._wake is not None:
+            self._wake.set()
 
     async def _writer(self) -> None:
+        """Finishes a publish that suspended, then publishes what queued meanwhile."""
         assert self._wake is not None
-        nc = self.nc
-        outbox = self._outbox
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._writer_woken = False
-            while outbox:
-                subject, data, headers = outbox.popleft()
+            if self._stalled is not None:
                 try:
-                    await nc.publish(subject, data, headers=headers)
+                    await _resume(*self._stalled)
                 except (nats.errors.Error, OSError) as exc:
-                    logger.debug("publish to %s failed: %r", subject, exc)
+                    logger.debug("publish failed: %r", exc)
+                finally:
+                    self._stalled = None
+            self._pump()
 
     def discard_outbox(self) -> None:
         """Drop what is queued (the connection it was meant for is gone)."""
@@ -155,8 +200,6 @@ class Transport:
     async def _connect(self, servers: list[str], options: dict[str, Any]) -> None:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        if self._outbox:
-            self._wake.set()
         try:
             await self.nc.connect(
                 servers=servers,
@@ -168,6 +211,7 @@ class Transport:
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             raise ClusterConnectError(f"cannot connect to NATS at {servers}: {exc!r}") from None
         self._writer_task = asyncio.get_running_loop().create_task(self._writer())
+        self._wake.set()  # publish what was queued before the connection
 
     async def subscribe(self, subject: str) -> None:
         """Subscribe ``subject``; its messages reach the handler in arrival order."""
@@ -183,7 +227,7 @@ class Transport:
         await self.run(self._flush)
 
     async def _flush(self) -> None:
-        while self._outbox:
+        while self._outbox or self._stalled is not None:
             await asyncio.sleep(0)
         await self.nc.flush(timeout=5)
 
@@ -209,6 +253,22 @@ class Transport:
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+async def _resume(coro: Any, yielded: Any) -> None:
+    """Run a coroutine that suspended (yielding ``yielded``) to its end, as a task would."""
+    try:
+        while True:
+            if isinstance(yielded, asyncio.Future):
+                await asyncio.wait((yielded,))
+            else:
+                await asyncio.sleep(0)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return
+    finally:
+        coro.close()
 
 
 async def _call(coro_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -248,6 +308,11 @@ async def open_transport(
         ready.set()
         try:
             loop.run_forever()
+            # Calls submitted while the client closed: end them before the loop.
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         finally:
             loop.close()
 

@@ -5,8 +5,8 @@ The runtime knows nothing about networks. A node may carry one
 operation whose target is a pid of another node (its node number is not the
 local node's) or a ``(name, node_name)`` pair is handed to it:
 
-* outbound (runtime -> distribution): ``send``, ``link``, ``unlink``, ``exit``,
-  ``monitor``, ``demonitor`` and, from :meth:`Node.finalize`, the exit signals
+* outbound (runtime -> distribution): ``send``, ``call``, ``link``, ``unlink``,
+  ``exit``, ``monitor``, ``demonitor`` and, from :meth:`Node.finalize`, the exit signals
   and ``Down`` messages a dying local process owes to remote partners;
 * inbound (distribution -> runtime): the functions of this module apply a
   signal that arrived from another node to the local process table with the
@@ -78,6 +78,15 @@ class Distribution(Protocol):
 
     def send(self, dest: Pid | NamedDest, message: Any) -> None:
         """Send ``message`` to a remote pid or ``(name, node)``; never raises for the target."""
+
+    def call(self, owner: Pid, dest: Pid | NamedDest, ref: Ref, request: Any) -> None:
+        """Monitor ``dest`` with ``ref`` and send it a call request in one signal.
+
+        ``owner``'s side of the monitor is already recorded. The callee's node
+        drops its side when it sends the reply tagged ``ref``; a target that
+        does not exist answers ``Down(ref, dest, NOPROC)``, a node that is down
+        ``NOCONNECTION``.
+        """
 
     def link(self, local: Pid, remote: Pid) -> None:
         """``local`` linked itself to ``remote`` (already recorded on this side)."""

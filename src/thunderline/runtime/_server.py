@@ -56,6 +56,7 @@ from thunderline.runtime._node import current_node
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import (
     Hibernating,
+    Monitor,
     Process,
     ProcessExit,
     add_monitor,
@@ -982,18 +983,29 @@ async def _remote_call(caller: Process, server: Any, request: Any, timeout: floa
     """A call to a process of another node (through ``node.dist``).
 
     As a local call: a monitor whose reference is also the reply alias, the
-    request, then the first of reply, ``Down`` or timeout. ``Down`` with
-    ``NOCONNECTION`` (the node was lost, or was down already) raises
-    :class:`CallNodeDownError`, ``NOPROC`` :class:`CallNoProcError`.
+    request, then the first of reply, ``Down`` or timeout. The monitor and
+    the request travel as one signal (``dist.call``), and the callee's node
+    drops its side of the monitor when the reply leaves, so after a reply
+    the caller forgets its side without a demonitor signal: two messages per
+    call, as raw request/reply. ``Down`` with ``NOCONNECTION`` (the node was
+    lost, or was down already) raises :class:`CallNodeDownError`, ``NOPROC``
+    :class:`CallNoProcError`.
     """
     dist = caller.node.dist
     assert dist is not None
     if caller._call_ref is not None:  # another task of this process is in a call
         raise ReceiveBusyError(caller.pid)
     mark = len(caller.mailbox)
-    ref = monitor(server)
+    node = caller.node
+    ref = node.make_ref()
+    if type(server) is Pid:
+        caller.monitors_out[ref] = Monitor(ref, caller.pid, server, server)
+    else:  # (name, node): the stand-in pid of the remote node, reported as the pair
+        where = dist.resolve(server)
+        assert type(where) is Pid
+        caller.monitors_out[ref] = Monitor(ref, caller.pid, where, server)
     caller._call_ref = ref
-    dist.send(server, _Call(From(caller.pid, ref), request))
+    dist.call(caller.pid, server, ref, request)
 
     def match(message: Any) -> bool:
         mtype = type(message)
@@ -1007,7 +1019,10 @@ async def _remote_call(caller: Process, server: Any, request: Any, timeout: floa
     finally:
         caller._call_ref = None
     if type(answer) is _Reply:
-        demonitor(ref, flush=True)
+        # The callee's node dropped its side with the reply: forget ours (a
+        # Down that raced in, from a lost connection, is flushed).
+        if caller.monitors_out.pop(ref, None) is None:
+            demonitor(ref, flush=True)
         return answer.value
     if isinstance(answer.reason, NoConnection):
         raise CallNodeDownError(server, request, timeout, answer.reason)
