@@ -7,9 +7,11 @@ acts from inside its processes. Faults are real: kill -9, SIGSTOP/SIGCONT.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from typing import Any
 
+import anyio
 import pytest
 from dist_helpers import in_process, local_node, receive
 
@@ -212,3 +214,21 @@ async def test_nats_server_restart(start_node: Any, anyio_backend: str) -> None:
 
             await in_process(body)
             assert b_node.dist is db
+
+
+async def test_an_unreachable_cluster_fails_the_start_with_a_clear_error(
+    anyio_backend: str,
+) -> None:
+    """Nothing listens on the port: the node gives up after ``connect_timeout`` seconds
+    with ClusterConnectError instead of retrying forever (nats-py's unlimited reconnects)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # fail_after is a bound for a regression (retrying forever), not a timing claim.
+    with anyio.fail_after(60):
+        async with tl.open_node() as node:
+            with pytest.raises(dist.ClusterConnectError, match=f"127.0.0.1:{port}"):
+                async with dist.open_distribution(
+                    node, "a", f"nats://127.0.0.1:{port}", connect_timeout=1
+                ):
+                    pass  # pragma: no cover - never connected

@@ -200,16 +200,29 @@ class Transport:
     async def _connect(self, servers: list[str], options: dict[str, Any]) -> None:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # With unlimited reconnects nats-py retries the first connection forever too:
+        # the whole first connection is bounded by connect_timeout instead.
+        bound = float(options.get("connect_timeout", 10))
         try:
-            await self.nc.connect(
-                servers=servers,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                error_cb=self._on_error,
-                **options,
+            await asyncio.wait_for(
+                self.nc.connect(
+                    servers=servers,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                    **options,
+                ),
+                bound,
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise ClusterConnectError(f"cannot connect to NATS at {servers}: {exc!r}") from None
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+            reason = (
+                f"nothing answered within {bound:g} s"
+                if isinstance(exc, TimeoutError)
+                else repr(exc)
+            )
+            raise ClusterConnectError(f"cannot connect to NATS at {servers}: {reason}") from None
         self._writer_task = asyncio.get_running_loop().create_task(self._writer())
         self._wake.set()  # publish what was queued before the connection
 
