@@ -2,11 +2,13 @@
 
 It listens on a free loopback port (never a machine's usual 4222), with
 JetStream and a store in a temporary directory, and is stopped when the
-``with`` block ends.
+``with`` block ends; on Linux it also gets SIGTERM if its owner dies without
+stopping it (``kill -9``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -15,7 +17,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +44,31 @@ def find_nats_server() -> str:
             "dependency) or pass the URL of a running server"
         )
     return found
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent dies (Linux
+    ``prctl(PR_SET_DEATHSIG)``), so a server started privately never outlives a
+    ``kill -9`` of its owner; None where that is not available, and off the main
+    thread (the kernel sends the signal when the forking *thread* ends)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_deathsig = 1
+
+    def preexec() -> None:  # runs in the child between fork and exec: no allocation-heavy work
+        prctl(pr_set_deathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _free_port() -> int:
@@ -84,6 +113,7 @@ class NatsServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - prctl only, see _die_with_parent
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
