@@ -8,9 +8,12 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import thunderline as tl
+from thunderline import dist
 from thunderline._daemon import ConfigError, default_control_path, default_data_dir, load_config
 from thunderline._daemon._logging import JsonFormatter, TextFormatter
 from thunderline._daemon._run import prepare_data_dir
@@ -295,6 +298,23 @@ def test_node_and_cluster_from_every_source(tmp_path: Path) -> None:
         load_config({}, {"THUNDERLINE_CLUSTER": "http://not-nats"})
 
 
+def test_lease_from_every_source_and_bad_values(tmp_path: Path) -> None:
+    assert load_config({}, {}).lease is None
+    toml = tmp_path / "lease.toml"
+    toml.write_text("lease = 2\n")
+    assert load_config({}, {}, str(toml)).lease == 2.0
+    assert load_config({}, {"THUNDERLINE_LEASE": "0.5"}, str(toml)).lease == 0.5
+    assert load_config({"lease": "30"}, {"THUNDERLINE_LEASE": "0.5"}).lease == 30.0
+    for bad in ("0.1", "3601", "nan", "soon", ""):
+        with pytest.raises(ConfigError, match="--lease"):
+            load_config({"lease": bad}, {})
+    with pytest.raises(ConfigError, match="THUNDERLINE_LEASE"):
+        load_config({}, {"THUNDERLINE_LEASE": "-1"})
+    toml.write_text("lease = true\n")
+    with pytest.raises(ConfigError, match="lease"):
+        load_config({}, {}, str(toml))
+
+
 def test_loop_option_defaults_and_uvloop_needs_asyncio() -> None:
     assert load_config({}, {}).loop == "default"
     pytest.importorskip("uvloop")
@@ -304,3 +324,20 @@ def test_loop_option_defaults_and_uvloop_needs_asyncio() -> None:
         load_config({"loop": "uvloop", "backend": "trio"}, {})
     with pytest.raises(ConfigError, match="loop"):
         load_config({"loop": "tokio"}, {})
+
+
+def test_run_joins_a_cluster_as_a_node(daemon_factory: Any) -> None:
+    """``thunderline run --node a --cluster URL --lease 2``: the daemon's node joins the
+    cluster (a node in another process connects to it and sees it)."""
+    with dist.NatsServer() as server:
+        url = f"{server.url}/ops"
+        daemon = daemon_factory("--node", "a", "--cluster", url, "--lease", "2")
+        daemon.start()
+        assert "node 'a' of cluster 'ops'" in daemon.log()
+
+        async def main() -> tuple[bool, list[str]]:
+            return await dist.connect_node("a", timeout=30), dist.nodes()
+
+        connected, peers = tl.run(main, node="b", cluster=url)
+        assert connected, daemon.log()
+        assert "a" in peers

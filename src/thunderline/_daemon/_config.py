@@ -74,6 +74,7 @@ OPTIONS: Final = {
     "metrics": "THUNDERLINE_METRICS",
     "node": "THUNDERLINE_NODE",
     "cluster": "THUNDERLINE_CLUSTER",
+    "lease": "THUNDERLINE_LEASE",
     "control_max_connections": "THUNDERLINE_CONTROL_MAX_CONNECTIONS",
     "control_idle_timeout": "THUNDERLINE_CONTROL_IDLE_TIMEOUT",
 }
@@ -146,6 +147,8 @@ class DaemonConfig:
         config_file: the TOML file read, or None.
         node: join a cluster under this node name (``thunderline.dist``), or None.
         cluster: the cluster's NATS URL (``nats://host:port[/cluster]``).
+        lease: seconds a global name lives without renewal, or None for the
+            cluster's (``thunderline.dist``; 0.2 to 3600).
     """
 
     app: str = DEFAULT_APP
@@ -165,6 +168,7 @@ class DaemonConfig:
     config_file: str | None = None
     node: str | None = None
     cluster: str = DEFAULT_CLUSTER
+    lease: float | None = None
 
 
 def _check_url(source: str, option: str, value: str) -> str:
@@ -239,6 +243,12 @@ def _check(source: str, option: str, value: Any) -> Any:
             if not 1 <= number <= 100_000:
                 raise ConfigError(source, option, "an integer from 1 to 100000", value)
             return number
+        case "lease":
+            accepted = "a number of seconds from 0.2 to 3600"
+            seconds = _number(source, option, value, float, accepted)
+            if not 0.2 <= seconds <= 3600:
+                raise ConfigError(source, option, accepted, value)
+            return seconds
         case "control_idle_timeout":
             seconds = _number(source, option, value, float, "a number of seconds > 0")
             if not 0 < seconds < math.inf:

@@ -185,7 +185,7 @@ async def _cluster(config: DaemonConfig, telemetry: DaemonTelemetry) -> AsyncIte
         return
     async with (
         open_node(instrument=telemetry.instrument) as node,
-        open_distribution(node, config.node, config.cluster) as dist,
+        open_distribution(node, config.node, config.cluster, lease=config.lease) as dist,
     ):
         yield f"; node {dist.name!r} of cluster {dist.cluster!r} (creation {dist.creation})"
 

@@ -157,6 +157,12 @@ def register(subparsers: Any) -> None:
         help=f"the cluster's NATS URL, nats://host:port[/cluster] (${env['cluster']}; "
         "default nats://127.0.0.1:4222)",
     )
+    parser.add_argument(
+        "--lease",
+        metavar="SECONDS",
+        help=f"how long a global name lives without renewal (${env['lease']}; default: the "
+        "cluster's, 5 s for a new cluster)",
+    )
     parser.set_defaults(handler=run_command)
 
 
