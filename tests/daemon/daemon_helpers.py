@@ -60,7 +60,7 @@ def poll(check: Callable[[], Any], what: str, timeout: float = WAIT_TIMEOUT) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 2, 0.25)
+        delay = min(delay * 2, 0.05)
 
 
 class Daemon:
