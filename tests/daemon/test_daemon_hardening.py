@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import WAIT_TIMEOUT, Daemon, poll, run_cli
+from daemon_helpers import WAIT_TIMEOUT, Daemon, poll, run_cli_in_process
 
 MakeDaemon = Callable[..., Daemon]
 BACKENDS = ["asyncio", "trio"]
@@ -28,7 +28,8 @@ REFERENCE_APP = "thunderline.domains:application"
 
 
 def _ps_answers(daemon: Daemon) -> None:
-    ps = run_cli("ps", "--control", daemon.control)
+    """``thunderline ps`` (its ``main``, in this process) lists the application."""
+    ps = run_cli_in_process("ps", "--control", daemon.control)
     assert ps.returncode == 0, ps.stderr
     assert "thunderline.vault" in ps.stdout
     assert "Traceback" not in ps.stderr
@@ -167,14 +168,16 @@ def test_connection_cap_refuses_clearly(daemon_factory: MakeDaemon, backend: str
         assert refusal["ok"] is False
         assert refusal["error"]["code"] == "too_many_connections"
         assert "at most 3" in refusal["error"]["message"]
-        cli = run_cli("ps", "--control", daemon.control)
+        cli = run_cli_in_process("ps", "--control", daemon.control)
         assert cli.returncode == 1
         assert cli.stderr.count("\n") == 1, cli.stderr
         assert "too_many_connections" in cli.stderr
     finally:
         for conn in held:
             conn.close()
-    poll(lambda: run_cli("ps", "--control", daemon.control).returncode == 0, "ps answered")
+    poll(
+        lambda: run_cli_in_process("ps", "--control", daemon.control).returncode == 0, "ps answered"
+    )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
 
@@ -218,7 +221,7 @@ def test_data_files_are_private(daemon_factory: MakeDaemon) -> None:
     data = daemon.dir / "data"
     daemon.args += ["--data", str(data)]
     daemon.start()
-    published = run_cli("publish", "system.heartbeat", "--control", daemon.control)
+    published = run_cli_in_process("publish", "system.heartbeat", "--control", daemon.control)
     assert published.returncode == 0, published.stderr
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
