@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite runs in parallel (pytest-xdist): most of its time is spent in
+# subprocesses (daemons, the CLI, crash workers) that wait on each other, so 3
+# workers keep 2 cores busy. `make pytest PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test lint typecheck pytest bench bench-smoke clean
 
@@ -24,7 +28,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/thunderline
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

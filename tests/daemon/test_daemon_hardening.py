@@ -3,7 +3,9 @@
 One real daemon per backend, started under ``ulimit -n 256``, survives in
 sequence: a plain-text line, 50,000 ``[``, a 5,000-digit id, a NaN id, a
 ``1e999`` id, a 16 MiB line and 300 idle connections (more than it has file
-descriptors), answering ``thunderline ps`` after each; SIGTERM then exits 0.
+descriptors), answering a ``processes`` request on a new connection after
+each, and ``thunderline ps`` before the first and after the last; SIGTERM then
+exits 0.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import WAIT_TIMEOUT, Daemon, poll, run_cli
+from daemon_helpers import WAIT_TIMEOUT, Daemon, poll, run_cli_in_process
 
 MakeDaemon = Callable[..., Daemon]
 BACKENDS = ["asyncio", "trio"]
@@ -26,10 +28,17 @@ REFERENCE_APP = "thunderline.domains:application"
 
 
 def _ps_answers(daemon: Daemon) -> None:
-    ps = run_cli("ps", "--control", daemon.control)
+    """``thunderline ps`` (its ``main``, in this process) lists the application."""
+    ps = run_cli_in_process("ps", "--control", daemon.control)
     assert ps.returncode == 0, ps.stderr
     assert "thunderline.vault" in ps.stdout
     assert "Traceback" not in ps.stderr
+
+
+def _still_serving(daemon: Daemon) -> None:
+    """A new connection is accepted and answered (what ``thunderline ps`` asks, without the CLI)."""
+    names = {row["name"] for row in daemon.request("processes")}
+    assert "thunderline.vault" in names, names
 
 
 def _error_code(daemon: Daemon, payload: bytes) -> dict[str, Any]:
@@ -63,27 +72,27 @@ def test_nothing_on_the_socket_stops_the_daemon(daemon_factory: MakeDaemon, back
 
     plain = _error_code(daemon, b"hello daemon, please stop\n")
     assert plain["code"] == "malformed_json"
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     nested = _error_code(daemon, b"[" * 50_000 + b"\n")
     assert nested["code"] == "malformed_json"
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     long_id = b'{"command": "status", "id": ' + b"7" * 5000 + b"}\n"
     digits = _error_code(daemon, long_id)
     assert digits["code"] == "malformed_json"
     assert "digits" in digits["message"]
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     nan = _error_code(daemon, b'{"command": "status", "id": NaN}\n')
     assert nan["code"] == "malformed_json"
     assert "NaN" in nan["message"]
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     huge = _error_code(daemon, b'{"command": "nope", "id": 1e999}\n')
     assert huge["code"] == "malformed_json"
     assert "out of range" in huge["message"]
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     conn = daemon.connect()
     conn.sendall(b"x" * (16 * 1024 * 1024) + b"\n")
@@ -93,7 +102,7 @@ def test_nothing_on_the_socket_stops_the_daemon(daemon_factory: MakeDaemon, back
     (after,) = daemon.raw(b'{"command": "status", "id": 1}\n', sock=conn)
     assert (after["ok"], after["id"]) == (True, 1)
     conn.close()
-    _ps_answers(daemon)
+    _still_serving(daemon)
 
     idle: list[socket.socket] = []
     try:
@@ -159,14 +168,16 @@ def test_connection_cap_refuses_clearly(daemon_factory: MakeDaemon, backend: str
         assert refusal["ok"] is False
         assert refusal["error"]["code"] == "too_many_connections"
         assert "at most 3" in refusal["error"]["message"]
-        cli = run_cli("ps", "--control", daemon.control)
+        cli = run_cli_in_process("ps", "--control", daemon.control)
         assert cli.returncode == 1
         assert cli.stderr.count("\n") == 1, cli.stderr
         assert "too_many_connections" in cli.stderr
     finally:
         for conn in held:
             conn.close()
-    poll(lambda: run_cli("ps", "--control", daemon.control).returncode == 0, "ps answered")
+    poll(
+        lambda: run_cli_in_process("ps", "--control", daemon.control).returncode == 0, "ps answered"
+    )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
 
@@ -210,7 +221,7 @@ def test_data_files_are_private(daemon_factory: MakeDaemon) -> None:
     data = daemon.dir / "data"
     daemon.args += ["--data", str(data)]
     daemon.start()
-    published = run_cli("publish", "system.heartbeat", "--control", daemon.control)
+    published = run_cli_in_process("publish", "system.heartbeat", "--control", daemon.control)
     assert published.returncode == 0, published.stderr
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon_helpers import WAIT_TIMEOUT, Daemon, cli_env, poll, run_cli
+from daemon_helpers import WAIT_TIMEOUT, Daemon, cli_env, poll, run_cli, run_cli_in_process
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -85,21 +85,23 @@ def test_control_commands_restart_and_stop(daemon_factory: MakeDaemon) -> None:
     assert daemon.request("tree")["window_restarts"] == 1
     assert daemon.request("stats")["restarts"] == 1
 
-    # the CLI clients against the same daemon
-    ps = run_cli("ps", "--control", daemon.control)
+    # the CLI clients against the same daemon (in this process; `stop` as a real command)
+    ps = run_cli_in_process("ps", "--control", daemon.control)
     assert ps.returncode == 0, ps.stderr
     assert "alpha" in ps.stdout
     assert ps.stdout.splitlines()[0].split()[:4] == ["PID", "NAME", "STATUS", "MBOX"]
-    drawn = run_cli("tree", "--control", daemon.control)
+    drawn = run_cli_in_process("tree", "--control", daemon.control)
     assert drawn.returncode == 0, drawn.stderr
     lines = drawn.stdout.splitlines()
     assert lines[0].startswith(f"example {tree['pid']} supervisor")
     assert lines[1].startswith("├── alpha")
     assert lines[3].startswith("│   ├── gamma")
     assert lines[5].startswith(f"└── beta {new_beta['pid']} worker permanent restarts=1")
-    as_json = run_cli("sagas", "--json", "--control", daemon.control)
+    as_json = run_cli_in_process("sagas", "--json", "--control", daemon.control)
     assert json.loads(as_json.stdout)["sagas"] == []
-    top = run_cli("top", "--iterations", "2", "--interval", "0.05", "--control", daemon.control)
+    top = run_cli_in_process(
+        "top", "--iterations", "2", "--interval", "0.05", "--control", daemon.control
+    )
     assert top.returncode == 0, top.stderr
     assert top.stdout.count("restarts 1") == 2
     assert "sagas in flight 0" in top.stdout
