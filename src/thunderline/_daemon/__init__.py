@@ -26,7 +26,6 @@ from thunderline._daemon._errors import (
     TelemetrySetupError,
 )
 from thunderline._daemon._protocol import COMMANDS, MAX_REQUEST
-from thunderline._daemon._run import run_daemon
 from thunderline.runtime import (
     Application,
     ApplicationExitedError,
@@ -69,3 +68,15 @@ __all__ = [
     "run_application",
     "run_daemon",
 ]
+
+
+def run_daemon(config: DaemonConfig) -> int:
+    """Run the daemon described by ``config`` (see ``_run.run_daemon``).
+
+    The server side (distribution, telemetry, the application loader) is
+    imported on this first call, so the control-socket clients (``ps``,
+    ``tree``, ``stop``...) start without it.
+    """
+    from thunderline._daemon._run import run_daemon as run
+
+    return run(config)

@@ -29,6 +29,18 @@ SUBCOMMANDS: tuple[str, ...] = (
     "thunderline.cli._run",
     "thunderline.cli._control",
 )
+#: The module that registers each command (a test checks it against the modules), so
+#: a command imports only its own module: ``thunderline ps`` never loads the demo,
+#: the ledger or OpenTelemetry.
+COMMAND_MODULES: dict[str, str] = {
+    "demo": "thunderline.cli._demo",
+    "ledger": "thunderline.cli._ledger",
+    "run": "thunderline.cli._run",
+    **dict.fromkeys(
+        ("ps", "tree", "state", "kill", "publish", "sagas", "stop", "top"),
+        "thunderline.cli._control",
+    ),
+}
 
 
 class CommandError(Exception):
@@ -39,19 +51,26 @@ class CommandError(Exception):
         self.status = status
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every registered subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser: with only ``command``'s module if it is a known
+    command (see :data:`COMMAND_MODULES`), else with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="thunderline",
         description="thunderline: an OTP-style actor runtime for async Python.",
     )
     parser.add_argument("--version", action="version", version=f"thunderline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMANDS:
+    only = COMMAND_MODULES.get(command or "")
+    for module_name in SUBCOMMANDS if only is None else (only,):
         module = importlib.import_module(module_name)
         module.register(subparsers)
     _remember_parsers(parser)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (its first argument that is not an option)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _remember_parsers(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +91,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the status."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(arguments))
+    args, extra = parser.parse_known_args(arguments)
     deepest: argparse.ArgumentParser = args._parser
     if extra:
         deepest.error(f"unrecognized arguments: {' '.join(extra)}")
