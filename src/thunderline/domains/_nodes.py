@@ -43,7 +43,7 @@ from thunderline.domains._ledger._core import (
     SignedHead,
     VerifyReport,
 )
-from thunderline.domains.bolt import EventJournalCodec, _retry_when_unavailable, bolt_spec
+from thunderline.domains.bolt import EventJournalCodec, bolt_spec, heartbeat_saga
 from thunderline.domains.flow import default_routes, flow_spec
 from thunderline.domains.link import link_spec
 from thunderline.domains.vault import vault_spec
@@ -189,46 +189,10 @@ def wire_types() -> tuple[WireType, ...]:
     )
 
 
-async def _retry_unless_lost(error: Exception, **_args: Any) -> sagas.Retry | None:
-    """Fail a step whose node is lost (``NOCONNECTION``); retry one whose domain restarts."""
-    if isinstance(error, tl.CallExitError) and error.reason == tl.NOCONNECTION:
-        return None
-    return await _retry_when_unavailable(error)
-
-
 def remote_heartbeat(node: str) -> sagas.Saga:
-    """The heartbeat saga (persist to Vault, then notify Link) with both on ``node``."""
-    vault_at = (VAULT, node)
-    link_at = (LINK, node)
-
-    async def persist(event: Event) -> dict[str, Any]:
-        record = await vault.append(event, actor="bolt", vault=vault_at)
-        return {"seq": record.seq, "hash": record.event_hash}
-
-    async def notify(event: Event, seq: int) -> dict[str, Any]:
-        delivered = await link.emit(event, seq, link=link_at)
-        return {"seq": seq, "delivered": delivered}
-
-    builder = sagas.SagaBuilder("heartbeat", inputs=["event"], recovery="resume")
-    builder.step(
-        "persist",
-        persist,
-        args={"event": sagas.Input("event")},
-        compensate=_retry_unless_lost,
-        max_retries=20,
-        backoff=0.05,
-        timeout=30,
-    )
-    builder.step(
-        "notify",
-        notify,
-        args={"event": sagas.Input("event"), "seq": sagas.StepResult("persist", "seq")},
-        compensate=_retry_unless_lost,
-        max_retries=20,
-        backoff=0.05,
-        timeout=30,
-    )
-    return builder.build(returns="notify")
+    """The heartbeat saga with Vault and Link on ``node`` (a step whose node is lost
+    fails at once: see :func:`~thunderline.domains.bolt.heartbeat_saga`)."""
+    return heartbeat_saga(vault_at=(VAULT, node), link_at=(LINK, node))
 
 
 def front_spec(config: AppConfig, back: str) -> tl.ChildSpec:

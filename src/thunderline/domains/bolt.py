@@ -43,7 +43,17 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas, telemetry
 from thunderline.domains import link, vault
-from thunderline.domains._common import BOLT, BOLT_SPAN, SAGAS, Failure, event_context, request
+from thunderline.domains._common import (
+    BOLT,
+    BOLT_SPAN,
+    LINK,
+    SAGAS,
+    VAULT,
+    Address,
+    Failure,
+    event_context,
+    request,
+)
 from thunderline.domains._event import Event
 
 __all__ = [
@@ -54,6 +64,7 @@ __all__ = [
     "SagaAlreadyEnded",
     "UnknownEventError",
     "bolt_spec",
+    "heartbeat_saga",
     "run",
     "run_batch",
     "saga_tracer",
@@ -70,28 +81,33 @@ class UnknownEventError(tl.ThunderlineError, LookupError):
         super().__init__(f"bolt: no saga for event {name!r} (known: {', '.join(known) or 'none'})")
 
 
-async def _persist(event: Event) -> dict[str, Any]:
-    record = await vault.append(event, actor="bolt")
-    return {"seq": record.seq, "hash": record.event_hash}
-
-
-async def _notify(event: Event, seq: int) -> dict[str, Any]:
-    delivered = await link.emit(event, seq)
-    return {"seq": seq, "delivered": delivered}
-
-
 async def _retry_when_unavailable(error: Exception, **_args: Any) -> sagas.Retry | None:
-    """Retry a step whose domain was not reachable (restarting); fail on anything else."""
+    """Retry a step whose domain was not reachable (restarting); fail on anything else,
+    and at once when the domain's node is lost (``NOCONNECTION``: the event is committed
+    there and Link relays it when the node is back)."""
+    if isinstance(error, tl.CallExitError) and error.reason == tl.NOCONNECTION:
+        return None
     if isinstance(error, tl.CallError):
         return sagas.Retry(error)
     return None
 
 
-def _heartbeat() -> sagas.Saga:
+def heartbeat_saga(*, vault_at: Address = VAULT, link_at: Address = LINK) -> sagas.Saga:
+    """The heartbeat saga: persist the event to Vault at ``vault_at``, then notify Link at
+    ``link_at`` (registered names, ``(name, node)`` pairs or pids)."""
+
+    async def persist(event: Event) -> dict[str, Any]:
+        record = await vault.append(event, actor="bolt", vault=vault_at)
+        return {"seq": record.seq, "hash": record.event_hash}
+
+    async def notify(event: Event, seq: int) -> dict[str, Any]:
+        delivered = await link.emit(event, seq, link=link_at)
+        return {"seq": seq, "delivered": delivered}
+
     builder = sagas.SagaBuilder("heartbeat", inputs=["event"], recovery="resume")
     builder.step(
         "persist",
-        _persist,
+        persist,
         args={"event": sagas.Input("event")},
         compensate=_retry_when_unavailable,
         max_retries=20,
@@ -100,7 +116,7 @@ def _heartbeat() -> sagas.Saga:
     )
     builder.step(
         "notify",
-        _notify,
+        notify,
         args={"event": sagas.Input("event"), "seq": sagas.StepResult("persist", "seq")},
         compensate=_retry_when_unavailable,
         max_retries=20,
@@ -134,7 +150,7 @@ def _event_hook(obj: dict[str, Any]) -> Any:
 
 
 #: Persist to Vault, then notify Link.
-HEARTBEAT: Final = _heartbeat()
+HEARTBEAT: Final = heartbeat_saga()
 #: The sagas Bolt runs by default, by event name.
 DEFAULT_SAGAS: Final = {"system.heartbeat": HEARTBEAT}
 
