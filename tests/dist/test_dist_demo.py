@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import pytest
 from dist_helpers import BOUND, in_process, local_node, receive
+from otlp_receiver import OtlpReceiver
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -56,63 +57,9 @@ LINK = ("thunderline.link", "b")
 # ------------------------------------------------------------------ helpers
 
 
-class Receiver:
-    """An OTLP/HTTP traces receiver on 127.0.0.1: (resource attributes, span) pairs."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[dict[str, str], Any]] = []
-        self.condition = threading.Condition()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                with receiver.condition:
-                    for resource_spans in request.resource_spans:
-                        resource = {
-                            a.key: a.value.string_value for a in resource_spans.resource.attributes
-                        }
-                        for scope_spans in resource_spans.scope_spans:
-                            for item in scope_spans.spans:
-                                receiver.spans.append((resource, item))
-                    receiver.condition.notify_all()
-                payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        with self.condition:
-            return self.condition.wait_for(predicate, timeout)
-
-    def traces(self) -> dict[str, list[tuple[dict[str, str], Any]]]:
-        with self.condition:
-            by_trace: dict[str, list[tuple[dict[str, str], Any]]] = {}
-            for resource, item in self.spans:
-                by_trace.setdefault(item.trace_id.hex(), []).append((resource, item))
-            return by_trace
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def receiver() -> Iterator[OtlpReceiver]:
+    server = OtlpReceiver()
     yield server
     server.stop()
 
@@ -177,7 +124,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_two_node_demo_exports_complete_traces_from_both_nodes(
-    backend: str, receiver: Receiver, tmp_path: Path
+    backend: str, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
     events = 3
     result = _demo(
@@ -188,7 +135,7 @@ def test_two_node_demo_exports_complete_traces_from_both_nodes(
         "--backend",
         backend,
         "--otlp-endpoint",
-        receiver.url,
+        receiver.endpoint,
         "--data",
         str(tmp_path / "data"),
     )

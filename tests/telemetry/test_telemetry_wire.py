@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import logging
-import threading
-from collections.abc import Callable
-from typing import Any
 
 import anyio
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.trace import SpanKind
 
+from otlp_receiver import OtlpReceiver, attributes
 from thunderline.telemetry import (
     configure,
     continue_from,
@@ -29,73 +22,12 @@ from thunderline.telemetry import (
 pytestmark = pytest.mark.anyio
 
 
-class Receiver:
-    """An OTLP/HTTP traces receiver on 127.0.0.1 decoding protobuf requests."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.spans: list[tuple[dict[str, Any], Any]] = []
-        self.paths: list[str] = []
-        self.condition = threading.Condition()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                with receiver.condition:
-                    receiver.paths.append(self.path)
-                    for resource_spans in request.resource_spans:
-                        resource = {
-                            a.key: a.value.string_value for a in resource_spans.resource.attributes
-                        }
-                        for scope_spans in resource_spans.scope_spans:
-                            for item in scope_spans.spans:
-                                receiver.spans.append((resource, item))
-                    receiver.condition.notify_all()
-                payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        with self.condition:
-            return self.condition.wait_for(predicate, timeout)
-
-    def names(self) -> list[str]:
-        with self.condition:
-            return [item.name for _, item in self.spans]
-
-
-def attributes(item: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for attribute in item.attributes:
-        value = attribute.value
-        result[attribute.key] = getattr(value, value.WhichOneof("value"))
-    return result
-
-
 async def flush() -> None:
     with anyio.fail_after(60):
         assert await anyio.to_thread.run_sync(force_flush, 30.0)
 
 
-async def wait_for_names(receiver: Receiver, *names: str) -> None:
+async def wait_for_names(receiver: OtlpReceiver, *names: str) -> None:
     def arrived() -> bool:
         return set(names) <= set(receiver.names())
 
@@ -105,7 +37,7 @@ async def wait_for_names(receiver: Receiver, *names: str) -> None:
 
 async def test_otlp_http_wire_and_collector_outage(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="thunderline.telemetry")
-    receiver = Receiver()
+    receiver = OtlpReceiver()
     port = receiver.port
     configure(
         environ={
@@ -169,7 +101,7 @@ async def test_otlp_http_wire_and_collector_outage(caplog: pytest.LogCaptureFixt
         assert f"127.0.0.1:{port}" in drops[0].getMessage()
 
         # 3. The collector comes back on the same port: export resumes.
-        receiver = Receiver(port)
+        receiver = OtlpReceiver(port)
         async with span("after restart"):
             pass
         await flush()

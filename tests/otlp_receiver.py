@@ -1,4 +1,8 @@
-"""An OTLP/HTTP traces receiver on 127.0.0.1, and a collector that never answers."""
+"""An OTLP/HTTP traces receiver on 127.0.0.1, and a collector that never answers.
+
+Shared by the telemetry, demo and distribution tests (``tests/`` is on the import
+path through its conftest).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def attributes(item: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """Decodes the protobuf ``ExportTraceServiceRequest`` posted to any path; answers 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         #: (resource attributes, span) for every span received.
         self.spans: list[tuple[dict[str, Any], Any]] = []
         self.paths: list[str] = []
@@ -56,7 +60,7 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -74,6 +78,19 @@ class OtlpReceiver:
     def received(self) -> list[tuple[dict[str, Any], Any]]:
         with self.condition:
             return list(self.spans)
+
+    def names(self) -> list[str]:
+        """The names of the spans received, in arrival order."""
+        with self.condition:
+            return [item.name for _, item in self.spans]
+
+    def traces(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """The spans received, by trace id (hex)."""
+        with self.condition:
+            by_trace: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+            for resource, item in self.spans:
+                by_trace.setdefault(item.trace_id.hex(), []).append((resource, item))
+            return by_trace
 
 
 class SilentCollector:
