@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 import thunderline.runtime as tl
 from thunderline import sagas
-from thunderline.domains._common import APP, SAGAS
+from thunderline.domains._common import APP, SAGAS, VAULT
 from thunderline.domains.bolt import DEFAULT_SAGAS, EventJournalCodec, bolt_spec
 from thunderline.domains.flow import Route, default_routes, flow_spec
 from thunderline.domains.link import link_spec
@@ -106,29 +106,50 @@ class AppConfig:
 
 def application_spec(config: AppConfig) -> tl.ChildSpec:
     """The application's top supervisor as a child spec (registered as ``thunderline.app``)."""
+    return top_supervisor([*back_children(config), *front_children(config, DEFAULT_SAGAS)])
+
+
+def back_children(config: AppConfig) -> list[tl.ChildSpec]:
+    """Vault (the ledger) and Link, started first: the others call them."""
     data_dir = config.data_dir
     ledger = config.ledger or str(data_dir / "ledger.db")
     sink = config.sink if config.sink is not None else data_dir / "link.jsonl"
-    children = [
+    return [
         vault_spec(ledger, data_dir, schema=config.ledger_schema),
         link_spec(sink, shutdown=config.shutdown_timeout),
+    ]
+
+
+def front_children(
+    config: AppConfig,
+    saga_map: Mapping[str, sagas.Saga],
+    vault: str | tuple[str, str] = VAULT,
+) -> list[tl.ChildSpec]:
+    """The saga supervisor (journaling ``saga_map``'s sagas), Bolt and Flow (committing
+    through ``vault``)."""
+    return [
         sagas.saga_supervisor_spec(
             "sagas",
             name=SAGAS,
             max_concurrency=config.saga_concurrency,
             instrument=config.saga_instrument,
-            journal=config.saga_journal or data_dir / "sagas.db",
-            definitions=DEFAULT_SAGAS.values(),
+            journal=config.saga_journal or config.data_dir / "sagas.db",
+            definitions=saga_map.values(),
             journal_codec=EventJournalCodec(),
         ),
-        bolt_spec(),
+        bolt_spec(dict(saga_map)),
         flow_spec(
             config.routes if config.routes is not None else default_routes(),
             shutdown_timeout=config.shutdown_timeout,
+            vault=vault,
         ),
     ]
+
+
+def top_supervisor(children: Sequence[tl.ChildSpec]) -> tl.ChildSpec:
+    """The application's top supervisor (``thunderline.app``, one_for_one, 10 restarts in 10 s)."""
     return tl.supervisor_spec(
-        "thunderline", children, strategy="one_for_one", intensity=10, period=10, name=APP
+        "thunderline", list(children), strategy="one_for_one", intensity=10, period=10, name=APP
     )
 
 

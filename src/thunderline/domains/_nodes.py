@@ -32,8 +32,8 @@ import attrs
 import thunderline.runtime as tl
 from thunderline import sagas
 from thunderline.domains import link, vault
-from thunderline.domains._app import AppConfig
-from thunderline.domains._common import APP, LINK, SAGAS, VAULT, Failure
+from thunderline.domains._app import AppConfig, back_children, front_children, top_supervisor
+from thunderline.domains._common import LINK, VAULT, Failure
 from thunderline.domains._event import Event
 from thunderline.domains._ledger._core import (
     DuplicateEventError,
@@ -43,10 +43,7 @@ from thunderline.domains._ledger._core import (
     SignedHead,
     VerifyReport,
 )
-from thunderline.domains.bolt import EventJournalCodec, bolt_spec, heartbeat_saga
-from thunderline.domains.flow import default_routes, flow_spec
-from thunderline.domains.link import link_spec
-from thunderline.domains.vault import vault_spec
+from thunderline.domains.bolt import heartbeat_saga
 
 __all__ = [
     "RemoteDomainError",
@@ -202,38 +199,10 @@ def front_spec(config: AppConfig, back: str) -> tl.ChildSpec:
     ``back`` (:func:`back_spec` there). ``config.routes`` as for the one-node
     application; the ledger fields of ``config`` are the back node's business.
     """
-    heartbeat = remote_heartbeat(back)
-    children = [
-        sagas.saga_supervisor_spec(
-            "sagas",
-            name=SAGAS,
-            max_concurrency=config.saga_concurrency,
-            instrument=config.saga_instrument,
-            journal=config.saga_journal or config.data_dir / "sagas.db",
-            definitions=[heartbeat],
-            journal_codec=EventJournalCodec(),
-        ),
-        bolt_spec({HEARTBEAT_EVENT: heartbeat}),
-        flow_spec(
-            config.routes if config.routes is not None else default_routes(),
-            shutdown_timeout=config.shutdown_timeout,
-            vault=(VAULT, back),
-        ),
-    ]
-    return tl.supervisor_spec(
-        "thunderline", children, strategy="one_for_one", intensity=10, period=10, name=APP
-    )
+    saga_map = {HEARTBEAT_EVENT: remote_heartbeat(back)}
+    return top_supervisor(front_children(config, saga_map, vault=(VAULT, back)))
 
 
 def back_spec(config: AppConfig) -> tl.ChildSpec:
     """The back node's supervisor (``thunderline.app``): Vault (the ledger) and Link."""
-    data_dir = config.data_dir
-    ledger = config.ledger or str(data_dir / "ledger.db")
-    sink = config.sink if config.sink is not None else data_dir / "link.jsonl"
-    children = [
-        vault_spec(ledger, data_dir, schema=config.ledger_schema),
-        link_spec(sink, shutdown=config.shutdown_timeout),
-    ]
-    return tl.supervisor_spec(
-        "thunderline", children, strategy="one_for_one", intensity=10, period=10, name=APP
-    )
+    return top_supervisor(back_children(config))
