@@ -119,25 +119,33 @@ class Node:
         self.backend.spawn(self, proc, fn, args)
         return pid, ref
 
-    async def body(
-        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> Any:
-        """Run the process function; returns its exit reason (crashes included)."""
-        try:
-            awaitable = fn(*args)
-            if not isinstance(awaitable, Awaitable):
-                raise TypeError(
-                    f"process function {proc.label} returned {awaitable!r}, "
-                    "not an awaitable: spawn takes an async function"
-                )
-            await awaitable
-        except ProcessExit as exc:
+    @staticmethod
+    def start_body(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+        """``fn(*args)``, checked to be an awaitable: what a process's task awaits.
+
+        The backend's task awaits it in its own frame (no coroutine of the
+        node's in between: every frame of the chain is resumed again at each
+        wake-up) and turns what ends it into the exit reason with
+        :meth:`exit_reason`: the whole body is ``try: await start_body(...);
+        reason = NORMAL except PROCESS_ENDINGS as exc: reason = exit_reason(exc)``.
+        """
+        awaitable = fn(*args)
+        if not isinstance(awaitable, Awaitable):
+            raise TypeError(
+                f"process function {proc.label} returned {awaitable!r}, "
+                "not an awaitable: spawn takes an async function"
+            )
+        return awaitable
+
+    @staticmethod
+    def exit_reason(exc: ProcessExit | Hibernating | Exception) -> Any:
+        """The exit reason of a process body that raised ``exc`` (one of :data:`PROCESS_ENDINGS`):
+        ``ProcessExit``'s reason, the :class:`Hibernating` request itself, or ``Crashed``."""
+        if isinstance(exc, ProcessExit):
             return exc.reason
-        except Hibernating as hibernating:
-            return hibernating
-        except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
-            return Crashed(exc)
-        return NORMAL
+        if isinstance(exc, Hibernating):
+            return exc
+        return Crashed(exc)
 
     def resume(
         self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from thunderline.runtime._node import Node
 
 __all__ = [
+    "PROCESS_ENDINGS",
     "RECEIVE_BUDGET",
     "Envelope",
     "Hibernating",
@@ -158,6 +159,11 @@ class Hibernating(BaseException):
         self.fn = fn
         self.args = args
 
+
+#: What ends a process body with an exit reason (``Node.exit_reason``); any other
+#: BaseException (a cancellation that is not the runtime's own, KeyboardInterrupt)
+#: propagates.
+PROCESS_ENDINGS: Final = (ProcessExit, Hibernating, Exception)
 
 #: The process the running code belongs to (set in each process's own task).
 current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
