@@ -508,6 +508,24 @@ async def _resume(server: Server[Any], state: Any, hibernate_after: float | None
 
 
 async def _serve(
+    server: Server[Any], proc: Process, state: Any, continue_: Any, hibernate_after: float | None
+) -> None:
+    """Run the server loop with the process marked as a server (get_state answers).
+
+    A hibernating server stays marked: only the loop's real end unmarks it.
+    """
+    _SERVER_PIDS.add(proc.pid)
+    try:
+        await _loop(server, proc, state, continue_, hibernate_after)
+    except Hibernating:
+        raise
+    except BaseException:
+        _SERVER_PIDS.discard(proc.pid)
+        raise
+    _SERVER_PIDS.discard(proc.pid)
+
+
+async def _loop(
     server: Server[Any],
     proc: Process,
     state: Any,
@@ -516,89 +534,77 @@ async def _serve(
 ) -> None:
     """The gen_server loop. Hibernation (a :class:`Hibernate` result, or no message
     for ``hibernate_after`` seconds) raises :class:`Hibernating` with
-    :func:`_resume` and the state: the task ends, the process stays.
-
-    The process is marked as a server (:func:`get_state` answers) while the
-    loop runs; a hibernating server stays marked: only the loop's real end
-    unmarks it. One coroutine frame (every frame between the task and the
-    receive is resumed again at each message)."""
-    _SERVER_PIDS.add(proc.pid)
+    :func:`_resume` and the state: the task ends, the process stays."""
+    name = _label(server)
+    # gen.erl: a server started without a link is its own parent (init_it with
+    # Parent = self), so an Exit from itself (exit(self(), R) while trapping)
+    # stops it like a parent's exit does.
+    parent = proc.parent if proc.parent is not None else proc.pid
+    callback = "handle_continue"
+    message: Any = None
     try:
-        name = _label(server)
-        # gen.erl: a server started without a link is its own parent (init_it with
-        # Parent = self), so an Exit from itself (exit(self(), R) while trapping)
-        # stops it like a parent's exit does.
-        parent = proc.parent if proc.parent is not None else proc.pid
-        callback = "handle_continue"
-        message: Any = None
-        try:
-            while True:
-                if continue_ is not _NO_CONTINUE:
-                    if continue_ is _HIBERNATE:
-                        continue_ = _NO_CONTINUE
-                        if not proc.mailbox:  # with a message queued it would wake at once
-                            raise Hibernating(_resume, (server, state, hibernate_after))
-                        continue
-                    callback = "handle_continue"
-                    result = await server.handle_continue(continue_, state)
-                    state, continue_ = _noreply(result, callback, name, state)
+        while True:
+            if continue_ is not _NO_CONTINUE:
+                if continue_ is _HIBERNATE:
+                    continue_ = _NO_CONTINUE
+                    if not proc.mailbox:  # with a message queued it would wake at once
+                        raise Hibernating(_resume, (server, state, hibernate_after))
                     continue
-                if proc.mailbox and proc.ready_for_fast_take():
-                    message = proc.take_first()
-                elif hibernate_after is None:
-                    message = await proc.receive(None, None)
-                else:
-                    try:
-                        message = await proc.receive(None, hibernate_after)
-                    except ReceiveTimeout:
-                        raise Hibernating(_resume, (server, state, hibernate_after)) from None
-                mtype = type(message)
-                if mtype is _Call:
-                    if message.request is _GET_STATE:  # a system request, not for handle_call
-                        _reply_from(proc, message.from_, _status(server, state))
-                        continue
-                    callback = "handle_call"
-                    answer = await server.handle_call(message.request, message.from_, state)
-                    if isinstance(answer, Reply):
-                        _reply_from(proc, message.from_, answer.value)
-                        state, continue_ = answer.state, answer.continue_
-                        continue
-                    if type(answer) is Hibernate and answer.reply is not _NO_REPLY:
-                        _reply_from(proc, message.from_, answer.reply)
-                        state, continue_ = answer.state, _HIBERNATE
-                        continue
-                    state, continue_ = _noreply(answer, callback, name, state)
-                elif mtype is _Cast:
-                    callback = "handle_cast"
-                    result = await server.handle_cast(message.request, state)
-                    state, continue_ = _noreply(result, callback, name, state)
-                elif mtype is _StopRequest or (
-                    mtype is Exit and parent is not None and message.pid == parent
-                ):
-                    raise _Stopping(message.reason, state, _NO_REPLY)
-                else:
-                    callback = "handle_info"
-                    result = await server.handle_info(message, state)
-                    state, continue_ = _noreply(result, callback, name, state)
-        except _Stopping as stopping:
-            await _terminate(server, proc, stopping.reason, stopping.state, message)
-            if stopping.reply is not _NO_REPLY and type(message) is _Call:
-                reply(message.from_, stopping.reply)
-            raise ProcessExit(stopping.reason) from None
-        except ProcessExit as exc:
-            if proc.exiting:  # killed by a signal: no terminate (OTP)
-                raise
-            await _terminate(server, proc, exc.reason, state, message)
+                callback = "handle_continue"
+                result = await server.handle_continue(continue_, state)
+                state, continue_ = _noreply(result, callback, name, state)
+                continue
+            if proc.mailbox and proc.ready_for_fast_take():
+                message = proc.take_first()
+            elif hibernate_after is None:
+                message = await proc.receive(None, None)
+            else:
+                try:
+                    message = await proc.receive(None, hibernate_after)
+                except ReceiveTimeout:
+                    raise Hibernating(_resume, (server, state, hibernate_after)) from None
+            mtype = type(message)
+            if mtype is _Call:
+                if message.request is _GET_STATE:  # a system request, not for handle_call
+                    _reply_from(proc, message.from_, _status(server, state))
+                    continue
+                callback = "handle_call"
+                answer = await server.handle_call(message.request, message.from_, state)
+                if isinstance(answer, Reply):
+                    _reply_from(proc, message.from_, answer.value)
+                    state, continue_ = answer.state, answer.continue_
+                    continue
+                if type(answer) is Hibernate and answer.reply is not _NO_REPLY:
+                    _reply_from(proc, message.from_, answer.reply)
+                    state, continue_ = answer.state, _HIBERNATE
+                    continue
+                state, continue_ = _noreply(answer, callback, name, state)
+            elif mtype is _Cast:
+                callback = "handle_cast"
+                result = await server.handle_cast(message.request, state)
+                state, continue_ = _noreply(result, callback, name, state)
+            elif mtype is _StopRequest or (
+                mtype is Exit and parent is not None and message.pid == parent
+            ):
+                raise _Stopping(message.reason, state, _NO_REPLY)
+            else:
+                callback = "handle_info"
+                result = await server.handle_info(message, state)
+                state, continue_ = _noreply(result, callback, name, state)
+    except _Stopping as stopping:
+        await _terminate(server, proc, stopping.reason, stopping.state, message)
+        if stopping.reply is not _NO_REPLY and type(message) is _Call:
+            reply(message.from_, stopping.reply)
+        raise ProcessExit(stopping.reason) from None
+    except ProcessExit as exc:
+        if proc.exiting:  # killed by a signal: no terminate (OTP)
             raise
-        except Exception as exc:
-            reason = Crashed(exc)
-            await _terminate(server, proc, reason, state, message)
-            raise ProcessExit(reason) from exc
-    except Hibernating:
+        await _terminate(server, proc, exc.reason, state, message)
         raise
-    except BaseException:
-        _SERVER_PIDS.discard(proc.pid)
-        raise
+    except Exception as exc:
+        reason = Crashed(exc)
+        await _terminate(server, proc, reason, state, message)
+        raise ProcessExit(reason) from exc
 
 
 def _status(server: Server[Any], state: Any) -> Any:
