@@ -11,7 +11,7 @@ This module is where a message is *sent* (:func:`send`); it is received in
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -250,7 +250,9 @@ def _compile_one(pattern: Any) -> Predicate:
     return lambda message: bool(message == pattern)
 
 
-async def receive(*patterns: Any, timeout: float | None = None, adopt_context: bool = True) -> Any:
+def receive(
+    *patterns: Any, timeout: float | None = None, adopt_context: bool = True
+) -> Coroutine[Any, Any, Any]:
     """Take the first queued message that matches, waiting for one if needed.
 
     Messages are tried in arrival order; the first one matching any pattern is
@@ -280,12 +282,11 @@ async def receive(*patterns: Any, timeout: float | None = None, adopt_context: b
     proc = current_process_var.get()
     if proc is None:
         raise NotInProcessError("receive")
-    if not patterns and adopt_context and proc.mailbox and proc.ready_for_fast_take():
-        # Fast path (no await): the oldest message, within the receive budget.
-        return proc.take_first()
     if timeout is not None:
         timeout = _check_timeout(timeout, "receive")
-    return await proc.receive(_compile(patterns) if patterns else None, timeout, adopt_context)
+    # Not a coroutine function itself: the awaitable is Process.receive's coroutine,
+    # so a blocked receive has one frame to resume, not two.
+    return proc.receive(_compile(patterns) if patterns else None, timeout, adopt_context)
 
 
 def receive_nowait(*patterns: Any, adopt_context: bool = True) -> Any:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from thunderline.runtime._process import PROCESS_ENDINGS
+from thunderline.runtime._reasons import NORMAL
 from thunderline.runtime._timers import EXPIRED, Entry, Timers
 
 if TYPE_CHECKING:
@@ -36,15 +39,35 @@ def _expire(future: asyncio.Future[Any]) -> None:
 class AsyncioBackend:
     """Processes as bare asyncio tasks; see the module docstring."""
 
-    __slots__ = ("_handle", "_loop", "_tasks", "timers")
+    __slots__ = ("_handle", "_loop", "_new_future", "_new_task", "_tasks", "now", "timers")
 
     name = "asyncio"
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._loop = loop
         self._tasks: set[asyncio.Task[None]] = set()
         self._handle: asyncio.TimerHandle | None = None
         self.timers = Timers(self._arm)
+        #: The loop clock, read without a method of ours in between.
+        self.now: Callable[[], float] = loop.time
+        # A future per blocked receive: the default loop's create_future is a Python
+        # method around Future(loop=loop), so the future is made directly; a loop
+        # with its own create_future (uvloop) keeps it.
+        self._new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if type(loop).create_future is asyncio.BaseEventLoop.create_future
+            else loop.create_future
+        )
+        # A task per process: likewise Task(coro, loop=loop), which is what the
+        # default loop's create_task does without a task factory (a factory or a
+        # loop's own create_task present when the node opens is used instead).
+        self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
+            functools.partial(asyncio.Task, loop=loop)
+            if type(loop).create_task is asyncio.BaseEventLoop.create_task
+            and loop.get_task_factory() is None
+            else loop.create_task
+        )
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[None]:
@@ -53,9 +76,7 @@ class AsyncioBackend:
         finally:
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
-
-    def now(self) -> float:
-        return self._loop.time()
+                self._tasks = {task for task in self._tasks if not task.done()}
 
     # ---------------------------------------------------------------- timers
 
@@ -77,15 +98,17 @@ class AsyncioBackend:
     # -------------------------------------------------------------- processes
 
     def spawn(self, node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
-        task = self._loop.create_task(self._run(node, proc, fn, args))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(self._new_task(self._run(node, proc, fn, args)))
 
-    @staticmethod
-    async def _run(node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
-        """A process's task. It is known to the process only once it runs: a kill
-        that comes earlier is seen here (``proc.exiting``), since cancelling a task
-        that never started would skip this function and its ``finally``."""
+    async def _run(self, node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
+        """A process's task: the only frame between the task and the process function.
+
+        The task is known to the process only once it runs: a kill that comes
+        earlier is seen here (``proc.exiting``), since cancelling a task that
+        never started would skip this function and its ``finally``. The task
+        leaves the node's set here, as its last step (no done callback, which
+        would cost one more loop hop per process); :meth:`open` also drops
+        tasks that ended without running this function."""
         task = asyncio.current_task()
         proc._runner = task
         node.enter(proc)
@@ -93,7 +116,10 @@ class AsyncioBackend:
         try:
             if proc.exiting:
                 raise asyncio.CancelledError
-            reason = await node.body(proc, fn, args)
+            await node.start_body(proc, fn, args)
+            reason = NORMAL
+        except PROCESS_ENDINGS as exc:
+            reason = node.exit_reason(exc)
         except asyncio.CancelledError:
             if not proc.exiting:
                 raise  # not ours: propagate
@@ -101,6 +127,8 @@ class AsyncioBackend:
                 task.uncancel()
         finally:
             proc._runner = None
+            if task is not None:
+                self._tasks.discard(task)
             node.leave(proc, reason)
 
     def interrupt(self, proc: Process) -> None:
@@ -115,7 +143,7 @@ class AsyncioBackend:
             waiter.set_result(None)
 
     def park(self, proc: Process, deadline: float) -> tuple[Awaitable[Any], Entry | None]:
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future = self._new_future()
         proc._waiter = future
         if deadline == math.inf:
             return future, None

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
+from thunderline.runtime._process import PROCESS_ENDINGS
+from thunderline.runtime._reasons import NORMAL
 from thunderline.runtime._timers import EXPIRED, Entry, Timers
 
 if TYPE_CHECKING:
@@ -117,7 +119,11 @@ class TrioBackend:
             with scope:
                 if proc.exiting:
                     scope.cancel()
-                reason = await node.body(proc, fn, args)
+                try:
+                    await node.start_body(proc, fn, args)
+                    reason = NORMAL
+                except PROCESS_ENDINGS as exc:
+                    reason = node.exit_reason(exc)
         finally:
             proc._runner = None
             node.leave(proc, reason)

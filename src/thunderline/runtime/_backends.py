@@ -57,8 +57,9 @@ class Backend(Protocol):
         """The event loop's clock."""
 
     def spawn(self, node: Node, proc: Process, fn: ProcessFn, args: tuple[Any, ...]) -> None:
-        """Start a task running ``fn(*args)`` as ``proc``: ``node.enter``, ``node.body``,
-        then ``node.leave`` with the exit reason, whatever happens."""
+        """Start a task running ``fn(*args)`` as ``proc``: ``node.enter``, then in the task's
+        own frame ``await node.start_body(...)`` with :meth:`Node.exit_reason` for what
+        ends it, then ``node.leave`` with the exit reason, whatever happens."""
 
     def interrupt(self, proc: Process) -> None:
         """Make ``proc``'s next checkpoint raise (a kill of a process not blocked in receive)."""

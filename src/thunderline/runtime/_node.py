@@ -119,25 +119,33 @@ class Node:
         self.backend.spawn(self, proc, fn, args)
         return pid, ref
 
-    async def body(
-        self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> Any:
-        """Run the process function; returns its exit reason (crashes included)."""
-        try:
-            awaitable = fn(*args)
-            if not isinstance(awaitable, Awaitable):
-                raise TypeError(
-                    f"process function {proc.label} returned {awaitable!r}, "
-                    "not an awaitable: spawn takes an async function"
-                )
-            await awaitable
-        except ProcessExit as exc:
+    @staticmethod
+    def start_body(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+        """``fn(*args)``, checked to be an awaitable: what a process's task awaits.
+
+        The backend's task awaits it in its own frame (no coroutine of the
+        node's in between: every frame of the chain is resumed again at each
+        wake-up) and turns what ends it into the exit reason with
+        :meth:`exit_reason`: the whole body is ``try: await start_body(...);
+        reason = NORMAL except PROCESS_ENDINGS as exc: reason = exit_reason(exc)``.
+        """
+        awaitable = fn(*args)
+        if not isinstance(awaitable, Awaitable):
+            raise TypeError(
+                f"process function {proc.label} returned {awaitable!r}, "
+                "not an awaitable: spawn takes an async function"
+            )
+        return awaitable
+
+    @staticmethod
+    def exit_reason(exc: ProcessExit | Hibernating | Exception) -> Any:
+        """The exit reason of a process body that raised ``exc`` (one of :data:`PROCESS_ENDINGS`):
+        ``ProcessExit``'s reason, the :class:`Hibernating` request itself, or ``Crashed``."""
+        if isinstance(exc, ProcessExit):
             return exc.reason
-        except Hibernating as hibernating:
-            return hibernating
-        except Exception as exc:  # noqa: BLE001 - a crash is the process's exit reason
-            return Crashed(exc)
-        return NORMAL
+        if isinstance(exc, Hibernating):
+            return exc
+        return Crashed(exc)
 
     def resume(
         self, proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
@@ -184,12 +192,13 @@ class Node:
         if proc.name is not None:
             self.names.pop(proc.name, None)
             proc.name = None
-        for callback in proc.exit_callbacks:
-            try:
-                callback(pid, reason)
-            except Exception:
-                logger.exception("exit callback of %r failed", pid)
-        proc.exit_callbacks.clear()
+        if proc.exit_callbacks:
+            for callback in proc.exit_callbacks:
+                try:
+                    callback(pid, reason)
+                except Exception:
+                    logger.exception("exit callback of %r failed", pid)
+            proc.exit_callbacks.clear()
         if proc.timers:
             timers = self.backend.timers
             for timer_ref in proc.timers:
@@ -198,34 +207,43 @@ class Node:
                     timers.cancel(entry)
             proc.timers.clear()
         proc._call_ref = None
-        for ref, mon in proc.monitors_out.items():
-            target = self.processes.get(mon.target)
-            if target is not None:
-                target.monitors_in.pop(ref, None)
-            elif self.dist is not None and mon.target._node != self.id:
-                self.dist.demonitor(pid, mon.target, ref)
-        proc.monitors_out.clear()
-        observed = bool(proc.links) or any(m.owner != pid for m in proc.monitors_in.values())
+        if proc.monitors_out:
+            for ref, mon in proc.monitors_out.items():
+                target = self.processes.get(mon.target)
+                if target is not None:
+                    target.monitors_in.pop(ref, None)
+                elif self.dist is not None and mon.target._node != self.id:
+                    self.dist.demonitor(pid, mon.target, ref)
+            proc.monitors_out.clear()
         # Then the signals: link partners first, then monitor owners (ERTS order).
-        links = list(proc.links)
-        proc.links.clear()
-        for other_pid in links:
-            other = self.processes.get(other_pid)
-            if other is not None:
-                other.links.pop(pid, None)
-                other.exit_signal(pid, reason, linked=True)
-            elif self.dist is not None and other_pid._node != self.id:
-                self.dist.exit(pid, other_pid, reason, True)
-        monitors = list(proc.monitors_in.values())
-        proc.monitors_in.clear()
-        for mon in monitors:
-            owner = self.processes.get(mon.owner)
-            if owner is not None:
-                if owner.monitors_out.pop(mon.ref, None) is not None:
-                    owner.deliver(Down(mon.ref, mon.reported, reason))
-            elif self.dist is not None and mon.owner._node != self.id:
-                self.dist.down(mon.owner, mon.ref, reason)
-        proc.mailbox.clear()
+        # (A process that nobody links to or monitors, the common short-lived
+        # one, skips both loops: an empty dict is all it costs.)
+        observed = False
+        if proc.links:
+            observed = True
+            links = list(proc.links)
+            proc.links.clear()
+            for other_pid in links:
+                other = self.processes.get(other_pid)
+                if other is not None:
+                    other.links.pop(pid, None)
+                    other.exit_signal(pid, reason, linked=True)
+                elif self.dist is not None and other_pid._node != self.id:
+                    self.dist.exit(pid, other_pid, reason, True)
+        if proc.monitors_in:
+            monitors = list(proc.monitors_in.values())
+            proc.monitors_in.clear()
+            for mon in monitors:
+                if mon.owner != pid:
+                    observed = True
+                owner = self.processes.get(mon.owner)
+                if owner is not None:
+                    if owner.monitors_out.pop(mon.ref, None) is not None:
+                        owner.deliver(Down(mon.ref, mon.reported, reason))
+                elif self.dist is not None and mon.owner._node != self.id:
+                    self.dist.down(mon.owner, mon.ref, reason)
+        if proc.mailbox:
+            proc.mailbox.clear()
         if self.instrument is not None:
             self.call_hook(self.instrument.process_exited, pid, reason)
             proc.release_carrier()

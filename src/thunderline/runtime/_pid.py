@@ -21,10 +21,20 @@ def next_node_id() -> int:
     return next(_node_ids)
 
 
-class Pid:
-    """The identifier of a process. Created by the runtime only (``spawn``)."""
+class _PidSlots:
+    """The layout of a :class:`Pid`, without its immutability guard (see :meth:`Pid._make`)."""
 
     __slots__ = ("_hash", "_id", "_node", "_text")
+
+
+class _PidMaker(_PidSlots):
+    __slots__ = ()
+
+
+class Pid(_PidSlots):
+    """The identifier of a process. Created by the runtime only (``spawn``)."""
+
+    __slots__ = ()
 
     _node: int
     _id: int
@@ -34,14 +44,22 @@ class Pid:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Pid objects are created by the runtime (spawn), not directly")
 
-    @classmethod
-    def _make(cls, node: int, number: int) -> Pid:
-        self = object.__new__(cls)
-        object.__setattr__(self, "_node", node)
-        object.__setattr__(self, "_id", number)
-        object.__setattr__(self, "_hash", hash((node, number, "pid")))
-        object.__setattr__(self, "_text", None)
-        return self
+    @staticmethod
+    def _make(node: int, number: int) -> Pid:
+        """The pid ``<node.number>`` (one per spawn).
+
+        Built as a guard-less twin with the same slots, filled by plain
+        attribute stores, then switched to :class:`Pid` (``__class__``
+        assignment): a third of the cost of writing past the immutability
+        guard with ``object.__setattr__``. The hash is that of an int (cheap to
+        compute, equal for equal pids)."""
+        self: Any = _PidMaker()
+        self._node = node
+        self._id = number
+        self._hash = number ^ (node << 40)
+        self._text = None
+        self.__class__ = Pid
+        return self  # type: ignore[no-any-return]
 
     @property
     def number(self) -> int:
@@ -73,10 +91,20 @@ class Pid:
         return (Pid._make, (self._node, self._id))
 
 
-class Ref:
-    """A unique reference (monitors, timers, call tags). Created by the runtime only."""
+class _RefSlots:
+    """The layout of a :class:`Ref`, without its immutability guard (see :meth:`Pid._make`)."""
 
     __slots__ = ("_hash", "_id", "_node")
+
+
+class _RefMaker(_RefSlots):
+    __slots__ = ()
+
+
+class Ref(_RefSlots):
+    """A unique reference (monitors, timers, call tags). Created by the runtime only."""
+
+    __slots__ = ()
 
     _node: int
     _id: int
@@ -85,13 +113,16 @@ class Ref:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Ref objects are created by the runtime, not directly")
 
-    @classmethod
-    def _make(cls, node: int, number: int) -> Ref:
-        self = object.__new__(cls)
-        object.__setattr__(self, "_node", node)
-        object.__setattr__(self, "_id", number)
-        object.__setattr__(self, "_hash", hash((node, number, "ref")))
-        return self
+    @staticmethod
+    def _make(node: int, number: int) -> Ref:
+        """The reference ``#Ref<node.number>`` (one per call and monitor); built as
+        :meth:`Pid._make` builds a pid."""
+        self: Any = _RefMaker()
+        self._node = node
+        self._id = number
+        self._hash = number ^ (node << 40)
+        self.__class__ = Ref
+        return self  # type: ignore[no-any-return]
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Ref is immutable")

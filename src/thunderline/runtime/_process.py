@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from thunderline.runtime._node import Node
 
 __all__ = [
+    "PROCESS_ENDINGS",
     "RECEIVE_BUDGET",
     "Envelope",
     "Hibernating",
@@ -158,6 +159,11 @@ class Hibernating(BaseException):
         self.fn = fn
         self.args = args
 
+
+#: What ends a process body with an exit reason (``Node.exit_reason``); any other
+#: BaseException (a cancellation that is not the runtime's own, KeyboardInterrupt)
+#: propagates.
+PROCESS_ENDINGS: Final = (ProcessExit, Hibernating, Exception)
 
 #: The process the running code belongs to (set in each process's own task).
 current_process_var: ContextVar[Process | None] = ContextVar("thunderline_process", default=None)
@@ -474,35 +480,59 @@ class Process:
         its answer cannot be among them (a call's reply comes after the request
         was sent: OTP's receive-marker optimisation) avoids rescanning a long
         mailbox.
+
+        The algorithm (one coroutine frame, inlined: every frame between the
+        caller and the native wait is paid again on each resume):
+
+        1. Within the receive budget and not exiting, scan ``[start, len)``
+           and take the first match without yielding. Once the budget is
+           spent, yield once (a checkpoint) and refill it.
+        2. Otherwise loop: scan only the messages not scanned yet (up to the
+           exit limit once an exit signal decided the process dies, then raise
+           :class:`ProcessExit`); with nothing new, park on the backend until a
+           delivery, a handed-over call reply or the deadline. The loop clock
+           is read once for the deadline and again only after a wake that
+           brought no match, never before the first park.
         """
         mailbox = self.mailbox
         scanned = start
-        if self.exit_reason is _NO_EXIT and self._budget > 0:
-            stop = len(mailbox)
-            index = self._find(predicate, start, stop)
-            if index >= 0:
-                self._budget -= 1
-                return self._take(index, adopt)
-            scanned = max(start, stop)
-        if self._budget <= 0:
+        if self._budget > 0:
+            if self.exit_reason is _NO_EXIT:
+                stop = len(mailbox)
+                if stop > start:
+                    index = start if predicate is None else self._find(predicate, start, stop)
+                    if index >= 0:
+                        self._budget -= 1
+                        return self._take(index, adopt)
+                    scanned = stop
+        else:
             self._budget = RECEIVE_BUDGET
             await checkpoint()
-            scanned = start
-        # The waiting loop (inlined: every coroutine frame between the caller and
-        # the native wait is paid again on each resume).
         backend = self.node.backend
-        deadline = math.inf if timeout is None else backend.now() + timeout
+        if timeout is None:
+            deadline = math.inf
+        elif timeout == 0:
+            deadline = -math.inf
+        else:
+            deadline = backend.now() + timeout
+        parked_once = False
         while True:
-            exiting = self.exit_reason is not _NO_EXIT
-            stop = self._exit_limit if exiting else len(mailbox)
-            index = self._find(predicate, scanned, stop)
-            if index >= 0:
-                self._budget = RECEIVE_BUDGET
-                return self._take(index, adopt)
-            if exiting:
+            if self.exit_reason is not _NO_EXIT:
+                index = self._find(predicate, scanned, self._exit_limit)
+                if index >= 0:
+                    self._budget = RECEIVE_BUDGET
+                    return self._take(index, adopt)
                 raise ProcessExit(self.exit_reason)
-            scanned = stop
-            if timeout is not None and (timeout == 0 or backend.now() >= deadline):
+            stop = len(mailbox)
+            if stop > scanned:
+                index = scanned if predicate is None else self._find(predicate, scanned, stop)
+                if index >= 0:
+                    self._budget = RECEIVE_BUDGET
+                    return self._take(index, adopt)
+                scanned = stop
+            if timeout is not None and (
+                deadline == -math.inf or (parked_once and backend.now() >= deadline)
+            ):
                 raise ReceiveTimeout(self.pid, timeout)
             if self._waiter is not None:
                 raise ReceiveBusyError(self.pid)
@@ -525,6 +555,7 @@ class Process:
             if not woken:
                 # Timed out: nothing arrived since the last scan, so no match.
                 raise ReceiveTimeout(self.pid, timeout if timeout is not None else math.inf)
+            parked_once = True
 
     def __repr__(self) -> str:
         return f"<Process {self.label}>"
