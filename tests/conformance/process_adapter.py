@@ -47,6 +47,7 @@ from thunderline.runtime import (
     Crashed,
     Down,
     Exit,
+    ForeignReferenceError,
     From,
     InitFailedError,
     Kill,
@@ -562,9 +563,12 @@ class Runner:
             self.bind_ref(op["ref"], ref)
             return ref
         if kind == "demonitor":
-            return demonitor(
-                self.ref(op["ref"]), flush=op.get("flush", False), info=op.get("info", False)
-            )
+            try:
+                return demonitor(
+                    self.ref(op["ref"]), flush=op.get("flush", False), info=op.get("info", False)
+                )
+            except ForeignReferenceError:
+                raise OpRaised("error", Atom("badarg")) from None
         if kind == "trap_exit":
             return trap_exit(bool(op["value"]))
         if kind == "exit":

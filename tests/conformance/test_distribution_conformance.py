@@ -35,9 +35,7 @@ GENERATED = [p for p in SCENARIOS if not p.stem.startswith("probe_")]
 QUICK = {p for p in SCENARIOS if p.stem.startswith("probe_")} | set(GENERATED[::10])
 
 #: Scenarios whose log differs for a documented reason (docs/distribution.md, "Differences").
-KNOWN: dict[str, str] = {
-    "288": "demonitor of a reference made on another node returns False (Erlang: badarg)",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

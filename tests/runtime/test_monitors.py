@@ -7,6 +7,7 @@ import pytest
 from process_helpers import agent, do, drain, in_process, wait_down
 
 import thunderline.runtime as tl
+from thunderline.lowlevel import remote
 
 pytestmark = pytest.mark.anyio
 
@@ -84,6 +85,24 @@ async def test_c_m3_demonitor_of_someone_elses_ref_is_a_no_op(anyio_backend: str
 
     async with tl.open_node():
         assert await in_process(main) == (True, False, 1)
+
+
+async def test_demonitor_of_another_nodes_reference_is_badarg(anyio_backend: str) -> None:
+    """OTP: ``erlang:demonitor`` of a reference made on another node is ``badarg``
+    (recorded in distribution scenario 288); the caller's own monitors are untouched."""
+
+    async def main() -> tuple[str, bool]:
+        target = tl.spawn(agent)
+        ref = tl.monitor(target)
+        foreign = remote.make_ref(remote.new_node_number(), 1)
+        with pytest.raises(tl.ForeignReferenceError, match="demonitor") as raised:
+            tl.demonitor(foreign, info=True)
+        return str(raised.value), tl.demonitor(ref, info=True)
+
+    async with tl.open_node():
+        message, removed = await in_process(main)
+    assert "another node" in message
+    assert removed
 
 
 async def test_c_m4_monitoring_never_kills_the_watcher(anyio_backend: str) -> None:

@@ -57,6 +57,7 @@ from thunderline.runtime._child_spec import (
 )
 from thunderline.runtime._errors import (
     AlreadyNamedError,
+    ForeignReferenceError,
     InvalidDestinationError,
     InvalidNameError,
     InvalidTimeoutError,
@@ -308,6 +309,7 @@ __all__ = [
     "EventType",
     "Exit",
     "FailedToStartChild",
+    "ForeignReferenceError",
     "From",
     "GenericTimeout",
     "GroupJoin",

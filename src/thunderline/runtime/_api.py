@@ -18,6 +18,7 @@ import attrs
 
 from thunderline.runtime._errors import (
     AlreadyNamedError,
+    ForeignReferenceError,
     InvalidDestinationError,
     InvalidNameError,
     InvalidTimeoutError,
@@ -460,11 +461,15 @@ def demonitor(ref: Ref, *, flush: bool = False, info: bool = False) -> bool:
 
     Raises:
         TypeError: ``ref`` is not a Ref.
+        ForeignReferenceError: ``ref`` was made on another node (OTP: ``badarg``;
+            a monitor's reference is made by the monitoring process's node).
         NotInProcessError: called outside a process.
     """
     if type(ref) is not Ref:
         raise TypeError(f"demonitor: expected a Ref, got {type(ref).__name__} {ref!r}")
     proc = _self("demonitor")
+    if ref._node != proc.node.id:
+        raise ForeignReferenceError(ref, "demonitor")
     found = drop_monitor(proc, ref)
     if flush and not found:
         # An active monitor has delivered no Down: only a fired one needs a flush.

@@ -108,6 +108,16 @@ class InvalidDestinationError(ThunderlineError, TypeError):
         )
 
 
+class ForeignReferenceError(ThunderlineError, ValueError):
+    """A reference made on another node was given where only the caller's own can be
+    (OTP: ``badarg``, e.g. ``erlang:demonitor`` of another node's monitor reference)."""
+
+    def __init__(self, ref: object, operation: str) -> None:
+        self.ref = ref
+        self.operation = operation
+        super().__init__(f"{operation}: {ref!r} was made on another node (badarg)")
+
+
 class InvalidTimeoutError(ThunderlineError, ValueError):
     """A timeout is negative, NaN or not a number."""
 
