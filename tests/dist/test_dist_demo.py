@@ -10,7 +10,6 @@ acknowledged event is in b's ledger after b restarts (zero lost).
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import signal
@@ -26,13 +25,9 @@ from typing import Any
 import anyio
 import pytest
 from dist_helpers import BOUND, in_process, local_node, receive
-from otlp_receiver import OtlpReceiver
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 import thunderline as tl
+from otlp_receiver import OtlpReceiver
 from thunderline import dist
 from thunderline.cli._demo_nodes import RELAY, BackProcess, register_wire_types
 from thunderline.domains import (
@@ -265,6 +260,10 @@ def test_node_b_failing_to_start_is_one_error_and_exit_1(tmp_path: Path) -> None
         (["--nodes", ""], "--nodes must be 1 or 2, got ''"),
         (["--cluster", "nats://127.0.0.1:4222"], "--cluster needs --nodes 2"),
         (["--nodes", "2", "--cluster", "http://x"], "--cluster takes a nats:// URL"),
+        # found by the fault campaign: node b died with a traceback for these
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:4222/Bad.Name"], "cluster name"),
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:4222/-x"], "cluster name"),
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:99999/x"], "--cluster"),
     ],
 )
 def test_bad_nodes_options_give_one_line_and_exit_2(

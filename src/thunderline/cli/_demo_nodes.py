@@ -550,6 +550,10 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
     if args.cluster is not None and not args.cluster.startswith(("nats://", "tls://")):
         raise CommandError(f"--cluster takes a nats:// URL, got {args.cluster!r}")
     if args.cluster is not None:
+        try:  # the cluster's name and URL, checked here rather than by node b at its start
+            dist.distribution(FRONT, args.cluster)
+        except dist.DistributionError as exc:
+            raise CommandError(f"--cluster: {exc}") from None
         _check_reachable(args.cluster)
     register_wire_types()
     collector = telemetry.TraceCollector(max_traces=1)
