@@ -13,9 +13,11 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
+from dist_helpers import in_process, local_node
 
 import thunderline as tl
 from thunderline import dist
@@ -98,3 +100,34 @@ def test_run_refuses_an_empty_node_name() -> None:
 
     with pytest.raises(dist.InvalidNodeNameError, match="node name ''"):
         tl.run(main, node="", cluster="nats://127.0.0.1:4222/t")
+
+
+async def test_a_second_node_with_a_taken_name_is_refused(
+    cluster_url: str, start_node: Any, anyio_backend: str
+) -> None:
+    """Two live nodes named ``b`` would both receive what is meant for one of them (found by
+    the fault campaign: the second one started silently); the second is refused, as epmd
+    refuses a taken name, and the first goes on."""
+    await start_node("b")
+    with anyio.fail_after(60):
+        async with tl.open_node() as node:
+            with pytest.raises(dist.ClusterConnectError, match="'b' is already in use"):
+                async with dist.open_distribution(node, "b", cluster_url):
+                    pass  # pragma: no cover - never joined
+        async with local_node(cluster_url, "a"):
+
+            async def body() -> None:
+                assert await dist.connect_node("b", 20)
+                assert dist.nodes() == ["b"]
+
+            await in_process(body)
+
+
+async def test_a_name_is_free_again_once_its_node_is_killed(
+    cluster_url: str, start_node: Any, anyio_backend: str
+) -> None:
+    b = await start_node("b")
+    b.kill()
+    with anyio.fail_after(60):
+        async with local_node(cluster_url, "b") as joined:
+            assert joined.name == "b"

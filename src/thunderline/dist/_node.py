@@ -925,7 +925,8 @@ async def open_distribution(
 
     Raises:
         InvalidNodeNameError: bad node or cluster name.
-        ClusterConnectError: NATS unreachable, or JetStream unavailable.
+        ClusterConnectError: NATS unreachable, JetStream unavailable, not a NATS URL,
+            or a live node of this name is already in the cluster.
     """
     check_name("node", name)
     lease = check_lease(DEFAULT_LEASE if lease is None else lease)
@@ -955,6 +956,7 @@ async def open_distribution(
         dist.transport = transport
         dist.max_payload = int(getattr(transport.nc, "max_payload", dist.max_payload))
         # outside the task group: a failure here is raised as itself, not in an ExceptionGroup
+        await _check_name_free(transport, dist, servers)
         try:
             kv = await transport.run(_open_kv, transport, f"tl_{cluster_token}_nodes")
             dist.creation = await transport.run(kv.put, name, msgpack.packb([PROTOCOL_VERSION]))
@@ -984,6 +986,34 @@ async def open_distribution(
                 node.dist = None
                 dist.connected = False
                 task_group.cancel_scope.cancel()
+
+
+async def _check_name_free(transport: Transport, dist: DistNode, servers: list[str]) -> None:
+    """Refuse to start a second live node of the same name (as epmd refuses a taken name).
+
+    A probe to the name's subject is answered by a node of that name; "no
+    responders" means there is none. No answer in time means one that is alive
+    but hung (its connection is still there): taken as well.
+
+    Raises:
+        ClusterConnectError: a node of this name is connected to the cluster.
+    """
+    body = msgpack.packb([PROTOCOL_VERSION, 0, 0, 0, 0, "probe"])
+    subject = f"{dist.prefix}.n.{dist.name}.{dist.name}"
+    try:
+        await transport.run(transport.nc.request, subject, body, max(dist.tick, 1.0))
+    except nats.errors.NoRespondersError:
+        return
+    except (nats.errors.TimeoutError, TimeoutError):
+        pass  # a connected node that does not answer: hung, still holding its name
+    except (nats.errors.Error, OSError) as exc:
+        raise ClusterConnectError(
+            f"node {dist.name!r}: cannot check the name on {servers} ({exc!r})"
+        ) from None
+    raise ClusterConnectError(
+        f"node name {dist.name!r} is already in use in cluster {dist.cluster!r} "
+        f"(another node of that name is connected to {servers}); stop it or pick another name"
+    )
 
 
 async def _open_kv(transport: Transport, bucket: str) -> Any:
