@@ -131,3 +131,36 @@ async def test_a_name_is_free_again_once_its_node_is_killed(
     with anyio.fail_after(60):
         async with local_node(cluster_url, "b") as joined:
             assert joined.name == "b"
+
+
+async def test_a_call_in_flight_when_its_node_is_killed_fails_with_call_node_down(
+    cluster_url: str, start_node: Any, anyio_backend: str
+) -> None:
+    """kill -9 of the callee's node while the call waits: CallNodeDownError (may or may not
+    have been handled), not a timeout, and well before the call's own timeout."""
+    b = await start_node("b")
+    async with local_node(cluster_url):
+
+        async def body() -> None:
+            assert await dist.connect_node("b", 20)
+            started = anyio.Event()
+            outcome: dict[str, BaseException] = {}
+
+            async def caller() -> None:
+                started.set()
+                try:
+                    await tl.call(("ctr", "b"), ("sleep", 600, "late"), timeout=300)
+                except tl.ThunderlineError as exc:
+                    outcome["error"] = exc
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(caller)
+                await started.wait()
+                await anyio.sleep(0.3)  # the request is on its way; its fate does not matter
+                b.kill()
+            error = outcome["error"]
+            assert isinstance(error, tl.CallNodeDownError), repr(error)
+            assert "may or may not" in str(error)
+
+        with anyio.fail_after(60):  # far below the call's 300 s timeout
+            await in_process(body)
