@@ -374,9 +374,9 @@ def test_demo_stops_node_b_and_nats_server_on_every_path(fault: str, tmp_path: P
             assert len(error) == 1, err.text
             match = re.search(r"interrupted: (\d+) events acknowledged", error[0])
             assert match is not None, err.text
+            ledger = str(tmp_path / "data" / "ledger.db")
             verified = subprocess.run(
-                [sys.executable, "-m", "thunderline.cli", "ledger", "verify"]
-                + [str(tmp_path / "data" / "ledger.db")],
+                [sys.executable, "-m", "thunderline.cli", "ledger", "verify", ledger],
                 capture_output=True,
                 text=True,
                 env=_environment(),
