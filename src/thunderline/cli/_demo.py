@@ -200,13 +200,20 @@ class _Interrupted:
     signal: str
 
 
-async def _watch_signals(owner: tl.Pid) -> None:
+async def _watch_signals(owner: tl.Pid, progress: _Progress) -> None:
     """First SIGINT/SIGTERM: tell ``owner`` (an orderly stop); a second one: die by SIGINT."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             tl.send(owner, _Interrupted(signal.Signals(signum).name))
             break
         async for _ in signals:
+            print(
+                "thunderline demo: interrupted again: exiting at once after "
+                f"{progress.acknowledged} events acknowledged (Link relays the rest of the "
+                "ledger at its next start)",
+                file=sys.stderr,
+                flush=True,
+            )
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -227,7 +234,7 @@ async def _demo(
     ).start()
     assert supervisor is not None
     link.subscribe()
-    tl.spawn(_watch_signals, tl.current_pid())
+    tl.spawn(_watch_signals, tl.current_pid(), progress)
     started = time.perf_counter()
     first = await gate.publish("system.heartbeat", payload={"n": 0, "first": True})
     progress.acknowledged += 1
