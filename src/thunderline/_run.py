@@ -39,7 +39,11 @@ def run(
     if node is not None or cluster is not None:
         from thunderline.dist import distribution
 
-        setup = distribution(node or "main", cluster or DEFAULT_CLUSTER, **cluster_options)
+        setup = distribution(
+            "main" if node is None else node,
+            DEFAULT_CLUSTER if cluster is None else cluster,
+            **cluster_options,
+        )
     elif cluster_options:
         raise TypeError(
             f"run: {sorted(cluster_options)} only apply with node=... (joining a cluster)"

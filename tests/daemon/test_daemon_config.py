@@ -341,3 +341,15 @@ def test_run_joins_a_cluster_as_a_node(daemon_factory: Any) -> None:
         connected, peers = tl.run(main, node="b", cluster=url)
         assert connected, daemon.log()
         assert "a" in peers
+
+
+def test_cluster_on_the_command_line_without_a_node_is_refused() -> None:
+    """Found by the fault campaign: ``run --cluster URL`` without ``--node`` ran a daemon
+    that joined no cluster, silently."""
+    url = "nats://127.0.0.1:4222/shop"
+    with pytest.raises(ConfigError, match="--cluster: cluster accepts a NATS URL together with"):
+        load_config({"cluster": url}, {})
+    assert load_config({"cluster": url}, {"THUNDERLINE_NODE": "a"}).node == "a"
+    assert load_config({"cluster": url, "node": "a"}, {}).cluster == url
+    # from the environment alone (a shared setting) it is only a default
+    assert load_config({}, {"THUNDERLINE_CLUSTER": url}).node is None

@@ -10,9 +10,9 @@ acknowledged event is in b's ledger after b restarts (zero lost).
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,13 +26,9 @@ from typing import Any
 import anyio
 import pytest
 from dist_helpers import BOUND, in_process, local_node, receive
-from otlp_receiver import OtlpReceiver
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 import thunderline as tl
+from otlp_receiver import OtlpReceiver
 from thunderline import dist
 from thunderline.cli._demo_nodes import RELAY, BackProcess, register_wire_types
 from thunderline.domains import (
@@ -265,6 +261,10 @@ def test_node_b_failing_to_start_is_one_error_and_exit_1(tmp_path: Path) -> None
         (["--nodes", ""], "--nodes must be 1 or 2, got ''"),
         (["--cluster", "nats://127.0.0.1:4222"], "--cluster needs --nodes 2"),
         (["--nodes", "2", "--cluster", "http://x"], "--cluster takes a nats:// URL"),
+        # found by the fault campaign: node b died with a traceback for these
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:4222/Bad.Name"], "cluster name"),
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:4222/-x"], "cluster name"),
+        (["--nodes", "2", "--cluster", "nats://127.0.0.1:99999/x"], "--cluster"),
     ],
 )
 def test_bad_nodes_options_give_one_line_and_exit_2(
@@ -368,7 +368,25 @@ def test_demo_stops_node_b_and_nats_server_on_every_path(fault: str, tmp_path: P
             assert "acknowledged (committed in b's ledger)" in error[0]
         else:
             assert status == 130, err.text
-            assert "interrupted" in err.text
+            # one line with what was acknowledged (found by the fault campaign: it said
+            # only "interrupted"); every acknowledged event is in b's ledger
+            error = [line for line in err.text.splitlines() if "thunderline demo: " in line]
+            assert len(error) == 1, err.text
+            match = re.search(r"interrupted: (\d+) events acknowledged", error[0])
+            assert match is not None, err.text
+            ledger = str(tmp_path / "data" / "ledger.db")
+            verified = subprocess.run(
+                [sys.executable, "-m", "thunderline.cli", "ledger", "verify", ledger],
+                capture_output=True,
+                text=True,
+                env=_environment(),
+                timeout=BOUND * 3,
+                check=False,
+            )
+            assert verified.returncode == 0, verified.stderr
+            records = re.search(r"ok: (\d+) records", verified.stdout)
+            assert records is not None, verified.stdout
+            assert int(records.group(1)) - 1 >= int(match.group(1))
             assert "Traceback" not in err.text, err.text
         for pid in children:
             assert not _alive(pid), f"left behind: {pid} {_cmdline(pid)}"

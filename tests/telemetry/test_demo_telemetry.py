@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from otlp_receiver import OtlpReceiver, SilentCollector, free_port, port_open
 
 import thunderline.domains as domains_module
+from otlp_receiver import OtlpReceiver, SilentCollector, free_port, port_open
 
 SRC = str(Path(domains_module.__file__).resolve().parents[2])
 DOMAINS = ("gate", "flow", "bolt", "vault", "link")

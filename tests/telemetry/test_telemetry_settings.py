@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otlp_receiver import OtlpReceiver
 from telemetry_helpers import memory_tracing
 
 import thunderline.runtime as tl
+from otlp_receiver import OtlpReceiver
 from thunderline import lowlevel, telemetry
 from thunderline.telemetry import TelemetryConfig, TelemetryConfigError, resolve_config
 

@@ -115,6 +115,13 @@ class Commands:
         self.settings = settings
         self.request_stop = request_stop
         self.started = anyio.current_time()
+        #: Set when the daemon is stopping: a running ``publish`` stops publishing and
+        #: answers with what was acknowledged (see :meth:`stop_publishing`).
+        self.stopping = False
+
+    def stop_publishing(self) -> None:
+        """The daemon is stopping: ``publish`` requests publish no further event."""
+        self.stopping = True
 
     async def __call__(self, request: dict[str, Any]) -> Any:
         command = request["command"]
@@ -251,7 +258,14 @@ class Commands:
             acknowledged: list[str] = []
             errors: list[str] = []
             failed = 0
-            for _ in range(count):
+            for index in range(count):
+                if self.stopping:
+                    failed += count - index
+                    errors.append(
+                        f"ShuttingDownError: the daemon is stopping; {count - index} event(s) "
+                        "not published"
+                    )
+                    break
                 try:
                     event = await gate.publish(name, payload=payload)
                 except (tl.ThunderlineError, ValueError) as exc:

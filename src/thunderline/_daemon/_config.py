@@ -325,6 +325,14 @@ def load_config(
                 "default (uvloop is not installed: pip install 'thunderline[uvloop]')",
                 "uvloop",
             )
+    if cli.get("cluster") is not None and "node" not in values:
+        # without a node name the daemon joins no cluster: say so rather than ignore it
+        raise ConfigError(
+            "--cluster",
+            "cluster",
+            "a NATS URL together with --node NAME (THUNDERLINE_NODE, or node in the file)",
+            cli["cluster"],
+        )
     values.setdefault("control", default_control_path(env))
     values.setdefault("data", default_data_dir(env))
     endpoint_set = "otlp_endpoint" in values

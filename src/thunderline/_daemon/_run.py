@@ -60,6 +60,8 @@ logger: Final = logging.getLogger("thunderline.daemon")
 EXIT_APPLICATION_DIED: Final = 1
 #: Exit status when the application or the control socket could not start.
 EXIT_STARTUP_FAILED: Final = 2
+#: Seconds a stopping daemon waits for control requests in progress to be answered.
+SETTLE_TIMEOUT: Final = 10.0
 #: Exit status after a second SIGINT during shutdown (128 + SIGINT).
 EXIT_FORCED: Final = 130
 
@@ -151,6 +153,14 @@ async def _serve(spec: object, config: DaemonConfig, telemetry: DaemonTelemetry)
                         serving.start_soon(server.serve)
                         serving.start_soon(telemetry.sample_gauges)
                         await shutdown.requested.wait()
+                        # a publish in progress stops and is answered with its counts
+                        commands.stop_publishing()
+                        if not await server.settle(SETTLE_TIMEOUT):
+                            logger.warning(
+                                "stopping with %d control request(s) unanswered after %.0f s",
+                                server.answering,
+                                SETTLE_TIMEOUT,
+                            )
                         serving.cancel_scope.cancel()
             logger.info("stopped (%s)", shutdown.why)
             status = 0

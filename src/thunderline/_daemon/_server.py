@@ -135,6 +135,8 @@ class ControlServer:
         self.active = 0
         self.refused = 0
         self.accept_failures = 0
+        self.answering = 0  # requests being answered now
+        self._answered = anyio.Event()  # set when ``answering`` drops to 0
         self._listener: anyio.abc.SocketListener | None = None
         self._inode: int | None = None
 
@@ -204,6 +206,18 @@ class ControlServer:
                     self.active += 1
                     task_group.start_soon(self._guarded, stream)
 
+    async def settle(self, timeout: float) -> bool:
+        """Wait until no request is being answered, at most ``timeout`` seconds.
+
+        Used when the daemon stops, so that a request in progress (a ``publish``
+        that has stopped publishing) gets its answer before connections close.
+        Returns False when requests were still being answered after ``timeout``.
+        """
+        with anyio.move_on_after(timeout):
+            while self.answering > 0:
+                await self._answered.wait()
+        return self.answering == 0
+
     async def _refuse(self, stream: anyio.abc.ByteStream) -> None:
         refusal = error_reply(
             "too_many_connections",
@@ -258,9 +272,16 @@ class ControlServer:
                     if discarding:
                         discarding = False
                         continue
-                    reply, action = await self._answer(line)
-                    if reply is not None and not await self._send(stream, reply):
-                        return
+                    self.answering += 1
+                    try:  # until the reply is sent: see settle()
+                        reply, action = await self._answer(line)
+                        if reply is not None and not await self._send(stream, reply):
+                            return
+                    finally:
+                        self.answering -= 1
+                        if self.answering == 0:
+                            self._answered.set()
+                            self._answered = anyio.Event()
                     if action is not None:
                         action()
                 if len(buffer) > MAX_REQUEST:

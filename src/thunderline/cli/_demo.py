@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -150,6 +151,18 @@ class _Progress:
         self.total = total
         self.enabled = enabled and total >= 100
         self._shown = -1
+        #: events whose publish returned (committed in the ledger), for an interrupted run
+        self.acknowledged = 0
+        self.stopping = False  # interrupted: the application is being stopped
+
+    def interrupted(self) -> str:
+        """The one line for a run interrupted by Ctrl-C or SIGTERM (ends the progress bar)."""
+        if self.enabled and 0 <= self._shown < 100:
+            print(file=sys.stderr)
+        return (
+            f"interrupted: {self.acknowledged} events acknowledged (committed in the ledger), "
+            f"{self.total - self.acknowledged} not acknowledged"
+        )
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -164,12 +177,53 @@ class _Progress:
             print(file=sys.stderr)
 
 
-async def _publisher(count: int, done: anyio.Event, events: list[Event]) -> None:
+async def _publisher(
+    count: int, done: anyio.Event, events: list[Event], progress: _Progress
+) -> None:
     # Each event starts its own trace: not the one this process was spawned in.
-    for index in range(count):
-        with telemetry.continue_from(None):
-            events.append(await gate.publish("system.heartbeat", payload={"n": index}))
-    done.set()
+    try:
+        for index in range(count):
+            with telemetry.continue_from(None):
+                events.append(await gate.publish("system.heartbeat", payload={"n": index}))
+            progress.acknowledged += 1
+    except tl.ThunderlineError:  # the demo is stopping (interrupted): Flow refuses new events
+        if not progress.stopping:
+            raise
+    finally:
+        done.set()
+
+
+@attrs.frozen
+class _Interrupted:
+    """Sent to the demo's main process on the first Ctrl-C or SIGTERM."""
+
+    signal: str
+
+
+async def _watch_signals(owner: tl.Pid, progress: _Progress) -> None:
+    """First SIGINT/SIGTERM: tell ``owner`` (an orderly stop); a second one: die by SIGINT."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            tl.send(owner, _Interrupted(signal.Signals(signum).name))
+            break
+        async for _ in signals:
+            print(
+                "thunderline demo: interrupted again: exiting at once after "
+                f"{progress.acknowledged} events acknowledged (Link relays the rest of the "
+                "ledger at its next start)",
+                file=sys.stderr,
+                flush=True,
+            )
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+async def _stop(supervisor: tl.Pid) -> None:
+    """Stop the application in order (Flow drains, Link delivers) and wait for it."""
+    tl.unlink(supervisor)
+    ref = tl.monitor(supervisor)
+    tl.exit(supervisor, tl.SHUTDOWN)
+    await tl.receive(lambda m: isinstance(m, tl.Down) and m.ref == ref, timeout=120)
 
 
 async def _demo(
@@ -180,8 +234,10 @@ async def _demo(
     ).start()
     assert supervisor is not None
     link.subscribe()
+    tl.spawn(_watch_signals, tl.current_pid(), progress)
     started = time.perf_counter()
     first = await gate.publish("system.heartbeat", payload={"n": 0, "first": True})
+    progress.acknowledged += 1
     reached = {str(first.id)}
     await tl.receive(lambda m: isinstance(m, link.Emitted) and m.event.id == first.id, timeout=60)
     progress.update(1)
@@ -192,10 +248,18 @@ async def _demo(
         share = remaining // PUBLISHERS + (1 if index < remaining % PUBLISHERS else 0)
         done = anyio.Event()
         dones.append(done)
-        tl.spawn(_publisher, share, done, events)
+        tl.spawn(_publisher, share, done, events, progress)
     while len(reached) < total:
-        emitted = await tl.receive(link.Emitted, timeout=60)
-        reached.add(str(emitted.event.id))
+        message = await tl.receive(lambda m: isinstance(m, link.Emitted | _Interrupted), timeout=60)
+        if isinstance(message, _Interrupted):
+            # an orderly stop: Flow refuses new events, commits and processes what it
+            # accepted, Link delivers every committed record; then say what was acknowledged
+            progress.stopping = True
+            await _stop(supervisor)
+            for done in dones:
+                await done.wait()
+            return {"interrupted": message.signal}
+        reached.add(str(message.event.id))
         progress.update(len(reached))
     for done in dones:
         await done.wait()
@@ -370,21 +434,28 @@ def run_demo(args: argparse.Namespace) -> int:
     _check_ledger(config)
     progress = _Progress(args.events, args.progress or sys.stderr.isatty())
     instrument = telemetry.RuntimeInstrument() if tracing else None
+    from thunderline.cli._demo_nodes import sigterm_as_interrupt
+
     try:
-        summary = tl.run(
-            _demo,
-            args.events,
-            config,
-            progress,
-            tracing,
-            backend=args.backend,
-            instrument=instrument,
-            uvloop=args.loop == "uvloop",
-        )
+        with sigterm_as_interrupt():  # before and after the run; inside it: _watch_signals
+            summary = tl.run(
+                _demo,
+                args.events,
+                config,
+                progress,
+                tracing,
+                backend=args.backend,
+                instrument=instrument,
+                uvloop=args.loop == "uvloop",
+            )
     except tl.LoopUnavailableError as exc:
         raise CommandError(f"--loop {args.loop}: {exc}") from None
+    except KeyboardInterrupt:
+        raise CommandError(progress.interrupted(), status=130) from None
     finally:
         telemetry.shutdown(SHUTDOWN_TIMEOUT)
+    if "interrupted" in summary:
+        raise CommandError(progress.interrupted(), status=130)
     first_trace = summary["trace_ids"][0]
     spans = collector.spans(first_trace) if first_trace else []
     summary["first_trace_id"] = first_trace

@@ -330,6 +330,7 @@ class _Run:
     publishers: int = 0
     lost: str | None = None
     lost_after: float | None = None
+    progress: Any = None  # the demo's progress bar; counts acknowledged events
 
 
 async def _publisher(owner: tl.Pid, first: int, count: int) -> None:
@@ -353,6 +354,8 @@ def _handle(message: Any, run: _Run, relay: tl.Pid, watched: set[tl.Ref], starte
         run.reached.add(str(message.event.id))
     elif isinstance(message, tuple) and message[:1] == ("acked",):
         run.acked.append(message[1])
+        if run.progress is not None:
+            run.progress.acknowledged += 1
     elif isinstance(message, tuple) and message[:1] == ("failed",):
         run.failed[message[1]] = run.failed.get(message[1], 0) + 1
     elif message == ("publisher_done",):
@@ -381,7 +384,7 @@ async def _front(total: int, config: AppConfig, progress: Any, tracing: bool) ->
     assert supervisor is not None
     relay = await dist.spawn_remote(BACK, RELAY, tl.current_pid(), link=True)
     watched = {tl.monitor((VAULT_NAME, BACK)), tl.monitor((LINK_NAME, BACK))}
-    run = _Run(total)
+    run = _Run(total, progress=progress)
     me = tl.current_pid()
     started = time.perf_counter()
 
@@ -467,7 +470,7 @@ def _offset(index: int, remaining: int) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the demo as Ctrl-C does (so node b and the server are stopped)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -550,6 +553,10 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
     if args.cluster is not None and not args.cluster.startswith(("nats://", "tls://")):
         raise CommandError(f"--cluster takes a nats:// URL, got {args.cluster!r}")
     if args.cluster is not None:
+        try:  # the cluster's name and URL, checked here rather than by node b at its start
+            dist.distribution(FRONT, args.cluster)
+        except dist.DistributionError as exc:
+            raise CommandError(f"--cluster: {exc}") from None
         _check_reachable(args.cluster)
     register_wire_types()
     collector = telemetry.TraceCollector(max_traces=1)
@@ -574,7 +581,7 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
         _demo._check_ledger(config)
         progress = _demo._Progress(args.events, args.progress or sys.stderr.isatty())
         with (
-            _sigterm_as_interrupt(),
+            sigterm_as_interrupt(),
             _logging_to_stderr(FRONT),
             contextlib.ExitStack() as stack,
         ):
@@ -607,7 +614,7 @@ def run_demo_nodes(args: argparse.Namespace) -> int:
                 found = _unwrap(exc, (tl.ThunderlineError,))
                 if found is None:
                     if _unwrap(exc, (KeyboardInterrupt,)) is not None:
-                        raise KeyboardInterrupt from None
+                        raise CommandError(progress.interrupted(), status=130) from None
                     raise
                 raise CommandError(f"node {FRONT} failed: {found}", status=1) from None
             back_status = back.stop()

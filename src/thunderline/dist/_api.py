@@ -13,6 +13,7 @@ from thunderline.dist._node import (
     DEFAULT_TICK,
     DistNode,
     check_name,
+    split_cluster_url,
     current_dist,
     open_distribution,
 )
@@ -209,8 +210,14 @@ def distribution(
     lease: float | None = None,
     connect_options: dict[str, Any] | None = None,
 ) -> Callable[[Node], contextlib.AbstractAsyncContextManager[Any]]:
-    """A ``setup`` for :func:`thunderline.run`: join the cluster before ``main`` starts."""
+    """A ``setup`` for :func:`thunderline.run`: join the cluster before ``main`` starts.
+
+    Raises:
+        InvalidNodeNameError: bad node or cluster name (before any node starts).
+        ClusterConnectError: ``cluster`` is not a NATS URL.
+    """
     check_name("node", name)
+    split_cluster_url(cluster, cluster_name)
 
     @contextlib.asynccontextmanager
     async def setup(node: Node) -> AsyncIterator[Any]:

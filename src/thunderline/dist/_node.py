@@ -163,9 +163,30 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
+#: The URL schemes nats-py connects with.
+_NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+
+
 def split_cluster_url(url: str, cluster_name: str | None) -> tuple[list[str], str]:
-    """``nats://[user:pass@]host:port[/cluster]`` -> (server URLs, cluster name)."""
-    parts = urlsplit(url)
+    """``nats://[user:pass@]host:port[/cluster]`` -> (server URLs, cluster name).
+
+    Raises:
+        ClusterConnectError: ``url`` is not a NATS URL with a host (refused here,
+            instead of being retried until ``connect_timeout``).
+        InvalidNodeNameError: bad cluster name.
+    """
+    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        valid = parts is not None and parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
+        if parts is not None:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid or parts is None:
+        raise ClusterConnectError(
+            f"not a NATS URL: {url!r} (expected nats://host:port[/cluster]; "
+            f"schemes {', '.join(_NATS_SCHEMES)})"
+        )
     path_name = parts.path.strip("/")
     name = cluster_name or path_name or "thunderline"
     server = urlunsplit((parts.scheme or "nats", parts.netloc, "", "", ""))
@@ -904,7 +925,8 @@ async def open_distribution(
 
     Raises:
         InvalidNodeNameError: bad node or cluster name.
-        ClusterConnectError: NATS unreachable, or JetStream unavailable.
+        ClusterConnectError: NATS unreachable, JetStream unavailable, not a NATS URL,
+            or a live node of this name is already in the cluster.
     """
     check_name("node", name)
     lease = check_lease(DEFAULT_LEASE if lease is None else lease)
@@ -928,13 +950,13 @@ async def open_distribution(
     }
     options.update(connect_options or {})
 
-    async with (
-        open_transport(servers, options, dist.handle, abrupt=lambda: dist.abrupt) as transport,
-        anyio.create_task_group() as task_group,
-    ):
+    async with open_transport(
+        servers, options, dist.handle, abrupt=lambda: dist.abrupt
+    ) as transport:
         dist.transport = transport
-        dist.task_group = task_group
         dist.max_payload = int(getattr(transport.nc, "max_payload", dist.max_payload))
+        # outside the task group: a failure here is raised as itself, not in an ExceptionGroup
+        await _check_name_free(transport, dist, servers)
         try:
             kv = await transport.run(_open_kv, transport, f"tl_{cluster_token}_nodes")
             dist.creation = await transport.run(kv.put, name, msgpack.packb([PROTOCOL_VERSION]))
@@ -946,22 +968,52 @@ async def open_distribution(
         dist.kv_nodes = kv
         NODES.bind(name, dist.creation, node.id)
         dist.global_names = await GlobalRegistry.open(dist, lease)
-        await transport.subscribe(f"{dist.prefix}.n.{name}.>")
-        await transport.subscribe(f"{dist.prefix}.hb.*")
-        dist.connected = True
-        node.dist = dist
-        await transport.flush()
-        dist._publish_heartbeat("hello")
-        task_group.start_soon(dist._heartbeats)
-        await dist.global_names.start(task_group)
-        try:
-            yield dist
-        finally:
-            if not dist.abrupt:
-                dist._publish_heartbeat("bye")
-            node.dist = None
-            dist.connected = False
-            task_group.cancel_scope.cancel()
+        async with anyio.create_task_group() as task_group:
+            dist.task_group = task_group
+            await transport.subscribe(f"{dist.prefix}.n.{name}.>")
+            await transport.subscribe(f"{dist.prefix}.hb.*")
+            dist.connected = True
+            node.dist = dist
+            await transport.flush()
+            dist._publish_heartbeat("hello")
+            task_group.start_soon(dist._heartbeats)
+            await dist.global_names.start(task_group)
+            try:
+                yield dist
+            finally:
+                if not dist.abrupt:
+                    dist._publish_heartbeat("bye")
+                node.dist = None
+                dist.connected = False
+                task_group.cancel_scope.cancel()
+
+
+async def _check_name_free(transport: Transport, dist: DistNode, servers: list[str]) -> None:
+    """Refuse to start a second live node of the same name (as epmd refuses a taken name).
+
+    A probe to the name's subject is answered by a node of that name; "no
+    responders" means there is none. No answer in time means one that is alive
+    but hung (its connection is still there): taken as well.
+
+    Raises:
+        ClusterConnectError: a node of this name is connected to the cluster.
+    """
+    body = msgpack.packb([PROTOCOL_VERSION, 0, 0, 0, 0, "probe"])
+    subject = f"{dist.prefix}.n.{dist.name}.{dist.name}"
+    try:
+        await transport.run(transport.nc.request, subject, body, max(dist.tick, 1.0))
+    except nats.errors.NoRespondersError:
+        return
+    except (nats.errors.TimeoutError, TimeoutError):
+        pass  # a connected node that does not answer: hung, still holding its name
+    except (nats.errors.Error, OSError) as exc:
+        raise ClusterConnectError(
+            f"node {dist.name!r}: cannot check the name on {servers} ({exc!r})"
+        ) from None
+    raise ClusterConnectError(
+        f"node name {dist.name!r} is already in use in cluster {dist.cluster!r} "
+        f"(another node of that name is connected to {servers}); stop it or pick another name"
+    )
 
 
 async def _open_kv(transport: Transport, bucket: str) -> Any:

@@ -385,7 +385,11 @@ def run(
     async def amain() -> None:
         async with open_node(instrument=instrument) as node, contextlib.AsyncExitStack() as stack:
             if setup is not None:
-                await stack.enter_async_context(setup(node))
+                try:
+                    await stack.enter_async_context(setup(node))
+                except Exception as exc:  # noqa: BLE001 - re-raised by run as itself, not in a group
+                    outcome["error"] = exc
+                    return
             done = anyio.Event()
             pid, _ = node.spawn(
                 body, (), parent=None, link=False, monitor=False, trap_exit=False, label="main"
