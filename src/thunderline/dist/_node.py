@@ -217,6 +217,9 @@ class DistNode:
         self.codec = Codec()
         self.peers: dict[str, Peer] = {}
         self.fenced: dict[str, tuple[int, int]] = {}
+        # peer -> ((creation, epoch) of the connection this node declared down and told
+        # so, the reason): the "down" is sent again if it may have been discarded unsent
+        self.told_down: dict[str, tuple[tuple[int, int], str]] = {}
         # Disconnected on purpose (disconnect_node, here or there): heartbeats
         # do not bring them back; the first contact either way does (OTP's
         # dist_auto_connect). ``seen``: the last heartbeat's (creation, epoch).
@@ -301,6 +304,7 @@ class DistNode:
         logger.info("node %s: nodedown %s (%s)", self.name, peer.name, reason)
         if tell and self.connected:
             # Tell it, so it drops its side too (it bumps its epoch).
+            self.told_down[peer.name] = ((peer.creation, peer.epoch), reason)
             self._signal(peer, "down", reason)
         numbers = {peer.number}
         for ref, (owner, _target) in list(self.incoming_monitors.items()):
@@ -579,6 +583,14 @@ class DistNode:
             self.epoch += 1
             if self.transport is not None:
                 self.transport.discard_outbox()
+            told = self.told_down.pop(src, None)
+            if told is not None and told[0] == (src_creation, src_epoch):
+                # Both sides declared each other down at once (a hung node resumed):
+                # this node's "down" to src may have been in the outbox just discarded.
+                # Without it src keeps its connection, whose every message this node
+                # drops (fenced), while src sees this node up again: tell it again.
+                again = Peer(src, src_creation, src_epoch, 0, time.monotonic())
+                self._signal(again, "down", told[1])
             if args[0] == "disconnect":
                 # A disconnect isolates both sides (see :meth:`disconnect`): the
                 # other peers are cut too, told so, and stay apart until contacted.
