@@ -52,7 +52,7 @@ from thunderline.runtime._errors import (
     ThunderlineError,
 )
 from thunderline.runtime._messages import Down, Exit
-from thunderline.runtime._node import current_node
+from thunderline.runtime._node import Node, current_node
 from thunderline.runtime._pid import Pid, Ref
 from thunderline.runtime._process import (
     Hibernating,
@@ -598,16 +598,16 @@ async def _loop(
             mtype = type(message)
             if mtype is _Call:
                 if message.request is _GET_STATE:  # a system request, not for handle_call
-                    _reply_from(proc, message.from_, _status(server.format_status, state))
+                    _reply_from(proc.node, message.from_, _status(server.format_status, state))
                     continue
                 callback = "handle_call"
                 answer = await server.handle_call(message.request, message.from_, state)
                 if isinstance(answer, Reply):
-                    _reply_from(proc, message.from_, answer.value)
+                    _reply_from(proc.node, message.from_, answer.value)
                     state, continue_ = answer.state, answer.continue_
                     continue
                 if type(answer) is Hibernate and answer.reply is not _NO_REPLY:
-                    _reply_from(proc, message.from_, answer.reply)
+                    _reply_from(proc.node, message.from_, answer.reply)
                     state, continue_ = answer.state, _HIBERNATE
                     continue
                 state, continue_ = _noreply(answer, callback, name, state)
@@ -1091,9 +1091,9 @@ def cast(server: Pid | str | tuple[str, str], request: Any) -> None:
         target.post(_Cast(request), "cast")
 
 
-def _reply_from(proc: Process, from_: From, value: Any) -> None:
-    """The server loop's reply: no argument checks, the node is the server's."""
-    node = proc.node
+def _reply_from(node: Node, from_: From, value: Any) -> None:
+    """Deliver ``value`` to the caller ``from_`` waits as (no argument checks): the one
+    delivery of a reply, used by the server loops and by :func:`reply`."""
     target = node.processes.get(from_.pid)
     if target is not None:
         tag = from_.tag
@@ -1114,17 +1114,7 @@ def reply(from_: From, value: Any) -> None:
     """
     if type(from_) is not From:
         raise TypeError(f"reply: expected a From, got {type(from_).__name__} {from_!r}")
-    node = current_node("reply")
-    target = node.processes.get(from_.pid)
-    if target is not None:
-        tag = from_.tag
-        alias = target._call_ref
-        if alias is not None and (tag is alias or tag == alias):
-            answer = _Reply(tag, value)
-            if not target.hand_reply(tag, answer):
-                target.post(answer, "reply")
-    elif node.dist is not None and from_.pid._node != node.id:
-        node.dist.send(from_.pid, _Reply(from_.tag, value))
+    _reply_from(current_node("reply"), from_, value)
 
 
 async def stop(

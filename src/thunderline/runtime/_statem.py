@@ -581,7 +581,7 @@ class _Engine:
             if type(action) is not ReplyTo or type(action.from_) is not From:
                 ending = _error(BadReplyActionError(action), ending.state, ending.data)
                 break
-            _reply_from(self.proc, action.from_, action.value)
+            _reply_from(self.proc.node, action.from_, action.value)
         await self._terminate(ending.reason, ending.state, ending.data)
         raise ProcessExit(ending.exit_reason) from None
 
@@ -643,7 +643,7 @@ class _Engine:
                     continue
                 if request is _GET_STATE:  # get_state: format_status, as for a Server
                     status = _status(self.machine.format_status, self.state, self.data)
-                    _reply_from(proc, message.from_, status)
+                    _reply_from(proc.node, message.from_, status)
                     continue
                 return (Call(message.from_), request)
             if mtype is _CastMessage:
@@ -671,10 +671,10 @@ class _Engine:
 
     def _system(self, request: _SystemRequest, from_: From) -> None:
         if request.what == "get_state":
-            _reply_from(self.proc, from_, (self.state, self.data))
+            _reply_from(self.proc.node, from_, (self.state, self.data))
             return
         self.suspended = request.what == "suspend"
-        _reply_from(self.proc, from_, "ok")
+        _reply_from(self.proc.node, from_, "ok")
 
     # --------------------------------------------------------------- events
 
@@ -756,7 +756,7 @@ class _Engine:
             if atype is ReplyTo:
                 if type(action.from_) is not From:
                     raise _error(BadActionError(action), *new)
-                _reply_from(self.proc, action.from_, action.value)
+                _reply_from(self.proc.node, action.from_, action.value)
             elif atype is Postpone:
                 if action.enabled and not state_call:
                     raise _error(BadEnterActionError(action), *new)
