@@ -13,10 +13,11 @@ from thunderline.dist._node import (
     DEFAULT_TICK,
     DistNode,
     check_name,
-    split_cluster_url,
     current_dist,
     open_distribution,
+    split_cluster_url,
 )
+from thunderline.lowlevel import remote as _seam
 from thunderline.runtime import (
     NameNotRegisteredError,
     Node,
@@ -26,7 +27,6 @@ from thunderline.runtime import (
     current_pid,
     send,
 )
-from thunderline.lowlevel import remote as _seam
 
 current_node = _seam.current_node
 pid_parts = _seam.pid_parts

@@ -29,8 +29,8 @@ import attrs
 import msgpack
 
 from thunderline.dist._errors import EncodeError, RemoteError
-from thunderline.runtime import Crashed, Pid, Ref
 from thunderline.lowlevel import remote as _seam
+from thunderline.runtime import Crashed, Pid, Ref
 
 make_pid = _seam.make_pid
 make_ref = _seam.make_ref

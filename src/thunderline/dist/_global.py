@@ -57,8 +57,8 @@ import nats.js.errors
 
 from thunderline.dist._codec import NODES
 from thunderline.dist._errors import GlobalNameError
-from thunderline.runtime import Down, Pid, monitor, receive
 from thunderline.lowlevel import remote as _seam
+from thunderline.runtime import Down, Pid, monitor, receive
 
 deliver = _seam.deliver
 pid_parts = _seam.pid_parts

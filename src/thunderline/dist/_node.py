@@ -73,6 +73,7 @@ from thunderline.dist._errors import (
 )
 from thunderline.dist._global import DEFAULT_LEASE, GlobalRegistry, check_lease
 from thunderline.dist._transport import Event, Transport, open_transport
+from thunderline.lowlevel import remote as _seam
 from thunderline.runtime import (
     NOCONNECTION,
     NOPROC,
@@ -83,7 +84,6 @@ from thunderline.runtime import (
     Ref,
     current_pid,
 )
-from thunderline.lowlevel import remote as _seam
 
 add_link = _seam.add_link
 add_monitor = _seam.add_monitor
