@@ -17,10 +17,13 @@ import thunderline.runtime as tl
 BOUND = 10.0
 
 
-async def in_process(fn: Callable[..., Awaitable[Any]], *args: Any, trap_exit: bool = False) -> Any:
+async def in_process(
+    fn: Callable[..., Awaitable[Any]], *args: Any, trap_exit: bool = False, timeout: float = BOUND
+) -> Any:
     """Run ``fn(*args)`` as a process of the current node; return its result or raise its error.
 
-    A :class:`ProcessExit` ending the process is re-raised here too.
+    A :class:`ProcessExit` ending the process is re-raised here too. ``timeout`` bounds
+    the wait (a hung process fails the test instead of hanging it).
     """
     box: dict[str, Any] = {}
     done = anyio.Event()
@@ -35,7 +38,7 @@ async def in_process(fn: Callable[..., Awaitable[Any]], *args: Any, trap_exit: b
             done.set()
 
     tl.spawn(body, trap_exit=trap_exit)
-    with anyio.fail_after(BOUND):
+    with anyio.fail_after(timeout):
         await done.wait()
     if "error" in box:
         raise box["error"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-
+import process_helpers
 import thunderline as tl
 from thunderline import dist
 
@@ -26,26 +26,9 @@ async def local_node(
         yield d
 
 
-async def in_process(fn: Callable[..., Awaitable[Any]], *args: Any, trap_exit: bool = False) -> Any:
-    """Run ``fn(*args)`` as a process of the current node; return its result or raise its error."""
-    box: dict[str, Any] = {}
-    done = anyio.Event()
-
-    async def body() -> None:
-        try:
-            box["value"] = await fn(*args)
-        except (Exception, tl.ProcessExit) as exc:
-            box["error"] = exc
-            raise
-        finally:
-            done.set()
-
-    tl.spawn(body, trap_exit=trap_exit)
-    with anyio.fail_after(BOUND * 2):
-        await done.wait()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+#: Run a function as a process of the current node (tests/process_helpers.py), with
+#: this module's longer bound: a node over NATS answers slower than a local one.
+in_process = functools.partial(process_helpers.in_process, timeout=BOUND * 2)
 
 
 async def receive(*patterns: Any) -> Any:

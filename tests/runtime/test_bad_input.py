@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from process_helpers import in_process
 
 import thunderline.runtime as tl
+from process_helpers import in_process
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from process_helpers import drain, in_process, wait_down
 
 import thunderline.runtime as tl
+from process_helpers import drain, in_process, wait_down
 
 pytestmark = pytest.mark.anyio
 

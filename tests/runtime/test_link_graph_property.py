@@ -15,9 +15,9 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from process_helpers import BOUND, agent, do, drain, in_process
 
 import thunderline.runtime as tl
+from process_helpers import BOUND, agent, do, drain, in_process
 
 pytestmark = pytest.mark.anyio
 

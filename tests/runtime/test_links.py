@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from process_helpers import agent, do, drain, in_process, wait_down
 
 import thunderline.runtime as tl
+from process_helpers import agent, do, drain, in_process, wait_down
 
 pytestmark = pytest.mark.anyio
 

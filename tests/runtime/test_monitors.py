@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from process_helpers import agent, do, drain, in_process, wait_down
 
 import thunderline.runtime as tl
+from process_helpers import agent, do, drain, in_process, wait_down
 from thunderline.lowlevel import remote
 
 pytestmark = pytest.mark.anyio

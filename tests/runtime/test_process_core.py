@@ -6,9 +6,9 @@ from typing import Any
 
 import anyio
 import pytest
-from process_helpers import BOUND, idle, in_process, wait_down, wait_exit
 
 import thunderline.runtime as tl
+from process_helpers import BOUND, idle, in_process, wait_down, wait_exit
 
 pytestmark = pytest.mark.anyio
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from process_helpers import drain, in_process
 
 import thunderline.runtime as tl
+from process_helpers import drain, in_process
 
 pytestmark = pytest.mark.anyio
 

@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 import pytest
-from process_helpers import in_process
 
 import thunderline.runtime as tl
+from process_helpers import in_process
 from thunderline._daemon._logging import JsonFormatter
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from process_helpers import BOUND, drain, hibernated, in_process, wait_down
 
 import thunderline.runtime as tl
+from process_helpers import BOUND, drain, hibernated, in_process, wait_down
 
 pytestmark = pytest.mark.anyio
 
